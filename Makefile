@@ -1,0 +1,31 @@
+# UDR — the two commands first.
+SWIFT ?= swift
+SETUP_STAMP := $(or $(UDR_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/udr)/duckdb-1.5.5/.complete
+
+.PHONY: run test setup build bench clean-demo
+
+## Build, set up, and show UDR's main job on a demo repository.
+run: setup build
+	.build/debug/udr demo --path demo-repo
+
+## Set up, build, and run the whole test suite.
+test: setup
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+## Install the DuckDB runtime and extensions (cached outside the repository).
+setup: $(SETUP_STAMP)
+
+$(SETUP_STAMP):
+	scripts/setup-duckdb.sh
+
+build:
+	$(SWIFT) build --product udr
+
+## Benchmarks against raw DuckDB (release build).
+bench: setup
+	$(SWIFT) build -c release --product udr-bench
+	.build/release/udr-bench $(BENCH_ARGS)
+
+clean-demo:
+	rm -rf demo-repo

@@ -1,0 +1,57 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "udr",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "UDR", targets: ["UDRCore", "UDRSQLite"]),
+        .library(name: "DuckDB", targets: ["DuckDB"]),
+        .executable(name: "udr", targets: ["udr"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // BLAKE3 (object ids), always optimized: it hashes every byte UDR stores.
+        .target(name: "CBLAKE3", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(
+            name: "DuckDB",
+            linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]
+        ),
+        .target(
+            name: "UDRCore",
+            dependencies: [
+                "DuckDB", "CBLAKE3",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "UDRSQLite",
+            dependencies: ["UDRCore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .target(
+            name: "UDRCLI",
+            dependencies: [
+                "UDRCore", "UDRSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "udr", dependencies: ["UDRCLI"]),
+        .executableTarget(name: "udr-bench", dependencies: ["UDRCore", "UDRSQLite", "UDRCLI"]),
+        .target(name: "UDRTesting", dependencies: ["UDRCore", "UDRSQLite", "DuckDB"], path: "Tests/UDRTesting"),
+        .testTarget(name: "DuckDBTests", dependencies: ["DuckDB"]),
+        .testTarget(name: "UDRCoreTests", dependencies: ["UDRCore", "UDRSQLite", "UDRTesting", "CBLAKE3"]),
+        .testTarget(name: "UDRCLITests", dependencies: ["UDRCLI", "UDRTesting"]),
+    ]
+)
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+for target in package.targets where target.type != .system && target.name != "CBLAKE3" {
+    target.swiftSettings = (target.swiftSettings ?? []) + swiftSettings
+}
