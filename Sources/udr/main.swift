@@ -1,1 +1,3 @@
-print("udr")
+import UDRCLI
+
+await UDRMain.run()

@@ -1,0 +1,312 @@
+import ArgumentParser
+import DuckDB
+import Foundation
+import UDRCore
+import UDRSQLite
+
+struct Init: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a repository.")
+
+    @Argument(help: "Where to create it (default: the current directory).")
+    var path: String?
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func run() async throws {
+        let url = URL(fileURLWithPath: path ?? FileManager.default.currentDirectoryPath)
+        let repository = try LocalRepository.create(at: url)
+        if json {
+            print(Output.json(["path": repository.layout.root.path, "format": String(RepositoryLayout.formatVersion)]))
+        } else {
+            print("Initialized an empty UDR repository in \(repository.layout.root.path)")
+        }
+    }
+}
+
+struct Write: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a table (replacing its content) from a file or a query, as one commit.")
+
+    @OptionGroup var repo: RepositoryOptions
+
+    @Argument(help: "The table, optionally with a namespace (org_12.parcels).")
+    var table: String
+
+    @Argument(help: "A Parquet, CSV or JSON/NDJSON file.")
+    var file: String?
+
+    @Option(help: "A SELECT over the repository's tables, instead of a file.")
+    var sql: String?
+
+    @Option(help: "The input file's format (parquet, csv, json), when its extension does not say.")
+    var format: String?
+
+    @Option(help: "Primary key columns, comma-separated. Omit to keep the table's key; pass '' for none.")
+    var key: String?
+
+    @Option(name: .shortAndLong, help: "Commit message.")
+    var message: String?
+
+    @Option(help: "Commit author (default: $UDR_AUTHOR or $USER).")
+    var author: String?
+
+    @Option(help: "The branch to commit to.")
+    var branch: String = Repository.defaultBranch
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func run() async throws {
+        let name = try TableName(table)
+        let source: WriteSource
+        switch (file, sql) {
+        case (let file?, nil): source = .file(file, format: try format.map { try FileFormat(parsing: $0) })
+        case (nil, let sql?): source = .sql(sql)
+        default: throw UDRError(.invalidArgument, "give either a FILE or --sql \"SELECT …\", not both or neither")
+        }
+        let keyColumns = key.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        let repository = try repo.open()
+        let result = try await repository.write(name, from: source, key: keyColumns, message: message, author: author, branch: branch)
+        if json {
+            print(Output.json(result))
+        } else if let commit = result.commit {
+            print("\(name) v\(result.version): \(result.rows) rows in \(result.segments) segments, \(Output.bytes(result.logicalBytes)) written, \(Output.bytes(result.bytesAdded)) new (commit \(commit.id.short), tx \(commit.txID))")
+        } else {
+            print("\(name) is unchanged at v\(result.version): nothing committed, \(Output.bytes(result.bytesAdded)) new")
+        }
+    }
+}
+
+struct Query: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run SQL over the repository's tables (DuckDB SQL).")
+
+    @OptionGroup var repo: RepositoryOptions
+    @OptionGroup var versions: VersionOptions
+
+    @Argument(help: "The SQL; every table is a view under its name.")
+    var sql: String
+
+    @Option(help: "table, csv, json or parquet (default: table, or what -o's extension says).")
+    var format: String?
+
+    @Option(name: .shortAndLong, help: "Write the result to this file.")
+    var output: String?
+
+    @Flag(help: "Same as --format json.")
+    var json = false
+
+    func run() async throws {
+        let repository = try repo.open()
+        let options = try versions.readOptions()
+        var chosen = try format.map { try OutputFormat(parsing: $0) } ?? output.flatMap { OutputFormat.forFile($0) } ?? .table
+        if json { chosen = .json }
+        if let output {
+            try await repository.export(sql, options: options, to: output, format: chosen == .table ? .csv : chosen)
+            return
+        }
+        switch chosen {
+        case .table: print(Output.table(try await repository.query(sql, options: options)))
+        case .json: print(Output.jsonRows(try await repository.query(sql, options: options)))
+        case .csv:
+            // DuckDB's COPY opens its target with truncation, which would clobber
+            // a redirected stdout; go through a temporary file.
+            let temp = FileManager.default.temporaryDirectory.appendingPathComponent("udr-\(UUID().uuidString).csv")
+            defer { try? FileManager.default.removeItem(at: temp) }
+            try await repository.export(sql, options: options, to: temp.path, format: .csv)
+            FileHandle.standardOutput.write(try Data(contentsOf: temp))
+        default: throw UDRError(.invalidArgument, "--format \(chosen) needs -o FILE")
+        }
+    }
+}
+
+struct Export: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a table (at any version) to a Parquet, CSV or JSON file.")
+
+    @OptionGroup var repo: RepositoryOptions
+    @OptionGroup var versions: VersionOptions
+
+    @Argument(help: "The table.")
+    var table: String
+
+    @Option(name: .shortAndLong, help: "The file to write; its extension picks the format unless --format is given.")
+    var output: String
+
+    @Option(help: "parquet, csv or json.")
+    var format: String?
+
+    func run() async throws {
+        let name = try TableName(table)
+        let chosen = try format.map { try OutputFormat(parsing: $0) } ?? OutputFormat.forFile(output) ?? .parquet
+        let repository = try repo.open()
+        let options = try versions.readOptions()
+        let reference = name.namespace.map { quoteIdentifier($0) + "." } ?? ""
+        let local = name.rawValue.split(separator: ".").last.map(String.init) ?? name.rawValue
+        guard try await repository.tables(options: options).contains(where: { $0.name == name }) || options.pins.contains(where: { $0.alias == name }) else {
+            throw UDRError(.notFound, "there is no table '\(name)' in this snapshot")
+        }
+        try await repository.export("SELECT * FROM \(reference)\(quoteIdentifier(local))", options: options, to: output, format: chosen)
+        print("exported \(name) to \(output) (\(chosen))")
+    }
+}
+
+struct Log: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the commits of a branch, newest first.")
+
+    @OptionGroup var repo: RepositoryOptions
+
+    @Argument(help: "Only commits that changed this table.")
+    var table: String?
+
+    @Option(help: "The branch.")
+    var branch: String = Repository.defaultBranch
+
+    @Option(name: .shortAndLong, help: "At most this many commits.")
+    var limit: Int?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let repository = try repo.open()
+        let commits = try await repository.log(table: try table.map { try TableName($0) }, branch: branch, limit: limit)
+        if json {
+            print(Output.json(commits))
+            return
+        }
+        if commits.isEmpty { print("no commits yet") }
+        for c in commits {
+            print("commit \(c.id.hex)  tx \(c.txID)")
+            print("Author: \(c.author)")
+            print("Date:   \(Timestamp.format(c.time))")
+            print("\n    \(c.message)\n")
+            for change in c.changes {
+                let from = change.oldVersion.map { "v\($0)" } ?? "new"
+                let to = change.newVersion.map { "v\($0)" } ?? "dropped"
+                print("    \(change.table): \(from) → \(to)")
+            }
+            print("")
+        }
+    }
+}
+
+struct Show: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show one commit: its metadata, changes and tables.")
+
+    @OptionGroup var repo: RepositoryOptions
+
+    @Argument(help: "A commit id, unique prefix, or tx:N.")
+    var commit: String
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let info = try await repo.open().show(commit)
+        if json {
+            print(Output.json(info))
+            return
+        }
+        print("commit \(info.id.hex)  tx \(info.txID)")
+        if !info.parents.isEmpty { print("Parents: \(info.parents.map(\.short).joined(separator: " "))") }
+        print("Author: \(info.author)\nDate:   \(Timestamp.format(info.time))\nBranch: \(info.branch)\n\n    \(info.message)\n")
+        for change in info.changes {
+            print("    changed \(change.table): \(change.oldVersion.map { "v\($0)" } ?? "new") → \(change.newVersion.map { "v\($0)" } ?? "dropped")")
+        }
+        print("\nTables:")
+        for (name, version) in info.tables.sorted(by: { $0.key < $1.key }) { print("    \(name) v\(version)") }
+    }
+}
+
+struct Tables: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the tables of a snapshot.")
+
+    @OptionGroup var repo: RepositoryOptions
+    @OptionGroup var versions: VersionOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let tables = try await repo.open().tables(options: try versions.readOptions())
+        if json {
+            print(Output.json(tables))
+        } else {
+            print(Output.table(headers: ["table", "version", "rows"], rows: tables.map { [$0.name.rawValue, String($0.version), String($0.rows)] }))
+        }
+    }
+}
+
+struct Versions: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List every version of a table.")
+
+    @OptionGroup var repo: RepositoryOptions
+
+    @Argument(help: "The table.")
+    var table: String
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let versions = try await repo.open().versions(try TableName(table))
+        if json {
+            print(Output.json(versions))
+        } else {
+            print(Output.table(headers: ["version", "rows", "tx", "commit", "time"], rows: versions.map {
+                [String($0.version), String($0.rows), String($0.txID), $0.commit.short, Timestamp.format($0.time)]
+            }))
+        }
+    }
+}
+
+struct Info: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a table version's size, schema and key.")
+
+    @OptionGroup var repo: RepositoryOptions
+    @OptionGroup var versions: VersionOptions
+
+    @Argument(help: "The table.")
+    var table: String
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let info = try await repo.open().info(try TableName(table), options: try versions.readOptions())
+        if json {
+            print(Output.json(info))
+            return
+        }
+        print("""
+            table:          \(info.table) v\(info.version)
+            rows:           \(info.rows)
+            segments:       \(info.segments)
+            key:            \(info.key.isEmpty ? "(none)" : info.key.joined(separator: ", "))
+            logical bytes:  \(Output.bytes(info.logicalBytes)) (\(info.logicalBytes))
+            bytes stored:   \(Output.bytes(info.storedBytes)) (\(info.storedBytes))
+            bytes shared:   \(Output.bytes(info.sharedBytes)) with other versions
+            """)
+        print(Output.table(headers: ["column", "type"], rows: info.columns.map { [$0.name, $0.type] }))
+    }
+}
+
+struct Verify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Re-hash every object and check every commit, manifest and segment resolves.")
+
+    @OptionGroup var repo: RepositoryOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let report = try await repo.open().verify()
+        if json {
+            print(Output.json(report))
+        } else {
+            for problem in report.problems { print("PROBLEM: \(problem)") }
+            print("\(report.objectsChecked) objects and \(report.commitsChecked) commits checked: \(report.ok ? "ok" : "\(report.problems.count) problem(s)")")
+        }
+        if !report.ok { throw ExitCode(2) }
+    }
+}

@@ -1,0 +1,74 @@
+import DuckDB
+import Foundation
+import UDRCore
+
+/// Printing for the CLI: aligned text tables and JSON.
+enum Output {
+    static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(Timestamp.format(date))
+        }
+        guard let data = try? encoder.encode(value) else { return "null" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// A box-drawn table of strings, columns sized to fit.
+    static func table(headers: [String], rows: [[String]]) -> String {
+        var widths = headers.map(\.count)
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+        }
+        func line(_ cells: [String]) -> String {
+            "│ " + cells.enumerated().map { i, c in c + String(repeating: " ", count: widths[i] - c.count) }.joined(separator: " │ ") + " │"
+        }
+        func rule(_ l: String, _ m: String, _ r: String) -> String {
+            l + widths.map { String(repeating: "─", count: $0 + 2) }.joined(separator: m) + r
+        }
+        var out = [rule("┌", "┬", "┐"), line(headers), rule("├", "┼", "┤")]
+        out += rows.map(line)
+        out.append(rule("└", "┴", "┘"))
+        return out.joined(separator: "\n")
+    }
+
+    static func table(_ result: ResultSet) -> String {
+        let rows = result.rows.map { $0.map { $0.string ?? "NULL" } }
+        return table(headers: result.columns.map(\.name), rows: rows) + "\n\(result.count) row\(result.count == 1 ? "" : "s")"
+    }
+
+    static func jsonRows(_ result: ResultSet) -> String {
+        let objects: [[String: JSONCell]] = result.rows.map { row in
+            Dictionary(uniqueKeysWithValues: zip(result.columns.map(\.name), row.map(JSONCell.init)))
+        }
+        return json(objects)
+    }
+
+    static func bytes(_ n: Int64) -> String {
+        let units = ["B", "KB", "MB", "GB", "TB"]
+        var value = Double(n)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
+    }
+}
+
+/// A result cell as JSON: numbers and booleans keep their type.
+struct JSONCell: Encodable {
+    let cell: Cell
+    init(_ cell: Cell) { self.cell = cell }
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch cell {
+        case .null: try c.encodeNil()
+        case .bool(let b): try c.encode(b)
+        case .int(let i): try c.encode(i)
+        case .double(let d): if d.isFinite { try c.encode(d) } else { try c.encode(String(d)) }
+        case .text(let s): try c.encode(s)
+        }
+    }
+}

@@ -1,0 +1,187 @@
+import Foundation
+
+/// A column of a table: its name and its exact DuckDB type (as DuckDB
+/// spells it, e.g. `DECIMAL(18,3)`, `STRUCT(a INTEGER, b VARCHAR[])`).
+public struct Column: Hashable, Sendable, Codable {
+    public let name: String
+    public let type: String
+
+    public init(name: String, type: String) {
+        self.name = name
+        self.type = type
+    }
+}
+
+/// Statistics of one top-level column within a segment, from the Parquet
+/// footer: min, max (DuckDB's text form) and null count.
+public struct ColumnStats: Hashable, Sendable, Codable {
+    public var min: String?
+    public var max: String?
+    public var nulls: Int64?
+}
+
+/// One segment of a table version: a content-defined run of rows stored as
+/// one Parquet file, itself stored as a recipe of blobs.
+public struct SegmentRef: Hashable, Sendable, Codable {
+    /// BLAKE3 of the whole Parquet file.
+    public let id: ObjectID
+    /// The object holding the segment's ``SegmentRecipe``.
+    public let recipe: ObjectID
+    public let rows: Int64
+    /// Size of the Parquet file.
+    public let bytes: Int64
+    /// Min and max of each top-level column, keyed by column name.
+    public let stats: [String: ColumnStats]
+}
+
+/// A table version: schema, key, and ordered segments. Stored as an object;
+/// its id is what a commit records for the table.
+public struct Manifest: Hashable, Sendable, Codable {
+    public static let currentFormat = 1
+
+    public let format: Int
+    public let table: TableName
+    /// Per-table version number, 1 for the first write.
+    public let version: Int
+    public let columns: [Column]
+    /// Key columns, in order; empty for a keyless table.
+    public let key: [String]
+    public let rows: Int64
+    public let segments: [SegmentRef]
+
+    public init(table: TableName, version: Int, columns: [Column], key: [String], segments: [SegmentRef]) {
+        self.format = Self.currentFormat
+        self.table = table
+        self.version = version
+        self.columns = columns
+        self.key = key
+        self.rows = segments.reduce(0) { $0 + $1.rows }
+        self.segments = segments
+    }
+
+    /// Total size of the Parquet files of all segments (the logical bytes).
+    public var logicalBytes: Int64 { segments.reduce(0) { $0 + $1.bytes } }
+
+    /// Same schema, key and segments: the content is the same whatever the version number.
+    public func hasSameContent(as other: Manifest) -> Bool {
+        columns == other.columns && key == other.key && segments.map(\.id) == other.segments.map(\.id)
+    }
+}
+
+/// How a segment's Parquet file is put back together: the concatenation of
+/// its parts' bytes, in order.
+public struct SegmentRecipe: Hashable, Sendable, Codable {
+    public struct Part: Hashable, Sendable, Codable {
+        public let blob: ObjectID
+        public let bytes: Int64
+    }
+
+    public let segment: ObjectID
+    public let bytes: Int64
+    public let parts: [Part]
+}
+
+/// A commit: the state of every table after one transaction, and what it
+/// changed. Stored as an object; its id is the commit id.
+public struct Commit: Hashable, Sendable, Codable {
+    public static let currentFormat = 1
+
+    public struct Change: Hashable, Sendable, Codable {
+        public let table: TableName
+        /// nil when the table was created by this commit.
+        public let oldVersion: Int?
+        /// nil when the table was dropped by this commit.
+        public let newVersion: Int?
+    }
+
+    /// A table's version and manifest as of this commit.
+    public struct TableEntry: Hashable, Sendable, Codable {
+        public let version: Int
+        public let manifest: ObjectID
+    }
+
+    public let format: Int
+    public let parents: [ObjectID]
+    public let txID: Int64
+    public let time: Date
+    public let author: String
+    public let message: String
+    public let branch: String
+    public let tables: [TableName: TableEntry]
+    public let changes: [Change]
+
+    public init(parents: [ObjectID], txID: Int64, time: Date, author: String, message: String, branch: String, tables: [TableName: TableEntry], changes: [Change]) {
+        self.format = Self.currentFormat
+        self.parents = parents
+        self.txID = txID
+        self.time = time
+        self.author = author
+        self.message = message
+        self.branch = branch
+        self.tables = tables
+        self.changes = changes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case format, parents, txID = "tx_id", time, author, message, branch, tables, changes
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        format = try c.decode(Int.self, forKey: .format)
+        parents = try c.decode([ObjectID].self, forKey: .parents)
+        txID = try c.decode(Int64.self, forKey: .txID)
+        time = try c.decode(Date.self, forKey: .time)
+        author = try c.decode(String.self, forKey: .author)
+        message = try c.decode(String.self, forKey: .message)
+        branch = try c.decode(String.self, forKey: .branch)
+        let raw = try c.decode([String: TableEntry].self, forKey: .tables)
+        var tables: [TableName: TableEntry] = [:]
+        for (name, entry) in raw { tables[try TableName(name)] = entry }
+        self.tables = tables
+        changes = try c.decode([Change].self, forKey: .changes)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(format, forKey: .format)
+        try c.encode(parents, forKey: .parents)
+        try c.encode(txID, forKey: .txID)
+        try c.encode(time, forKey: .time)
+        try c.encode(author, forKey: .author)
+        try c.encode(message, forKey: .message)
+        try c.encode(branch, forKey: .branch)
+        try c.encode(Dictionary(uniqueKeysWithValues: tables.map { ($0.key.rawValue, $0.value) }), forKey: .tables)
+        try c.encode(changes, forKey: .changes)
+    }
+}
+
+/// Canonical JSON for objects: sorted keys, so equal values give equal ids.
+enum ObjectCoding {
+    static func encode<T: Encodable>(_ value: T) throws(UDRError) -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(Timestamp.format(date))
+        }
+        do { return try encoder.encode(value) } catch {
+            throw UDRError(.io, "cannot encode \(T.self): \(error)")
+        }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from data: Data, id: ObjectID) throws(UDRError) -> T {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let c = try decoder.singleValueContainer()
+            let text = try c.decode(String.self)
+            guard let date = Timestamp.parse(text) else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "bad time \(text)")
+            }
+            return date
+        }
+        do { return try decoder.decode(T.self, from: data) } catch {
+            throw UDRError(.corruptObject, "object \(id) is not a valid \(T.self): \(error)")
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import DuckDB
+import Foundation
+
+/// A snapshot resolved to concrete table versions: which manifest each name
+/// in a query reads.
+struct ResolvedSnapshot {
+    let commit: ObjectID?
+    let tables: [TableName: Manifest]
+}
+
+extension Repository {
+    /// Resolves the base commit of a read.
+    func resolveCommit(_ options: ReadOptions) throws(UDRError) -> ObjectID? {
+        if let reference = options.commit {
+            return try resolveCommitReference(reference)
+        }
+        guard let head = try catalog.head(of: options.branch) else {
+            if options.branch != Repository.defaultBranch {
+                throw UDRError(.notFound, "there is no branch '\(options.branch)'")
+            }
+            return nil
+        }
+        guard let asOf = options.asOf else { return head }
+        var current: ObjectID? = head
+        while let id = current {
+            guard let record = try catalog.commitRecord(id) else { break }
+            if record.time <= asOf { return id }
+            current = record.parents.first
+        }
+        throw UDRError(.notFound, "branch \(options.branch) has no commit at or before \(Timestamp.format(asOf))")
+    }
+
+    /// A full commit id, a unique prefix of one (at least 4 digits), or `tx:N`.
+    func resolveCommitReference(_ reference: String) throws(UDRError) -> ObjectID {
+        if reference.hasPrefix("tx:"), let tx = Int64(reference.dropFirst(3)) {
+            guard let record = try catalog.commitRecord(txID: tx) else { throw UDRError(.notFound, "no commit has transaction id \(tx)") }
+            return record.id
+        }
+        let prefix = reference.lowercased()
+        guard prefix.count >= 4, prefix.allSatisfy(\.isHexDigit) else {
+            throw UDRError(.invalidArgument, "'\(reference)' is not a commit id: give at least 4 hex digits of one, or tx:N")
+        }
+        let matches = try catalog.commitRecords(idPrefix: prefix)
+        guard let first = matches.first else { throw UDRError(.notFound, "no commit id starts with \(prefix)") }
+        guard matches.count == 1 else { throw UDRError(.invalidArgument, "\(prefix) is ambiguous: \(matches.count) commits start with it; give more digits") }
+        return first.id
+    }
+
+    func manifest(of table: TableName, version: Int) throws(UDRError) -> Manifest {
+        let versions = try catalog.tableVersions(table)
+        guard !versions.isEmpty else { throw UDRError(.notFound, "there is no table '\(table)'") }
+        guard let record = versions.first(where: { $0.version == version }) else {
+            throw UDRError(.notFound, "table \(table) has no version \(version); its versions are \(versions.map { String($0.version) }.joined(separator: ", "))")
+        }
+        return try manifest(record.manifest)
+    }
+
+    /// The manifests a read sees, by the name it sees them under. Only the
+    /// tables `wanted` accepts are loaded.
+    func resolveSnapshot(_ options: ReadOptions, wanted: (TableName) -> Bool = { _ in true }) throws(UDRError) -> ResolvedSnapshot {
+        let commitID = try resolveCommit(options)
+        var tables: [TableName: Manifest] = [:]
+        let pinned = Set(options.pins.map(\.alias))
+        if let commitID {
+            for (name, entry) in try commit(commitID).tables where !pinned.contains(name) && wanted(name) {
+                tables[name] = try manifest(entry.manifest)
+            }
+        }
+        for pin in options.pins {
+            tables[pin.alias] = try manifest(of: pin.table, version: pin.version)
+        }
+        return ResolvedSnapshot(commit: commitID, tables: tables)
+    }
+
+    /// Creates a view for each table the SQL may mention, over its
+    /// materialized segments, casting each column back to its exact type.
+    func attach(_ snapshot: ResolvedSnapshot, to connection: Connection, for sql: String?) throws(UDRError) {
+        let lowered = sql?.lowercased()
+        var schemas = Set<String>()
+        var keep = Set<ObjectID>()
+        for (name, manifest) in snapshot.tables.sorted(by: { $0.key < $1.key }) {
+            let local = name.rawValue.split(separator: ".").last.map(String.init) ?? name.rawValue
+            if let lowered, !lowered.contains(local.lowercased()) { continue }
+            var files: [String] = []
+            for segment in manifest.segments {
+                files.append(try cache.materialize(segment, store: store))
+                keep.insert(segment.id)
+            }
+            let qualified: String
+            if let namespace = name.namespace {
+                if !schemas.contains(namespace) {
+                    try execute("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(namespace))", on: connection)
+                    schemas.insert(namespace)
+                }
+                qualified = quoteIdentifier(namespace) + "." + quoteIdentifier(local)
+            } else {
+                qualified = quoteIdentifier(local)
+            }
+            let select = manifest.columns.map { "CAST(\(quoteIdentifier($0.name)) AS \($0.type)) AS \(quoteIdentifier($0.name))" }
+            let list = "[" + files.map(quoteLiteral).joined(separator: ", ") + "]"
+            try execute("CREATE OR REPLACE VIEW \(qualified) AS SELECT \(select.joined(separator: ", ")) FROM read_parquet(\(list))", on: connection)
+        }
+        cache.evictIfNeeded(keeping: keep)
+    }
+
+    func execute(_ sql: String, on connection: Connection) throws(UDRError) {
+        do { try connection.execute(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
+    }
+
+    /// Sets up a DuckDB session reading the snapshot and runs `body` in it.
+    func withSession<T>(_ options: ReadOptions, sql: String?, _ body: (Connection) throws(UDRError) -> T) throws(UDRError) -> T {
+        let lowered = sql?.lowercased()
+        let snapshot = try resolveSnapshot(options) { name in
+            guard let lowered else { return true }
+            let local = name.rawValue.split(separator: ".").last.map(String.init) ?? name.rawValue
+            return lowered.contains(local.lowercased())
+        }
+        return try withDuckDB { (connection) throws(UDRError) -> T in
+            try execute("SET parquet_metadata_cache = true", on: connection)
+            try attach(snapshot, to: connection, for: sql)
+            return try body(connection)
+        }
+    }
+
+    // MARK: Public reads
+
+    /// Runs SQL against the snapshot `options` selects; every table is a
+    /// view under its name (namespaces are schemas: `org_12.parcels`).
+    public func query(_ sql: String, options: ReadOptions = .init()) async throws(UDRError) -> ResultSet {
+        try await blocking { () throws(UDRError) -> ResultSet in
+            try self.withSession(options, sql: sql) { (connection) throws(UDRError) -> ResultSet in
+                do throws(DuckDBError) { return try connection.query(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
+            }
+        }
+    }
+
+    /// Writes the result of a query to a file (or `/dev/stdout`).
+    public func export(_ sql: String, options: ReadOptions = .init(), to path: String, format: OutputFormat) async throws(UDRError) {
+        let statement = sql.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: ";"))
+        try await blocking { () throws(UDRError) in
+            try self.withSession(options, sql: statement) { (connection) throws(UDRError) in
+                try self.execute("COPY (\(statement)) TO \(quoteLiteral(path)) (\(format.copyOptions))", on: connection)
+            }
+        }
+    }
+}

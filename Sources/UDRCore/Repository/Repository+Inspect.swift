@@ -1,0 +1,138 @@
+import Foundation
+
+/// A commit with what it changed, as `log` and `show` print it.
+public struct CommitInfo: Sendable, Codable {
+    public let id: ObjectID
+    public let txID: Int64
+    public let time: Date
+    public let author: String
+    public let message: String
+    public let branch: String
+    public let parents: [ObjectID]
+    public let changes: [Commit.Change]
+    /// Table name → version, as of this commit.
+    public let tables: [String: Int]
+
+    init(id: ObjectID, commit: Commit) {
+        self.id = id
+        self.txID = commit.txID
+        self.time = commit.time
+        self.author = commit.author
+        self.message = commit.message
+        self.branch = commit.branch
+        self.parents = commit.parents
+        self.changes = commit.changes
+        self.tables = Dictionary(uniqueKeysWithValues: commit.tables.map { ($0.key.rawValue, $0.value.version) })
+    }
+}
+
+/// A table as `tables` lists it.
+public struct TableSummary: Sendable, Codable {
+    public let name: TableName
+    public let version: Int
+    public let rows: Int64
+}
+
+/// What `info` reports about a table version.
+public struct TableInfo: Sendable, Codable {
+    public let table: TableName
+    public let version: Int
+    public let rows: Int64
+    public let segments: Int
+    public let columns: [Column]
+    public let key: [String]
+    /// Bytes of the version's Parquet segments.
+    public let logicalBytes: Int64
+    /// Bytes of the distinct objects (blobs, recipes) the version references.
+    public let storedBytes: Int64
+    /// Of those, bytes also referenced by another version of the table.
+    public let sharedBytes: Int64
+}
+
+extension Repository {
+    /// Commits of a branch, newest first (following first parents);
+    /// with a table, only those that changed it.
+    public func log(table: TableName? = nil, branch: String = Repository.defaultBranch, limit: Int? = nil) async throws(UDRError) -> [CommitInfo] {
+        try await blocking { () throws(UDRError) -> [CommitInfo] in
+            var out: [CommitInfo] = []
+            var current = try self.catalog.head(of: branch)
+            while let id = current {
+                let commit = try self.commit(id)
+                if table == nil || commit.changes.contains(where: { $0.table == table }) {
+                    out.append(CommitInfo(id: id, commit: commit))
+                    if let limit, out.count >= limit { break }
+                }
+                current = commit.parents.first
+            }
+            return out
+        }
+    }
+
+    /// One commit, by id, unique prefix or `tx:N`.
+    public func show(_ reference: String) async throws(UDRError) -> CommitInfo {
+        try await blocking { () throws(UDRError) -> CommitInfo in
+            let id = try self.resolveCommitReference(reference)
+            return CommitInfo(id: id, commit: try self.commit(id))
+        }
+    }
+
+    /// The tables of a snapshot.
+    public func tables(options: ReadOptions = .init()) async throws(UDRError) -> [TableSummary] {
+        try await blocking { () throws(UDRError) -> [TableSummary] in
+            guard let id = try self.resolveCommit(options) else { return [] }
+            var out: [TableSummary] = []
+            for (name, entry) in try self.commit(id).tables.sorted(by: { $0.key < $1.key }) {
+                let record = try self.catalog.tableVersions(name).first { $0.version == entry.version }
+                out.append(TableSummary(name: name, version: entry.version, rows: record?.rows ?? 0))
+            }
+            return out
+        }
+    }
+
+    /// Every version of a table, oldest first.
+    public func versions(_ table: TableName) async throws(UDRError) -> [TableVersionRecord] {
+        try await blocking { () throws(UDRError) -> [TableVersionRecord] in
+            let versions = try self.catalog.tableVersions(table)
+            if versions.isEmpty { throw UDRError(.notFound, "there is no table '\(table)'") }
+            return versions
+        }
+    }
+
+    /// Size and shape of a table version (the head's, or a pinned one).
+    public func info(_ table: TableName, options: ReadOptions = .init()) async throws(UDRError) -> TableInfo {
+        try await blocking { () throws(UDRError) -> TableInfo in
+            let snapshot = try self.resolveSnapshot(options) { $0 == table }
+            guard let manifest = snapshot.tables[table] else {
+                throw UDRError(.notFound, "there is no table '\(table)' in this snapshot")
+            }
+            let mine = try self.objectSizes(of: manifest)
+            var others: Set<ObjectID> = []
+            for record in try self.catalog.tableVersions(manifest.table) where record.version != manifest.version {
+                others.formUnion(try self.objectSizes(of: try self.manifest(record.manifest)).keys)
+            }
+            let stored = mine.values.reduce(0, +)
+            let shared = mine.filter { others.contains($0.key) }.values.reduce(0, +)
+            return TableInfo(table: table, version: manifest.version, rows: manifest.rows, segments: manifest.segments.count, columns: manifest.columns, key: manifest.key, logicalBytes: manifest.logicalBytes, storedBytes: stored, sharedBytes: shared)
+        }
+    }
+
+    /// Distinct objects (recipes and blobs) a version references, with sizes.
+    func objectSizes(of manifest: Manifest) throws(UDRError) -> [ObjectID: Int64] {
+        var sizes: [ObjectID: Int64] = [:]
+        for segment in manifest.segments where sizes[segment.recipe] == nil {
+            let recipe = try store.getJSON(SegmentRecipe.self, segment.recipe)
+            sizes[segment.recipe] = try store.size(segment.recipe) ?? 0
+            for part in recipe.parts { sizes[part.blob] = part.bytes }
+        }
+        return sizes
+    }
+
+    /// Total bytes of all objects in the store.
+    public func storedBytes() async throws(UDRError) -> Int64 {
+        try await blocking { () throws(UDRError) -> Int64 in
+            var total: Int64 = 0
+            for id in try self.store.list() { total += try self.store.size(id) ?? 0 }
+            return total
+        }
+    }
+}

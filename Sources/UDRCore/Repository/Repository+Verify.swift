@@ -1,0 +1,75 @@
+import Foundation
+
+/// The result of `verify`: every problem found, each naming the object,
+/// commit or table it concerns.
+public struct VerifyReport: Sendable, Codable {
+    public let objectsChecked: Int
+    public let commitsChecked: Int
+    public let problems: [String]
+    public var ok: Bool { problems.isEmpty }
+}
+
+extension Repository {
+    /// Re-hashes every object, and checks that every branch, commit,
+    /// manifest, recipe and blob resolves.
+    public func verify() async throws(UDRError) -> VerifyReport {
+        try await blocking { () throws(UDRError) -> VerifyReport in
+            var problems: [String] = []
+            let ids = try self.store.list()
+            var corrupt = Set<ObjectID>()
+            for id in ids {
+                let data = try self.store.getUnchecked(id)
+                let actual = ObjectID.of(data)
+                if actual != id {
+                    corrupt.insert(id)
+                    problems.append("object \(id) is corrupt: its bytes hash to \(actual)")
+                }
+            }
+            let present = Set(ids)
+            func check(_ id: ObjectID, _ what: String) -> Bool {
+                if !present.contains(id) {
+                    problems.append("\(what) \(id) is missing")
+                    return false
+                }
+                return !corrupt.contains(id)
+            }
+            var checkedManifests = Set<ObjectID>()
+            var checkedRecipes = Set<ObjectID>()
+            let commits = try self.catalog.allCommitRecords()
+            for record in commits {
+                guard check(record.id, "commit (tx \(record.txID))") else { continue }
+                let commit: Commit
+                do throws(UDRError) { commit = try self.commit(record.id) } catch {
+                    problems.append(error.message)
+                    continue
+                }
+                for parent in commit.parents where try self.catalog.commitRecord(parent) == nil {
+                    problems.append("commit \(record.id) names parent \(parent), which the catalog does not know")
+                }
+                for (table, entry) in commit.tables where !checkedManifests.contains(entry.manifest) {
+                    checkedManifests.insert(entry.manifest)
+                    guard check(entry.manifest, "manifest of \(table) v\(entry.version)") else { continue }
+                    let manifest: Manifest
+                    do throws(UDRError) { manifest = try self.manifest(entry.manifest) } catch {
+                        problems.append(error.message)
+                        continue
+                    }
+                    for segment in manifest.segments where !checkedRecipes.contains(segment.recipe) {
+                        checkedRecipes.insert(segment.recipe)
+                        guard check(segment.recipe, "recipe of segment \(segment.id) (\(table) v\(entry.version))") else { continue }
+                        do throws(UDRError) {
+                            let recipe = try self.store.getJSON(SegmentRecipe.self, segment.recipe)
+                            for part in recipe.parts { _ = check(part.blob, "blob of segment \(segment.id) (\(table) v\(entry.version))") }
+                        } catch {
+                            problems.append(error.message)
+                        }
+                    }
+                }
+            }
+            for (branch, head) in try self.catalog.branches() where try self.catalog.commitRecord(head) == nil {
+                problems.append("branch \(branch) points at \(head), which is not a known commit")
+            }
+            return VerifyReport(objectsChecked: ids.count, commitsChecked: commits.count, problems: problems)
+        }
+    }
+}

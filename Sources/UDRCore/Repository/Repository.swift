@@ -1,0 +1,116 @@
+import DuckDB
+import Dispatch
+import Foundation
+import Logging
+
+/// Where a repository's parts live on disk: everything under `PATH/.udr/`.
+public struct RepositoryLayout: Sendable {
+    public static let directoryName = ".udr"
+    public static let formatVersion = 1
+
+    /// The directory the user named (`udr init PATH`).
+    public let root: URL
+    public var metadata: URL { root.appendingPathComponent(Self.directoryName) }
+    public var formatFile: URL { metadata.appendingPathComponent("FORMAT") }
+    public var catalogFile: URL { metadata.appendingPathComponent("catalog.sqlite") }
+    public var cacheDirectory: URL { metadata.appendingPathComponent("cache/segments") }
+    public var scratchDirectory: URL { metadata.appendingPathComponent("tmp") }
+
+    public init(root: URL) { self.root = root.standardizedFileURL }
+
+    /// The repository containing `directory`: it or its nearest ancestor
+    /// with a `.udr` directory.
+    public static func discover(from directory: URL) throws(UDRError) -> RepositoryLayout {
+        var current = directory.standardizedFileURL
+        while true {
+            let candidate = RepositoryLayout(root: current)
+            if FileManager.default.fileExists(atPath: candidate.formatFile.path) { return candidate }
+            let parent = current.deletingLastPathComponent()
+            if parent.path == current.path { break }
+            current = parent
+        }
+        throw UDRError(.notARepository, "\(directory.path) is not inside a UDR repository. Create one with `udr init`, or pass --repo PATH.")
+    }
+}
+
+/// A versioned table store: tables written as content-defined segments,
+/// every write a commit, every version queryable with DuckDB SQL.
+///
+/// Thread-safe. Work that blocks (DuckDB, SQLite, file I/O) runs on a
+/// dedicated dispatch queue, never on Swift's cooperative pool.
+public final class Repository: Sendable {
+    public struct Configuration: Sendable {
+        /// DuckDB settings for every session the repository opens.
+        public var duckdb: Database.Configuration
+        /// How rows are cut into segments.
+        public var segmentation: SegmentationPolicy
+        /// The segment cache's size limit.
+        public var cacheLimitBytes: Int64
+        /// Author recorded in commits when a write names none.
+        public var defaultAuthor: String
+
+        public init(duckdb: Database.Configuration = .init(), segmentation: SegmentationPolicy = .standard, cacheLimitBytes: Int64 = 20 << 30, defaultAuthor: String? = nil) {
+            self.duckdb = duckdb
+            self.segmentation = segmentation
+            self.cacheLimitBytes = cacheLimitBytes
+            let env = ProcessInfo.processInfo.environment
+            self.defaultAuthor = defaultAuthor ?? env["UDR_AUTHOR"] ?? env["USER"] ?? "unknown"
+        }
+    }
+
+    public static let defaultBranch = "main"
+
+    public let layout: RepositoryLayout
+    public let store: any ObjectStore
+    public let catalog: any Catalog
+    public let configuration: Configuration
+    let cache: SegmentCache
+    let logger: Logger
+    private let queue = DispatchQueue(label: "udr.repository", attributes: .concurrent)
+
+    /// Opens a repository over the given backends. The CLI and
+    /// `LocalRepository` wire the default ones.
+    public init(layout: RepositoryLayout, store: any ObjectStore, catalog: any Catalog, configuration: Configuration = .init(), logger: Logger) throws(UDRError) {
+        self.layout = layout
+        self.store = store
+        self.catalog = catalog
+        self.configuration = configuration
+        self.logger = logger
+        self.cache = try SegmentCache(directory: layout.cacheDirectory, limitBytes: configuration.cacheLimitBytes)
+        let format = try catalog.formatVersion()
+        guard format <= RepositoryLayout.formatVersion else {
+            throw UDRError(.notARepository, "\(layout.root.path) has repository format \(format); this udr understands up to \(RepositoryLayout.formatVersion). Upgrade udr.")
+        }
+    }
+
+    /// Runs blocking work off the cooperative pool.
+    func blocking<T: Sendable>(_ work: @escaping @Sendable () throws(UDRError) -> T) async throws(UDRError) -> T {
+        let result: Result<T, UDRError> = await withCheckedContinuation { continuation in
+            queue.async {
+                continuation.resume(returning: Result { () throws(UDRError) -> T in try work() })
+            }
+        }
+        return try result.get()
+    }
+
+    /// A fresh in-memory DuckDB database and connection for one operation.
+    func withDuckDB<T>(_ body: (Connection) throws(UDRError) -> T) throws(UDRError) -> T {
+        let connection: Connection
+        do {
+            connection = try Database(configuration: configuration.duckdb).connect()
+        } catch {
+            throw UDRError(.runtime, error.message, underlying: error)
+        }
+        return try body(connection)
+    }
+
+    // MARK: Reading objects
+
+    func commit(_ id: ObjectID) throws(UDRError) -> Commit {
+        try store.getJSON(Commit.self, id)
+    }
+
+    func manifest(_ id: ObjectID) throws(UDRError) -> Manifest {
+        try store.getJSON(Manifest.self, id)
+    }
+}

@@ -1,0 +1,160 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// Objects as files in a local directory: `objects/ab/cdef…`. A new object is
+/// written under `tmp/`, flushed to disk, then renamed into place, so a
+/// crash never leaves a partial object under its id.
+public struct LocalObjectStore: ObjectStore {
+    public let root: URL
+    var objectsDirectory: URL { root.appendingPathComponent("objects") }
+    var temporaryDirectory: URL { root.appendingPathComponent("tmp") }
+
+    /// `root` holds `objects/` and `tmp/`; both are created if missing.
+    public init(root: URL) throws(UDRError) {
+        self.root = root
+        for dir in [root.appendingPathComponent("objects"), root.appendingPathComponent("tmp")] {
+            do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
+                throw UDRError(.io, "cannot create \(dir.path): \(error.localizedDescription)")
+            }
+        }
+    }
+
+    func path(_ id: ObjectID) -> String {
+        let hex = id.hex
+        return objectsDirectory.path + "/" + hex.prefix(2) + "/" + hex.dropFirst(2)
+    }
+
+    public func contains(_ id: ObjectID) throws(UDRError) -> Bool {
+        access(path(id), F_OK) == 0
+    }
+
+    public func size(_ id: ObjectID) throws(UDRError) -> Int64? {
+        var info = stat()
+        guard stat(path(id), &info) == 0 else { return nil }
+        return Int64(info.st_size)
+    }
+
+    public func getUnchecked(_ id: ObjectID) throws(UDRError) -> Data {
+        guard let data = FileManager.default.contents(atPath: path(id)) else {
+            throw UDRError(.missingObject, "object \(id) is missing from the object store (\(path(id))). Run `udr verify` to see what else is affected.")
+        }
+        return data
+    }
+
+    public func get(_ id: ObjectID) throws(UDRError) -> Data {
+        let data = try getUnchecked(id)
+        let actual = ObjectID.of(data)
+        guard actual == id else {
+            throw UDRError(.corruptObject, "object \(id) is corrupt: its bytes hash to \(actual). The repository is damaged; run `udr verify` and restore the object from a copy of the repository.")
+        }
+        return data
+    }
+
+    public func put(_ objects: [Data]) throws(UDRError) -> (ids: [ObjectID], bytesAdded: Int64) {
+        let ids = objects.map { ObjectID.of($0) }
+        var pending: [(ObjectID, String)] = []
+        var seen = Set<ObjectID>()
+        var added: Int64 = 0
+        defer { for (_, temp) in pending { unlink(temp) } }
+        for (id, data) in zip(ids, objects) where !seen.contains(id) {
+            seen.insert(id)
+            if try contains(id) { continue }
+            let temp = temporaryDirectory.path + "/" + id.hex + "." + UUID().uuidString + ".tmp"
+            try Self.writeFile(temp, data)
+            pending.append((id, temp))
+            added += Int64(data.count)
+        }
+        if pending.isEmpty { return (ids, 0) }
+        // One flush for the batch: the data of every temporary file reaches
+        // the disk before any of them is renamed into place.
+        try Self.flush(paths: pending.map(\.1), directory: temporaryDirectory.path)
+        var directories = Set<String>()
+        for (id, temp) in pending {
+            let final = path(id)
+            let dir = (final as NSString).deletingLastPathComponent
+            if !directories.contains(dir) {
+                mkdir(dir, 0o755)
+                directories.insert(dir)
+            }
+            guard rename(temp, final) == 0 else {
+                throw UDRError(.io, "cannot move object \(id) into place: \(String(cString: strerror(errno)))")
+            }
+        }
+        pending.removeAll()
+        for dir in directories.union([objectsDirectory.path]) { Self.fsyncPath(dir) }
+        return (ids, added)
+    }
+
+    public func list() throws(UDRError) -> [ObjectID] {
+        var ids: [ObjectID] = []
+        let fm = FileManager.default
+        let prefixes: [String]
+        do { prefixes = try fm.contentsOfDirectory(atPath: objectsDirectory.path) } catch {
+            throw UDRError(.io, "cannot list \(objectsDirectory.path): \(error.localizedDescription)")
+        }
+        for prefix in prefixes.sorted() where prefix.count == 2 {
+            let names = (try? fm.contentsOfDirectory(atPath: objectsDirectory.path + "/" + prefix)) ?? []
+            for name in names.sorted() {
+                if let id = try? ObjectID(hex: prefix + name) { ids.append(id) }
+            }
+        }
+        return ids
+    }
+
+    static func writeFile(_ path: String, _ data: Data) throws(UDRError) {
+        let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw UDRError(.io, "cannot create \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let failure: Int32? = data.withUnsafeBytes { buffer -> Int32? in
+            var offset = 0
+            while offset < buffer.count {
+                let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                offset += n
+            }
+            return nil
+        }
+        if let failure { throw UDRError(.io, "cannot write \(path): \(String(cString: strerror(failure)))") }
+    }
+
+    static func flush(paths: [String], directory: String) throws(UDRError) {
+        #if os(Linux)
+        if paths.count > 8 {
+            let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if fd >= 0 {
+                defer { close(fd) }
+                if c_syncfs(fd) == 0 { return }
+            }
+        }
+        #endif
+        for path in paths {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0, fsync(fd) == 0 else {
+                if fd >= 0 { close(fd) }
+                throw UDRError(.io, "cannot flush \(path) to disk: \(String(cString: strerror(errno)))")
+            }
+            close(fd)
+        }
+    }
+
+    static func fsyncPath(_ path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+    }
+}
+
+#if os(Linux)
+/// syncfs(2): flushes the whole file system holding `fd` (Glibc's module map does not export it).
+@_silgen_name("syncfs")
+private func c_syncfs(_ fd: Int32) -> Int32
+#endif

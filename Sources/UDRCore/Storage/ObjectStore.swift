@@ -1,0 +1,40 @@
+import Foundation
+
+/// Content-addressed storage of immutable objects. An object's id is the
+/// BLAKE3 hash of its bytes; reads check it. Writing an object that exists
+/// is a no-op, so writers never coordinate.
+public protocol ObjectStore: Sendable {
+    /// Whether an object is present (its bytes are not checked).
+    func contains(_ id: ObjectID) throws(UDRError) -> Bool
+    /// The object's bytes, checked against its id.
+    func get(_ id: ObjectID) throws(UDRError) -> Data
+    /// The object's bytes as stored, not checked (for `verify`).
+    func getUnchecked(_ id: ObjectID) throws(UDRError) -> Data
+    /// The object's size, or nil when absent.
+    func size(_ id: ObjectID) throws(UDRError) -> Int64?
+    /// Stores objects durably; returns the ids and the bytes newly added
+    /// (objects already present cost nothing). Either an object is complete
+    /// under its id or it is not visible at all.
+    func put(_ objects: [Data]) throws(UDRError) -> (ids: [ObjectID], bytesAdded: Int64)
+    /// Every object id.
+    func list() throws(UDRError) -> [ObjectID]
+}
+
+extension ObjectStore {
+    /// Stores one object.
+    @discardableResult
+    public func put(_ data: Data) throws(UDRError) -> ObjectID {
+        try put([data]).ids[0]
+    }
+
+    /// Stores a value as canonical JSON.
+    func putJSON<T: Encodable>(_ value: T) throws(UDRError) -> (id: ObjectID, bytesAdded: Int64) {
+        let data = try ObjectCoding.encode(value)
+        let result = try put([data])
+        return (result.ids[0], result.bytesAdded)
+    }
+
+    func getJSON<T: Decodable>(_ type: T.Type, _ id: ObjectID) throws(UDRError) -> T {
+        try ObjectCoding.decode(type, from: get(id), id: id)
+    }
+}

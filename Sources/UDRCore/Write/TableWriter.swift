@@ -1,0 +1,175 @@
+import DuckDB
+import Foundation
+
+/// What a write produced: the new table version's manifest and what it cost.
+struct WrittenTable {
+    let manifest: Manifest
+    /// Bytes of the Parquet files the write produced.
+    let logicalBytes: Int64
+    /// Bytes of blobs and recipes that were not in the store before.
+    let bytesAdded: Int64
+}
+
+/// Turns rows (any DuckDB query) into a table version: validates keys,
+/// orders rows, cuts them into content-defined segments, writes each
+/// segment with DuckDB's Parquet writer and stores its column chunks as
+/// blobs. See DESIGN.md § Write path.
+struct TableWriter {
+    let connection: Connection
+    let store: any ObjectStore
+    let cache: SegmentCache
+    let scratch: URL
+    var policy: SegmentationPolicy = .standard
+
+    /// Fixed Parquet settings: the same rows always give the same bytes.
+    static let parquetOptions = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 2000000"
+
+    func write(table: TableName, version: Int, source: String, key: [String]) throws(UDRError) -> WrittenTable {
+        try run("SET preserve_insertion_order = true")
+        try run("CREATE OR REPLACE TEMP TABLE __udr_input AS \(source)", code: .invalidInput)
+        defer { try? connection.execute("DROP TABLE IF EXISTS __udr_input; DROP TABLE IF EXISTS __udr_sorted") }
+
+        let columns = try describe("__udr_input")
+        guard !columns.isEmpty else { throw UDRError(.invalidInput, "the input has no columns") }
+        let names = Set(columns.map(\.name))
+        for k in key where !names.contains(k) {
+            throw UDRError(.invalidArgument, "the key column '\(k)' is not in the input; its columns are \(columns.map(\.name).joined(separator: ", "))")
+        }
+        if Set(key).count != key.count { throw UDRError(.invalidArgument, "the key names a column twice: \(key.joined(separator: ","))") }
+        try checkKeys(key)
+
+        var storageSelect: [String] = []
+        for column in columns {
+            let storage = try TypeNode.parse(column.type).storage().sql
+            storageSelect.append("CAST(\(quoteIdentifier(column.name)) AS \(storage)) AS \(quoteIdentifier(column.name))")
+        }
+        let order = key.isEmpty ? "" : " ORDER BY " + key.map(quoteIdentifier).joined(separator: ", ")
+        try run("CREATE OR REPLACE TEMP TABLE __udr_sorted AS SELECT \(storageSelect.joined(separator: ", ")) FROM __udr_input\(order)")
+        let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
+
+        // The boundary hash: MD5 of the key's (or keyless row's) text form,
+        // which does not depend on DuckDB's internal hash function.
+        let hashed = (key.isEmpty ? columns.map(\.name) : key).map { "coalesce(CAST(\(quoteIdentifier($0)) AS VARCHAR), chr(30))" }
+        let hashInput = hashed.count == 1 ? hashed[0] : "concat_ws(chr(31), \(hashed.joined(separator: ", ")))"
+        let candidates = try query("SELECT rowid FROM __udr_sorted WHERE (md5_number_lower(\(hashInput)) & \(policy.mask)) = 0 ORDER BY rowid")
+            .rows.compactMap { $0[0].int.map(Int.init) }
+        let ranges = policy.ranges(rowCount: rowCount, candidates: candidates)
+
+        let directory = scratch.appendingPathComponent("write-" + UUID().uuidString)
+        do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
+            throw UDRError(.io, "cannot create \(directory.path): \(error.localizedDescription)")
+        }
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        let columnList = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
+        var files: [String] = []
+        for (index, range) in ranges.enumerated() {
+            let file = directory.path + "/\(index).parquet"
+            try run("COPY (SELECT \(columnList) FROM __udr_sorted WHERE rowid >= \(range.lowerBound) AND rowid < \(range.upperBound) ORDER BY rowid) TO \(quoteLiteral(file)) (\(Self.parquetOptions))")
+            files.append(file)
+        }
+
+        let chunks = try chunkLayout(files: files, columns: names)
+        var segments: [SegmentRef] = []
+        var logical: Int64 = 0
+        var added: Int64 = 0
+        for (index, file) in files.enumerated() {
+            guard let bytes = FileManager.default.contents(atPath: file) else {
+                throw UDRError(.io, "cannot read back the segment file \(file)")
+            }
+            let layout = chunks[file] ?? FileLayout()
+            let segmentID = ObjectID.of(bytes)
+            let cuts = Self.cutPoints(fileSize: bytes.count, chunkRanges: layout.ranges, bytes: bytes)
+            var pieces: [Data] = []
+            for (start, end) in zip(cuts, cuts.dropFirst()) { pieces.append(bytes.subdata(in: start..<end)) }
+            let stored = try store.put(pieces)
+            let recipe = SegmentRecipe(segment: segmentID, bytes: Int64(bytes.count), parts: zip(stored.ids, pieces).map { .init(blob: $0, bytes: Int64($1.count)) })
+            let recipeResult = try store.putJSON(recipe)
+            added += stored.bytesAdded + recipeResult.bytesAdded
+            logical += Int64(bytes.count)
+            cache.adopt(file: file, segment: segmentID)
+            segments.append(SegmentRef(id: segmentID, recipe: recipeResult.id, rows: Int64(ranges[index].count), bytes: Int64(bytes.count), stats: layout.stats))
+        }
+        let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
+        return WrittenTable(manifest: manifest, logicalBytes: logical, bytesAdded: added)
+    }
+
+    /// Rejects duplicate and NULL keys, naming the offending keys.
+    private func checkKeys(_ key: [String]) throws(UDRError) {
+        guard !key.isEmpty else { return }
+        let cols = key.map(quoteIdentifier).joined(separator: ", ")
+        let nullCondition = key.map { "\(quoteIdentifier($0)) IS NULL" }.joined(separator: " OR ")
+        let nulls = try query("SELECT count(*) FROM __udr_input WHERE \(nullCondition)").scalar.int ?? 0
+        if nulls > 0 {
+            let examples = try query("SELECT CAST(row(\(cols)) AS VARCHAR) FROM __udr_input WHERE \(nullCondition) LIMIT 5").rows.map { $0[0].description }
+            throw UDRError(.nullKey, "\(nulls) row(s) have a NULL in the key (\(key.joined(separator: ", "))), e.g. \(examples.joined(separator: "; ")). Key columns must not be NULL.")
+        }
+        let dupes = try query("SELECT CAST(row(\(cols)) AS VARCHAR) AS k, count(*) AS n FROM __udr_input GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC, k LIMIT 10")
+        if dupes.count > 0 {
+            let total = try query("SELECT count(*) FROM (SELECT 1 FROM __udr_input GROUP BY \(cols) HAVING count(*) > 1)").scalar.int ?? 0
+            let shown = dupes.rows.map { "\($0[0]) (\($0[1].description) rows)" }.joined(separator: ", ")
+            throw UDRError(.duplicateKey, "\(total) key value(s) of (\(key.joined(separator: ", "))) occur more than once: \(shown). Each key must identify one row.")
+        }
+    }
+
+    struct FileLayout {
+        var ranges: [(Int, Int)] = []
+        var stats: [String: ColumnStats] = [:]
+    }
+
+    /// Byte ranges of every column chunk and per-column stats, from the
+    /// Parquet footers, for all files in one query.
+    private func chunkLayout(files: [String], columns: Set<String>) throws(UDRError) -> [String: FileLayout] {
+        guard !files.isEmpty else { return [:] }
+        let list = "[" + files.map(quoteLiteral).joined(separator: ", ") + "]"
+        let result = try query("""
+            SELECT file_name, coalesce(dictionary_page_offset, data_page_offset) AS start, total_compressed_size,
+                   path_in_schema, stats_min_value, stats_max_value, stats_null_count, num_values
+            FROM parquet_metadata(\(list))
+            """)
+        var layouts: [String: FileLayout] = [:]
+        for row in result.rows {
+            guard let file = row[0].string, let start = row[1].int, let size = row[2].int else { continue }
+            var layout = layouts[file] ?? FileLayout()
+            layout.ranges.append((Int(start), Int(start + size)))
+            if let path = row[3].string, columns.contains(path), layout.stats[path] == nil {
+                layout.stats[path] = ColumnStats(min: row[4].string, max: row[5].string, nulls: row[6].int)
+            }
+            layouts[file] = layout
+        }
+        return layouts
+    }
+
+    /// Offsets that split a Parquet file into blobs: the leading magic, each
+    /// column chunk, any bytes between chunks, and the footer.
+    static func cutPoints(fileSize: Int, chunkRanges: [(Int, Int)], bytes: Data) -> [Int] {
+        var points: Set<Int> = [0, fileSize]
+        if fileSize >= 12 {
+            let footerLength = bytes.withUnsafeBytes { raw -> Int in
+                Int(raw.loadUnaligned(fromByteOffset: fileSize - 8, as: UInt32.self).littleEndian)
+            }
+            let footerStart = fileSize - 8 - footerLength
+            if footerStart >= 4 { points.insert(footerStart) }
+            points.insert(4)
+        }
+        for (start, end) in chunkRanges where start >= 4 && end <= fileSize && start < end {
+            points.insert(start)
+            points.insert(end)
+        }
+        return points.sorted()
+    }
+
+    private func describe(_ relation: String) throws(UDRError) -> [Column] {
+        try query("SELECT column_name, column_type FROM (DESCRIBE \(relation))").rows.map {
+            Column(name: $0[0].string ?? "", type: $0[1].string ?? "")
+        }
+    }
+
+    private func run(_ sql: String, code: UDRError.Code = .query) throws(UDRError) {
+        do { try connection.execute(sql) } catch { throw UDRError(code, error.message, underlying: error) }
+    }
+
+    private func query(_ sql: String) throws(UDRError) -> ResultSet {
+        do { return try connection.query(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
+    }
+}

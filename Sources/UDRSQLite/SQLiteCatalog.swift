@@ -1,0 +1,162 @@
+import Foundation
+import GRDB
+import UDRCore
+
+/// The embedded catalog: one SQLite file in the repository (WAL mode, busy
+/// timeout), safe for many processes on one machine. Branch heads move by
+/// compare-and-swap inside an immediate transaction.
+public final class SQLiteCatalog: Catalog {
+    let pool: DatabasePool
+
+    /// Opens (and migrates) the catalog at `path`; `create` makes a new one.
+    public init(path: String, create: Bool = false, busyTimeout: TimeInterval = 30) throws(UDRError) {
+        if !create, !FileManager.default.fileExists(atPath: path) {
+            throw UDRError(.notARepository, "the catalog \(path) does not exist; is this a UDR repository? Create one with `udr init`.")
+        }
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(busyTimeout)
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+            if create {
+                try pool.write { db in
+                    try db.execute(sql: "INSERT OR IGNORE INTO meta(key, value) VALUES ('format', ?)", arguments: [String(RepositoryLayout.formatVersion)])
+                }
+            }
+        } catch {
+            throw Self.wrap(error, "cannot open the catalog \(path)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE tx_sequence(id INTEGER PRIMARY KEY AUTOINCREMENT, allocated TEXT NOT NULL);
+                CREATE TABLE refs(name TEXT PRIMARY KEY, kind TEXT NOT NULL, commit_id TEXT NOT NULL);
+                CREATE TABLE commits(
+                    id TEXT PRIMARY KEY, tx_id INTEGER NOT NULL UNIQUE, time TEXT NOT NULL,
+                    author TEXT NOT NULL, message TEXT NOT NULL, branch TEXT NOT NULL, parents TEXT NOT NULL);
+                CREATE TABLE table_versions(
+                    table_name TEXT NOT NULL, version INTEGER NOT NULL, manifest TEXT NOT NULL,
+                    commit_id TEXT NOT NULL, tx_id INTEGER NOT NULL, time TEXT NOT NULL, row_count INTEGER NOT NULL,
+                    PRIMARY KEY (table_name, version));
+                CREATE INDEX commits_time ON commits(time);
+                """)
+        }
+        return migrator
+    }
+
+    static func wrap(_ error: any Error, _ context: String) -> UDRError {
+        if let error = error as? UDRError { return error }
+        return UDRError(.catalog, "\(context): \(error)", underlying: error as? DatabaseError)
+    }
+
+    private func read<T>(_ body: (GRDB.Database) throws -> T) throws(UDRError) -> T {
+        do { return try pool.read(body) } catch { throw Self.wrap(error, "catalog read failed") }
+    }
+
+    private func write<T>(_ body: (GRDB.Database) throws -> T) throws(UDRError) -> T {
+        do { return try pool.write(body) } catch { throw Self.wrap(error, "catalog write failed") }
+    }
+
+    public func formatVersion() throws(UDRError) -> Int {
+        try read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'").flatMap(Int.init) ?? 0 }
+    }
+
+    public func allocateTxID() throws(UDRError) -> Int64 {
+        try write { db in
+            try db.execute(sql: "INSERT INTO tx_sequence(allocated) VALUES (?)", arguments: [Timestamp.format(Date())])
+            return db.lastInsertedRowID
+        }
+    }
+
+    public func head(of branch: String) throws(UDRError) -> ObjectID? {
+        try read { db in
+            try String.fetchOne(db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'branch'", arguments: [branch]).map { try ObjectID(hex: $0) }
+        }
+    }
+
+    public func recordCommit(_ commit: CommitRecord, tableVersions: [TableVersionRecord], branch: String, expectedHead: ObjectID?) throws(UDRError) {
+        try write { db in
+            let current = try String.fetchOne(db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'branch'", arguments: [branch])
+            guard current == expectedHead?.hex else {
+                throw UDRError(.conflict, "branch \(branch) moved from \(expectedHead?.short ?? "(none)") to \(current.map { String($0.prefix(12)) } ?? "(none)")")
+            }
+            let parents = commit.parents.map(\.hex).joined(separator: ",")
+            try db.execute(
+                sql: "INSERT INTO commits(id, tx_id, time, author, message, branch, parents) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                arguments: [commit.id.hex, commit.txID, Timestamp.format(commit.time), commit.author, commit.message, commit.branch, parents])
+            for version in tableVersions {
+                let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM table_versions WHERE table_name = ? AND version = ?", arguments: [version.table.rawValue, version.version]) ?? false
+                if exists {
+                    throw UDRError(.conflict, "version \(version.version) of \(version.table) was committed concurrently")
+                }
+                try db.execute(
+                    sql: "INSERT INTO table_versions(table_name, version, manifest, commit_id, tx_id, time, row_count) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    arguments: [version.table.rawValue, version.version, version.manifest.hex, version.commit.hex, version.txID, Timestamp.format(version.time), version.rows])
+            }
+            try db.execute(
+                sql: "INSERT INTO refs(name, kind, commit_id) VALUES (?, 'branch', ?) ON CONFLICT(name) DO UPDATE SET commit_id = excluded.commit_id",
+                arguments: [branch, commit.id.hex])
+        }
+    }
+
+    private static func commitRecord(_ row: Row) throws -> CommitRecord {
+        let parents: String = row["parents"]
+        return CommitRecord(
+            id: try ObjectID(hex: row["id"]), txID: row["tx_id"], time: Timestamp.parse(row["time"]) ?? Date(timeIntervalSince1970: 0),
+            author: row["author"], message: row["message"], branch: row["branch"],
+            parents: try parents.split(separator: ",").map { try ObjectID(hex: String($0)) })
+    }
+
+    private static func versionRecord(_ row: Row) throws -> TableVersionRecord {
+        TableVersionRecord(
+            table: try TableName(row["table_name"]), version: row["version"], manifest: try ObjectID(hex: row["manifest"]),
+            commit: try ObjectID(hex: row["commit_id"]), txID: row["tx_id"], time: Timestamp.parse(row["time"]) ?? Date(timeIntervalSince1970: 0),
+            rows: row["row_count"])
+    }
+
+    public func commitRecord(_ id: ObjectID) throws(UDRError) -> CommitRecord? {
+        try read { db in try Row.fetchOne(db, sql: "SELECT * FROM commits WHERE id = ?", arguments: [id.hex]).map(Self.commitRecord) }
+    }
+
+    public func commitRecords(idPrefix: String) throws(UDRError) -> [CommitRecord] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM commits WHERE id >= ? AND id < ? LIMIT 10", arguments: [idPrefix, idPrefix + "g"]).map(Self.commitRecord)
+        }
+    }
+
+    public func commitRecord(txID: Int64) throws(UDRError) -> CommitRecord? {
+        try read { db in try Row.fetchOne(db, sql: "SELECT * FROM commits WHERE tx_id = ?", arguments: [txID]).map(Self.commitRecord) }
+    }
+
+    public func allCommitRecords() throws(UDRError) -> [CommitRecord] {
+        try read { db in try Row.fetchAll(db, sql: "SELECT * FROM commits ORDER BY tx_id").map(Self.commitRecord) }
+    }
+
+    public func tableVersions(_ table: TableName) throws(UDRError) -> [TableVersionRecord] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM table_versions WHERE table_name = ? ORDER BY version", arguments: [table.rawValue]).map(Self.versionRecord)
+        }
+    }
+
+    public func latestVersionNumber(_ table: TableName) throws(UDRError) -> Int {
+        try read { db in try Int.fetchOne(db, sql: "SELECT max(version) FROM table_versions WHERE table_name = ?", arguments: [table.rawValue]) ?? 0 }
+    }
+
+    public func allTableVersions() throws(UDRError) -> [TableVersionRecord] {
+        try read { db in try Row.fetchAll(db, sql: "SELECT * FROM table_versions ORDER BY table_name, version").map(Self.versionRecord) }
+    }
+
+    public func branches() throws(UDRError) -> [String: ObjectID] {
+        try read { db in
+            var out: [String: ObjectID] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT name, commit_id FROM refs WHERE kind = 'branch'") {
+                out[row["name"]] = try ObjectID(hex: row["commit_id"])
+            }
+            return out
+        }
+    }
+}
