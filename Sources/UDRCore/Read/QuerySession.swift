@@ -144,3 +144,26 @@ extension Repository {
         }
     }
 }
+
+extension Repository {
+    /// The manifest a read sees for `table`: its schema, key and segments.
+    public func manifest(of table: TableName, options: ReadOptions = .init()) async throws(UDRError) -> Manifest {
+        try await blocking { () throws(UDRError) -> Manifest in
+            guard let manifest = try self.resolveSnapshot(options, wanted: { $0 == table }).tables[table] else {
+                throw UDRError(.notFound, "there is no table '\(table)' in this snapshot")
+            }
+            return manifest
+        }
+    }
+
+    /// Removes every materialized segment; they are rebuilt from the object
+    /// store (and checked) on next use.
+    public func clearCache() async throws(UDRError) {
+        try await blocking { () throws(UDRError) in
+            let fm = FileManager.default
+            for name in (try? fm.contentsOfDirectory(atPath: self.cache.directory.path)) ?? [] {
+                try? fm.removeItem(atPath: self.cache.directory.path + "/" + name)
+            }
+        }
+    }
+}

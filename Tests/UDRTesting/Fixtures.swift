@@ -1,0 +1,85 @@
+import DuckDB
+import Foundation
+import UDRCore
+import UDRSQLite
+
+/// The directory all of this test process's temporary directories live
+/// in; removed when the process exits.
+private let scratchRoot: URL = {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("udr-tests-\(getpid())-\(UUID().uuidString.prefix(8))")
+    try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    atexit {
+        let root = FileManager.default.temporaryDirectory
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? [] where name.hasPrefix("udr-tests-\(getpid())-") {
+            try? FileManager.default.removeItem(at: root.appendingPathComponent(name))
+        }
+    }
+    return url
+}()
+
+/// A temporary directory for one test, removed when the test process exits.
+public struct TemporaryDirectory: Sendable {
+    public let url: URL
+
+    public init(_ label: String = "t") {
+        url = scratchRoot.appendingPathComponent("\(label)-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    public func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+}
+
+/// A fresh local repository in a temporary directory.
+public func makeRepository(segmentation: SegmentationPolicy = .standard) throws -> (Repository, TemporaryDirectory) {
+    let dir = TemporaryDirectory()
+    let repo = try LocalRepository.create(at: dir.url.appendingPathComponent("repo"), configuration: .init(segmentation: segmentation))
+    return (repo, dir)
+}
+
+/// A plain in-memory DuckDB connection, the independent side of comparisons.
+public func scratchDuckDB() throws -> Connection {
+    try Database().connect()
+}
+
+/// The first cell of a query's first row as an integer.
+public func count(_ repo: Repository, _ sql: String, options: ReadOptions = .init()) async throws -> Int64 {
+    try await repo.query(sql, options: options).scalar.int ?? -1
+}
+
+/// Result of running the `udr` executable.
+public struct CommandResult: Sendable {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+}
+
+/// The `udr` executable built next to the tests (or `UDR_BINARY`).
+public func udrExecutable() -> URL {
+    if let explicit = ProcessInfo.processInfo.environment["UDR_BINARY"] { return URL(fileURLWithPath: explicit) }
+    var dir = Bundle.main.bundleURL
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("udr")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+    return cwd.appendingPathComponent(".build/debug/udr")
+}
+
+/// Runs `udr` with arguments in a directory and waits for it.
+@discardableResult
+public func udr(_ arguments: [String], in directory: URL) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = udrExecutable()
+    process.arguments = arguments
+    process.currentDirectoryURL = directory
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+}
