@@ -54,8 +54,12 @@ let allTypesSQL = """
         let described = try await repo.query("SELECT column_name, column_type FROM (DESCRIBE \(table))", options: options).rows
         let expected = try await repo.query("SELECT column_name, column_type FROM (DESCRIBE \(original))", options: options).rows
         #expect(described == expected)
-        let textA = try await repo.query("SELECT md5(string_agg(CAST(COLUMNS(*) AS VARCHAR), '|')) FROM \(table)", options: options).rows
-        let textB = try await repo.query("SELECT md5(string_agg(CAST(COLUMNS(*) AS VARCHAR), '|')) FROM (\(original))", options: options).rows
+        // Row text in read order: tells -0.0 from 0.0, and a reordered keyless table.
+        func ordered(_ relation: String) -> String {
+            "SELECT md5(string_agg(r, '|' ORDER BY pos)) FROM (SELECT row_number() OVER () AS pos, CAST(t AS VARCHAR) AS r FROM \(relation) t)"
+        }
+        let textA = try await repo.query(ordered(table), options: options).rows
+        let textB = try await repo.query(ordered("(\(original))"), options: options).rows
         #expect(textA == textB, "values differ in text form (row order or -0.0/NaN)")
     }
 
