@@ -10,7 +10,7 @@ import Foundation
 /// crash never leaves a partial object under its id.
 public struct LocalObjectStore: ObjectStore {
     public let root: URL
-    var objectsDirectory: URL { root.appendingPathComponent("objects") }
+    public var objectsDirectory: URL { root.appendingPathComponent("objects") }
     var temporaryDirectory: URL { root.appendingPathComponent("tmp") }
 
     /// `root` holds `objects/` and `tmp/`; both are created if missing.

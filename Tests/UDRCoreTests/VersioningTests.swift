@@ -1,0 +1,169 @@
+import DuckDB
+import Foundation
+import Testing
+import UDRCore
+import UDRTesting
+
+@Suite struct TimeTravelTests {
+    @Test func oldVersionsStayQueryableAndUnchanged() async throws {
+        let (repo, _) = try makeRepository()
+        let parcels = try TableName("parcels")
+        let v1 = "SELECT i AS bbl, 'v1' AS status, i * 1.5 AS score FROM range(30000) t(i)"
+        let first = try await repo.write(parcels, from: .sql(v1), key: ["bbl"], message: "night 1")
+        let v1Digest = try await repo.query("SELECT sum(hash(bbl, status, score)) FROM parcels").scalar
+        try await Task.sleep(for: .milliseconds(20))
+        let afterFirst = Date()
+        try await Task.sleep(for: .milliseconds(20))
+        _ = try await repo.write(parcels, from: .sql("SELECT bbl, CASE WHEN bbl % 100 = 0 THEN 'v2' ELSE status END AS status, score FROM parcels UNION ALL SELECT 30000, 'new', 0"), key: nil, message: "night 2")
+        _ = try await repo.write(parcels, from: .sql("SELECT bbl, status, score * 2 AS score FROM parcels"), key: nil, message: "night 3")
+
+        #expect(try await count(repo, "SELECT count(*) FROM parcels") == 30001)
+        let pinned = ReadOptions(pins: [try TablePin(parsing: "parcels=1")])
+        #expect(try await repo.query("SELECT sum(hash(bbl, status, score)) FROM parcels", options: pinned).scalar == v1Digest)
+        #expect(try await count(repo, "SELECT count(*) FROM parcels", options: pinned) == 30000)
+
+        // By commit and by time.
+        let byCommit = ReadOptions(commit: String(first.commit!.id.hex.prefix(10)))
+        #expect(try await repo.query("SELECT sum(hash(bbl, status, score)) FROM parcels", options: byCommit).scalar == v1Digest)
+        let byTime = ReadOptions(asOf: afterFirst)
+        #expect(try await repo.query("SELECT sum(hash(bbl, status, score)) FROM parcels", options: byTime).scalar == v1Digest)
+        let error = await #expect(throws: UDRError.self) {
+            try await repo.query("SELECT 1", options: ReadOptions(asOf: Date(timeIntervalSince1970: 0)))
+        }
+        #expect(error?.code == .notFound)
+
+        // Two versions of one table joined in one query.
+        let joined = ReadOptions(pins: [try TablePin(parsing: "old=parcels@1"), try TablePin(parsing: "parcels=3")])
+        let changed = try await repo.query("""
+            SELECT count(*) FILTER (WHERE o.status <> n.status) AS status_changed,
+                   count(*) FILTER (WHERE n.score = o.score * 2) AS rescored,
+                   count(*) FILTER (WHERE o.bbl IS NULL) AS added
+            FROM old o FULL OUTER JOIN parcels n USING (bbl)
+            """, options: joined)
+        #expect(changed.rows == [[.int(300), .int(30000), .int(1)]])
+
+        let versions = try await repo.versions(parcels)
+        #expect(versions.map(\.version) == [1, 2, 3])
+        #expect(versions.map(\.rows) == [30000, 30001, 30001])
+        let log = try await repo.log(table: parcels)
+        #expect(log.map(\.message) == ["night 3", "night 2", "night 1"])
+        #expect(log.map(\.txID) == log.map(\.txID).sorted(by: >))
+    }
+
+    @Test func unknownVersionsAndTablesAreClearErrors() async throws {
+        let (repo, _) = try makeRepository()
+        _ = try await repo.write(try TableName("t"), from: .sql("SELECT 1 AS a"), key: [])
+        let noVersion = await #expect(throws: UDRError.self) {
+            try await repo.query("SELECT * FROM t", options: ReadOptions(pins: [try TablePin(parsing: "t=9")]))
+        }
+        #expect(noVersion?.message.contains("has no version 9") == true)
+        let noTable = await #expect(throws: UDRError.self) { try await repo.query("SELECT * FROM nope") }
+        #expect(noTable?.message.contains("nope") == true)
+        #expect(throws: UDRError.self) { try TablePin(parsing: "t") }
+        #expect(throws: UDRError.self) { try TablePin(parsing: "t=zero") }
+    }
+}
+
+@Suite struct EconomyTests {
+    /// 1,000,000 rows, 10 columns, keyed, with realistic value spread.
+    static let base = """
+        SELECT i * 10 AS k,
+               (hash(i) % 100000)::INTEGER AS a,
+               (hash(i * 3) % 1000000) / 100.0 AS b,
+               'name_' || (hash(i * 5) % 50000) AS c,
+               DATE '2000-01-01' + (hash(i * 7) % 9000)::INTEGER AS d,
+               ((hash(i * 11) % 10000000) / 100)::DECIMAL(12,2) AS e,
+               (hash(i * 13) % 1000000000)::BIGINT AS f,
+               ['active', 'inactive', 'pending', 'closed'][(hash(i * 17) % 4)::INTEGER + 1] AS g,
+               hash(i * 19) % 2 = 0 AS h,
+               (hash(i * 23) % 1000) / 10.0 AS s
+        FROM range(1000000) t(i)
+        """
+
+    @Test func storageGrowsWithTheChange() async throws {
+        let (repo, _) = try makeRepository()
+        let t = try TableName("parcels")
+        let first = try await repo.write(t, from: .sql(Self.base), key: ["k"])
+        let full = Double(first.bytesAdded)
+        print("economy: first version stored \(first.bytesAdded) bytes in \(first.segments) segments")
+
+        // (a) 1% new rows with keys after the existing ones.
+        let a = try await repo.write(t, from: .sql("SELECT * FROM parcels UNION ALL SELECT * REPLACE (k + 10000000 AS k) FROM parcels WHERE k % 1000 = 0"), key: nil)
+        print("economy (a) 1% appended rows: \(a.bytesAdded) bytes = \(String(format: "%.2f", Double(a.bytesAdded) / full * 100))% of the first version")
+        #expect(a.rows == 1_010_000)
+        #expect(Double(a.bytesAdded) <= 0.03 * full)
+
+        // (b) one column changed in 0.5% of rows, scattered at random.
+        let b = try await repo.write(t, from: .sql("SELECT * REPLACE (CASE WHEN hash(k, 'b') % 200 = 0 THEN 'changed' ELSE g END AS g) FROM parcels"), key: nil)
+        print("economy (b) one column changed in 0.5% of rows: \(b.bytesAdded) bytes = \(String(format: "%.2f", Double(b.bytesAdded) / full * 100))%")
+        #expect(Double(b.bytesAdded) <= 0.25 * full)
+
+        // (c) one of the 10 columns recomputed for every row.
+        let c = try await repo.write(t, from: .sql("SELECT * REPLACE ((hash(k, 'c') % 1000) / 10.0 AS s) FROM parcels"), key: nil)
+        print("economy (c) one column recomputed for all rows: \(c.bytesAdded) bytes = \(String(format: "%.2f", Double(c.bytesAdded) / full * 100))%")
+        #expect(Double(c.bytesAdded) <= 0.20 * full)
+
+        // The same content again: no commit, no bytes.
+        let before = try await repo.storedBytes()
+        let same = try await repo.write(t, from: .sql("SELECT * FROM parcels"), key: nil)
+        print("economy: same content again added \(same.bytesAdded) bytes")
+        #expect(same.unchanged)
+        #expect(same.bytesAdded == 0)
+        #expect(try await repo.storedBytes() == before)
+        #expect(try await repo.versions(t).count == 4)
+
+        // The same rows in shuffled order give the same segments.
+        let shuffled = try await repo.write(try TableName("shuffled"), from: .sql("SELECT * FROM parcels ORDER BY hash(k, 'shuffle')"), key: ["k"])
+        let original = try await repo.manifest(of: t)
+        let copy = try await repo.manifest(of: try TableName("shuffled"))
+        #expect(copy.segments.map(\.id) == original.segments.map(\.id))
+        #expect(shuffled.bytesAdded < 100_000, "only the manifest and commit are new")
+    }
+}
+
+@Suite struct IntegrityTests {
+    @Test func aFlippedByteIsFoundByVerifyAndFailsReads() async throws {
+        let (repo, _) = try makeRepository()
+        _ = try await repo.write(try TableName("t"), from: .sql("SELECT i AS k, 'v' || i AS v FROM range(20000) t(i)"), key: ["k"])
+        let manifest = try await repo.manifest(of: try TableName("t"))
+        let store = try #require(repo.store as? LocalObjectStore)
+        let recipe = manifest.segments[0].recipe
+        let blob = try JSONDecoder().decode(SegmentRecipe.self, from: try store.get(recipe)).parts[1].blob
+        let head = try #require(try repo.catalog.head(of: "main"))
+        let manifestID = try #require(try await repo.versions(try TableName("t")).first?.manifest)
+
+        for (kind, id) in [("blob", blob), ("recipe", recipe), ("manifest", manifestID), ("commit", head)] {
+            let path = store.objectsDirectory.path + "/" + id.hex.prefix(2) + "/" + id.hex.dropFirst(2)
+            let original = try Data(contentsOf: URL(fileURLWithPath: path))
+            var damaged = original
+            damaged[damaged.count / 2] ^= 0x01
+            try damaged.write(to: URL(fileURLWithPath: path))
+
+            let report = try await repo.verify()
+            #expect(!report.ok, "verify misses a flipped byte in a \(kind)")
+            #expect(report.problems.contains { $0.contains(id.hex) && $0.contains("corrupt") }, "\(kind): \(report.problems)")
+
+            try await repo.clearCache()
+            let error = await #expect(throws: UDRError.self, "a read of a damaged \(kind) must fail") {
+                try await repo.query("SELECT count(*), sum(length(v)) FROM t")
+            }
+            #expect(error?.code == .corruptObject)
+            #expect(error?.message.contains(id.hex) == true)
+
+            try original.write(to: URL(fileURLWithPath: path))
+            #expect(try await repo.verify().ok)
+        }
+        #expect(try await count(repo, "SELECT count(*) FROM t") == 20000)
+    }
+
+    @Test func aMissingObjectIsReported() async throws {
+        let (repo, _) = try makeRepository()
+        _ = try await repo.write(try TableName("t"), from: .sql("SELECT 1 AS k"), key: ["k"])
+        let manifest = try await repo.manifest(of: try TableName("t"))
+        let store = try #require(repo.store as? LocalObjectStore)
+        let id = manifest.segments[0].recipe
+        try FileManager.default.removeItem(atPath: store.objectsDirectory.path + "/" + id.hex.prefix(2) + "/" + id.hex.dropFirst(2))
+        let report = try await repo.verify()
+        #expect(report.problems.contains { $0.contains(id.hex) && $0.contains("missing") })
+    }
+}
