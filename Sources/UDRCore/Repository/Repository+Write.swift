@@ -18,7 +18,7 @@ public struct WriteSource: Sendable {
 
 /// Input file formats.
 public struct FileFormat: Sendable, Hashable, CustomStringConvertible {
-    private enum Base: String, Sendable { case parquet, csv, json }
+    private enum Base: String, Sendable { case parquet, csv, tsv, json }
     private let base: Base
     private init(_ base: Base) { self.base = base }
 
@@ -29,7 +29,8 @@ public struct FileFormat: Sendable, Hashable, CustomStringConvertible {
     public init(parsing text: String) throws(UDRError) {
         switch text.lowercased() {
         case "parquet", "pq": self = .parquet
-        case "csv", "tsv": self = .csv
+        case "csv": self = .csv
+        case "tsv": self = FileFormat(.tsv)
         case "json", "ndjson", "jsonl": self = .json
         default: throw UDRError(.invalidArgument, "unknown input format '\(text)': use parquet, csv or json")
         }
@@ -47,7 +48,10 @@ public struct FileFormat: Sendable, Hashable, CustomStringConvertible {
     func reader(_ path: String) -> String {
         switch base {
         case .parquet: return "SELECT * FROM read_parquet(\(quoteLiteral(path)))"
-        case .csv: return "SELECT * FROM read_csv(\(quoteLiteral(path)))"
+        // The delimiter is fixed by the format so that a ragged file is an
+        // error, not a one-column table the sniffer settled for.
+        case .csv: return "SELECT * FROM read_csv(\(quoteLiteral(path)), delim = ',', strict_mode = true)"
+        case .tsv: return "SELECT * FROM read_csv(\(quoteLiteral(path)), delim = '\\t', strict_mode = true)"
         case .json: return "SELECT * FROM read_json(\(quoteLiteral(path)))"
         }
     }
@@ -88,6 +92,7 @@ extension Repository {
 
         let written = try withDuckDB { (connection) throws(UDRError) -> WrittenTable in
             let selectSQL: String
+            let inputName: String
             switch source.base {
             case .file(let path, let format):
                 guard FileManager.default.fileExists(atPath: path) else {
@@ -96,11 +101,13 @@ extension Repository {
                 let resolved: FileFormat
                 if let format { resolved = format } else { resolved = try FileFormat.forFile(path) }
                 selectSQL = resolved.reader(path)
+                inputName = "\(path) as \(resolved)"
             case .sql(let query):
                 let options = ReadOptions(branch: branch, commit: head?.hex)
                 let snapshot = try resolveSnapshot(head == nil ? ReadOptions(branch: branch) : options)
                 try attach(snapshot, to: connection, for: query)
                 selectSQL = query.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: ";"))
+                inputName = "the query"
             }
             var key = requestedKey ?? previous?.key ?? []
             if requestedKey == nil, !key.isEmpty {
@@ -109,7 +116,7 @@ extension Repository {
                 if let probe, !key.allSatisfy(probe.contains) { key = [] }
             }
             let writer = TableWriter(connection: connection, store: store, cache: cache, scratch: layout.scratchDirectory, policy: configuration.segmentation)
-            return try writer.write(table: table, version: version, source: selectSQL, key: key)
+            return try writer.write(table: table, version: version, source: selectSQL, inputName: inputName, key: key)
         }
 
         if let previous, let previousEntry, previous.hasSameContent(as: written.manifest) {

@@ -24,9 +24,16 @@ struct TableWriter {
     /// Fixed Parquet settings: the same rows always give the same bytes.
     static let parquetOptions = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 2000000"
 
-    func write(table: TableName, version: Int, source: String, key: [String]) throws(UDRError) -> WrittenTable {
+    /// `inputName` names the input in errors (a file, or "the query").
+    func write(table: TableName, version: Int, source: String, inputName: String, key: [String]) throws(UDRError) -> WrittenTable {
         try run("SET preserve_insertion_order = true")
-        try run("CREATE OR REPLACE TEMP TABLE __udr_input AS \(source)", code: .invalidInput)
+        do throws(DuckDBError) {
+            try connection.execute("CREATE OR REPLACE TEMP TABLE __udr_input AS \(source)")
+        } catch {
+            // DuckDB's CSV errors end in a long list of generic fixes; keep the diagnosis.
+            let diagnosis = error.message.components(separatedBy: "\nPossible fixes:").first ?? error.message
+            throw UDRError(.invalidInput, "cannot read \(inputName): \(diagnosis.trimmingCharacters(in: .whitespacesAndNewlines))", underlying: error)
+        }
         defer { try? connection.execute("DROP TABLE IF EXISTS __udr_input; DROP TABLE IF EXISTS __udr_sorted") }
 
         let columns = try describe("__udr_input")

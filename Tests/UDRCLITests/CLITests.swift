@@ -1,0 +1,164 @@
+import DuckDB
+import Foundation
+import Testing
+import UDRCore
+import UDRTesting
+
+/// A repository driven through the `udr` executable, as a user would.
+struct CLIRepository {
+    let dir = TemporaryDirectory("cli")
+    var root: URL { dir.url.appendingPathComponent("repo") }
+
+    init() throws {
+        let result = try udr(["init", root.path], in: dir.url)
+        #expect(result.status == 0, "\(result.stderr)")
+    }
+
+    @discardableResult
+    func run(_ args: String...) throws -> CommandResult { try run(args) }
+
+    @discardableResult
+    func run(_ args: [String]) throws -> CommandResult { try udr(args, in: root) }
+
+    /// Everything a failed command must leave as it was.
+    func state() throws -> String {
+        let log = try run("log", "--json").stdout
+        let verify = try run("verify").stdout
+        let objects = try FileManager.default.contentsOfDirectory(atPath: root.path + "/.udr/objects").sorted()
+        return log + verify + objects.joined(separator: ",")
+    }
+}
+
+@Suite struct CLITourTests {
+    @Test func theFiveMinuteTour() throws {
+        let repo = try CLIRepository()
+        let db = try scratchDuckDB()
+        let csv = repo.dir.path("parcels.csv")
+        try db.execute("COPY (SELECT 1000000000 + i AS bbl, 'active' AS status, i / 4 AS score FROM range(5000) t(i)) TO '\(csv)' (HEADER true)")
+
+        let w1 = try repo.run("write", "parcels", csv, "--key", "bbl", "-m", "night 1")
+        #expect(w1.status == 0, "\(w1.stderr)")
+        #expect(w1.stdout.contains("parcels v1: 5000 rows"))
+        let w2 = try repo.run("write", "parcels", "--sql", "SELECT bbl, CASE WHEN bbl = 1000000007 THEN 'sold' ELSE status END AS status, score FROM parcels", "-m", "night 2")
+        #expect(w2.status == 0, "\(w2.stderr)")
+
+        let q = try repo.run("query", "--at", "old=parcels@1", "SELECT o.status AS before, p.status AS after FROM old o JOIN parcels p USING (bbl) WHERE bbl = 1000000007", "--format", "csv")
+        #expect(q.status == 0, "\(q.stderr)")
+        #expect(q.stdout == "before,after\nactive,sold\n")
+
+        let json = try repo.run("query", "SELECT count(*) AS n FROM parcels", "--json")
+        #expect(json.stdout.contains("\"n\" : 5000"))
+
+        let log = try repo.run("log", "--json")
+        let commits = try JSONDecoder().decode([LoggedCommit].self, from: Data(log.stdout.utf8))
+        #expect(commits.map(\.message) == ["night 2", "night 1"])
+        #expect(try repo.run("show", String(commits[1].id.prefix(8))).stdout.contains("night 1"))
+
+        let info = try repo.run("info", "parcels", "--json")
+        #expect(info.stdout.contains("\"rows\" : 5000"))
+        #expect(info.stdout.contains("\"sharedBytes\""))
+        #expect(try repo.run("versions", "parcels").stdout.contains("│ 2 "))
+        #expect(try repo.run("tables").stdout.contains("parcels"))
+
+        let out = repo.dir.path("v1.parquet")
+        #expect(try repo.run("export", "parcels", "--at", "parcels=1", "-o", out).status == 0)
+        #expect(try db.query("SELECT count(*) FROM '\(out)' WHERE status = 'sold'").scalar == .int(0))
+        let verify = try repo.run("verify")
+        #expect(verify.status == 0)
+        #expect(verify.stdout.contains("ok"))
+    }
+
+    struct LoggedCommit: Decodable {
+        let id: String
+        let message: String
+    }
+}
+
+@Suite struct BadInputTests {
+    @Test func badInputIsAClearErrorAndChangesNothing() throws {
+        let repo = try CLIRepository()
+        let db = try scratchDuckDB()
+        let good = repo.dir.path("good.parquet")
+        try db.execute("COPY (SELECT i AS k, 'v' || i AS v FROM range(1000) t(i)) TO '\(good)'")
+        #expect(try repo.run("write", "t", good, "--key", "k").status == 0)
+
+        let truncated = repo.dir.path("truncated.parquet")
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: good))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: truncated))
+        let ragged = repo.dir.path("ragged.csv")
+        try "a,b\n1,2\n3,4,5\n6,7\n".write(toFile: ragged, atomically: true, encoding: .utf8)
+        let dupes = repo.dir.path("dupes.csv")
+        try "k,v\n1,a\n2,b\n2,c\n3,d\n3,e\n".write(toFile: dupes, atomically: true, encoding: .utf8)
+        let nulls = repo.dir.path("nulls.csv")
+        try "k,v\n1,a\n,b\n".write(toFile: nulls, atomically: true, encoding: .utf8)
+
+        let cases: [([String], String)] = [
+            (["write", "t", repo.dir.path("missing.parquet")], "does not exist"),
+            (["write", "t", truncated], "cannot read"),
+            (["write", "t", ragged], "cannot read"),
+            (["write", "t", dupes, "--key", "k"], "(2 rows)"),
+            (["write", "t", nulls, "--key", "k"], "NULL in the key"),
+            (["write", "t", good, "--key", "nope"], "key column 'nope'"),
+            (["query", "SELECT * FROM nope"], "nope"),
+            (["export", "nope", "-o", repo.dir.path("x.parquet")], "no table 'nope'"),
+            (["versions", "nope"], "no table 'nope'"),
+            (["query", "SELEC 1"], "syntax error"),
+            (["write", "t", "--sql", "SELEC 1"], "syntax error"),
+            (["write", "", good], "empty"),
+            (["write", String(repeating: "x", count: 300), good], "limit is 255"),
+            (["write", "a/b", good], "path separator"),
+            (["write", "a..b", good], "'..'"),
+            (["write", "a\"b", good], "quote"),
+            (["write", "it's", good], "quote"),
+            (["query", "--at", "t=99", "SELECT * FROM t"], "no version 99"),
+        ]
+        let before = try repo.state()
+        for (args, expected) in cases {
+            let result = try repo.run(args)
+            #expect(result.status != 0, "\(args) should fail")
+            #expect(result.stderr.contains(expected), "\(args): stderr was \(result.stderr)")
+            #expect(try repo.state() == before, "\(args) changed the repository")
+        }
+        #expect(try repo.run("query", "SELECT count(*) FROM t", "--format", "csv").stdout == "count_star()\n1000\n")
+    }
+
+    @Test func withoutARepositoryTheErrorSaysHowToMakeOne() throws {
+        let dir = TemporaryDirectory("norepo")
+        let result = try udr(["log"], in: dir.url)
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("udr init"))
+    }
+}
+
+@Suite struct CrashSafetyTests {
+    /// A writer killed with SIGKILL at random instants leaves no partial
+    /// object and either the old head or the new one.
+    @Test func aKilledWriterLeavesAConsistentRepository() throws {
+        let repo = try CLIRepository()
+        #expect(try repo.run("write", "t", "--sql", "SELECT i AS k, 'seed' AS v FROM range(1000) t(i)", "--key", "k").status == 0)
+        var generator = SystemRandomNumberGenerator()
+        var committed = 1
+        for round in 0..<8 {
+            let process = Process()
+            process.executableURL = udrExecutable()
+            process.currentDirectoryURL = repo.root
+            process.arguments = ["write", "t", "--sql", "SELECT i AS k, md5((i + \(round))::VARCHAR) AS v, hash(i * \(round)) AS h FROM range(400000) t(i)", "--key", "k"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            usleep(UInt32.random(in: 50_000...1_500_000, using: &generator))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+
+            let verify = try repo.run("verify")
+            #expect(verify.status == 0, "round \(round): \(verify.stdout)")
+            let log = try repo.run("log", "--json")
+            let commits = log.stdout.components(separatedBy: "\"txID\"").count - 1
+            #expect(commits == committed || commits == committed + 1, "round \(round): \(commits) commits")
+            committed = commits
+            let rows = try repo.run("query", "SELECT count(*) FROM t", "--format", "csv").stdout
+            #expect(rows == "count_star()\n\(commits == 1 ? 1000 : 400000)\n" || commits > 1 && rows == "count_star()\n400000\n")
+        }
+        print("crash safety: \(committed - 1) of 8 killed writers had committed before the kill")
+    }
+}
