@@ -95,7 +95,7 @@ struct CLIRepository {
         let cases: [([String], String)] = [
             (["write", "t", repo.dir.path("missing.parquet")], "does not exist"),
             (["write", "t", truncated], "cannot read"),
-            (["write", "t", ragged], "cannot read"),
+            (["write", "t", ragged], "line 3 has 3 fields, but the header has 2"),
             (["write", "t", dupes, "--key", "k"], "(2 rows)"),
             (["write", "t", nulls, "--key", "k"], "NULL in the key"),
             (["write", "t", good, "--key", "nope"], "key column 'nope'"),

@@ -25,12 +25,13 @@ public struct FileFormat: Sendable, Hashable, CustomStringConvertible {
     public static let parquet = FileFormat(.parquet)
     public static let csv = FileFormat(.csv)
     public static let json = FileFormat(.json)
+    static let tsv = FileFormat(.tsv)
 
     public init(parsing text: String) throws(UDRError) {
         switch text.lowercased() {
         case "parquet", "pq": self = .parquet
         case "csv": self = .csv
-        case "tsv": self = FileFormat(.tsv)
+        case "tsv": self = .tsv
         case "json", "ndjson", "jsonl": self = .json
         default: throw UDRError(.invalidArgument, "unknown input format '\(text)': use parquet, csv or json")
         }
@@ -115,6 +116,11 @@ extension Repository {
                 let probe = try? connection.query("SELECT * FROM (\(selectSQL)) LIMIT 0").columns.map(\.name)
                 if let probe, !key.allSatisfy(probe.contains) { key = [] }
             }
+            if case .file(let path, _) = source.base, let delimiter = csvDelimiter(source),
+                let ragged = CSVDiagnosis.firstRaggedLine(path: path, delimiter: delimiter)
+            {
+                throw UDRError(.invalidInput, "cannot read \(path): line \(ragged.line) has \(ragged.fields) fields, but the header has \(ragged.expected). Every row of a CSV file must have the same number of fields.")
+            }
             let writer = TableWriter(connection: connection, store: store, cache: cache, scratch: layout.scratchDirectory, policy: configuration.segmentation)
             return try writer.write(table: table, version: version, source: selectSQL, inputName: inputName, key: key)
         }
@@ -130,6 +136,14 @@ extension Repository {
             changes: [change], rows: [table: written.manifest.rows],
             message: message ?? "write \(table)", author: author ?? configuration.defaultAuthor)
         return WriteResult(table: table, commit: record, version: version, rows: written.manifest.rows, segments: written.manifest.segments.count, logicalBytes: written.logicalBytes, bytesAdded: written.bytesAdded + stored.bytesAdded + commitBytes)
+    }
+
+    private func csvDelimiter(_ source: WriteSource) -> UInt8? {
+        guard case .file(let path, let format) = source.base else { return nil }
+        let resolved = format ?? (try? FileFormat.forFile(path))
+        if resolved == .csv { return UInt8(ascii: ",") }
+        if resolved == FileFormat.tsv { return UInt8(ascii: "\t") }
+        return nil
     }
 
     /// Records a commit on `branch` that sets `entries`, moving the head by
