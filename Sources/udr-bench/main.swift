@@ -1,1 +1,119 @@
-print("bench")
+import DuckDB
+import Foundation
+import UDRCore
+import UDRSQLite
+
+// `make bench`: UDR side by side with raw DuckDB on Parquet, on the same
+// data, in one run. Prints each figure and its ratio to the alternative.
+
+let arguments = CommandLine.arguments
+let rows = arguments.firstIndex(of: "--rows").flatMap { Int(arguments[$0 + 1]) } ?? 5_000_000
+let repetitions = 7
+
+func seconds(_ body: () async throws -> Void) async rethrows -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    try await body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+func median(_ body: () async throws -> Void) async rethrows -> Double {
+    var times: [Double] = []
+    for _ in 0..<repetitions { times.append(try await seconds(body)) }
+    return times.sorted()[repetitions / 2]
+}
+
+func fmt(_ s: Double) -> String { s < 0.01 ? String(format: "%.2f ms", s * 1000) : String(format: "%.3f s", s) }
+func pct(_ a: Int64, _ b: Int64) -> String { String(format: "%.2f%%", Double(a) / Double(b) * 100) }
+
+struct Line {
+    let name: String
+    let udr: String
+    let peer: String
+    let ratio: String
+    let target: String
+}
+var lines: [Line] = []
+@MainActor func report(_ name: String, udr: Double, peer: Double, target: String) {
+    lines.append(Line(name: name, udr: fmt(udr), peer: fmt(peer), ratio: String(format: "%.2fx", udr / peer), target: target))
+    print("  \(name): UDR \(fmt(udr)), DuckDB \(fmt(peer)), ratio \(String(format: "%.2f", udr / peer))")
+}
+
+let work = FileManager.default.temporaryDirectory.appendingPathComponent("udr-bench-\(UUID().uuidString)")
+try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+defer { try? FileManager.default.removeItem(at: work) }
+
+print("UDR benchmark: \(rows) rows × 10 columns, DuckDB \(try DuckDBLibrary.load().version), \(ProcessInfo.processInfo.activeProcessorCount) cores\n")
+
+let duck = try Database().connect()
+let source = work.appendingPathComponent("source.parquet").path
+try duck.execute("""
+    COPY (SELECT i * 10 AS k,
+                 (hash(i) % 100000)::INTEGER AS a,
+                 (hash(i * 3) % 1000000) / 100.0 AS b,
+                 'name_' || (hash(i * 5) % 50000) AS c,
+                 DATE '2000-01-01' + (hash(i * 7) % 9000)::INTEGER AS d,
+                 ((hash(i * 11) % 10000000) / 100)::DECIMAL(12,2) AS e,
+                 (hash(i * 13) % 1000000000)::BIGINT AS f,
+                 ['active', 'inactive', 'pending', 'closed'][(hash(i * 17) % 4)::INTEGER + 1] AS g,
+                 hash(i * 19) % 2 = 0 AS h,
+                 (hash(i * 23) % 1000) / 10.0 AS s
+          FROM range(\(rows)) t(i)) TO '\(source)' (FORMAT parquet)
+    """)
+
+// 1. Write.
+print("Write \(rows) rows")
+let copyTarget = work.appendingPathComponent("copy.parquet").path
+let duckWrite = try await seconds {
+    try duck.execute("COPY (SELECT * FROM read_parquet('\(source)')) TO '\(copyTarget)' (FORMAT parquet, COMPRESSION zstd)")
+}
+let repo = try LocalRepository.create(at: work.appendingPathComponent("repo"))
+let t = try TableName("parcels")
+var first: WriteResult!
+let udrWrite = try await seconds {
+    first = try await repo.write(t, from: .file(source), key: ["k"], message: "v1")
+}
+report("write (throughput ratio = DuckDB time / UDR time)", udr: udrWrite, peer: duckWrite, target: "≥ 0.5× throughput")
+lines[lines.count - 1] = Line(name: "write \(rows) rows (throughput vs COPY)", udr: fmt(udrWrite), peer: fmt(duckWrite), ratio: String(format: "%.2fx", duckWrite / udrWrite), target: "≥ 0.5×")
+
+// 2. Scan and lookup at the head, against one Parquet file of the same rows.
+print("Queries")
+let scanSQL = "SELECT g, count(*), sum(e), avg(s) FROM parcels GROUP BY g ORDER BY g"
+let lookupKey = (rows / 2) * 10 + 10
+let lookupSQL = "SELECT * FROM parcels WHERE k = \(lookupKey)"
+try duck.execute("CREATE VIEW parcels AS SELECT * FROM read_parquet('\(copyTarget)')")
+_ = try await repo.query(scanSQL)
+let udrScan = try await median { _ = try await repo.query(scanSQL) }
+let duckScan = try await median { _ = try duck.query(scanSQL) }
+report("full-scan aggregate", udr: udrScan, peer: duckScan, target: "≤ 1.15×")
+let udrLookup = try await median { _ = try await repo.query(lookupSQL) }
+let duckLookup = try await median { _ = try duck.query(lookupSQL) }
+report("point lookup by key", udr: udrLookup, peer: duckLookup, target: "≤ 1.2×")
+
+// 3. Churn: stored bytes of new versions, and time travel to version 1.
+print("Churn")
+let firstBytes = first.bytesAdded
+var churn: [(String, Int64)] = []
+let a = try await repo.write(t, from: .sql("SELECT * FROM parcels UNION ALL SELECT * REPLACE (k + \(rows * 10) AS k) FROM parcels WHERE k % 1000 = 0"))
+churn.append(("(a) 1% rows appended after the last key", a.bytesAdded))
+let b = try await repo.write(t, from: .sql("SELECT * REPLACE (CASE WHEN hash(k, 'b') % 200 = 0 THEN 'changed' ELSE g END AS g) FROM parcels"))
+churn.append(("(b) one column changed in 0.5% of rows", b.bytesAdded))
+let c = try await repo.write(t, from: .sql("SELECT * REPLACE ((hash(k, 'c') % 1000) / 10.0 AS s) FROM parcels"))
+churn.append(("(c) one column recomputed for every row", c.bytesAdded))
+let d = try await repo.write(t, from: .sql("SELECT * FROM parcels UNION ALL SELECT * REPLACE (k + 5 AS k) FROM parcels WHERE hash(k, 'd') % 1000 = 0"))
+churn.append(("(d) 0.1% rows inserted at random keys", d.bytesAdded))
+for (name, bytes) in churn { print("  \(name): \(bytes) bytes = \(pct(bytes, firstBytes)) of version 1 (\(firstBytes) bytes)") }
+
+let travel = ReadOptions(pins: [try TablePin(parsing: "parcels=1")])
+try await repo.clearCache()
+let cold = try await seconds { _ = try await repo.query(scanSQL, options: travel) }
+let warm = try await median { _ = try await repo.query(scanSQL, options: travel) }
+let head = try await median { _ = try await repo.query(scanSQL) }
+report("time travel to v1, cold cache (vs warm head)", udr: cold, peer: head, target: "—")
+report("time travel to v1, warm (vs head query)", udr: warm, peer: head, target: "≤ 1.15×")
+
+print("\n| measure | UDR | alternative | ratio | target |\n|---|---|---|---|---|")
+for l in lines { print("| \(l.name) | \(l.udr) | \(l.peer) | \(l.ratio) | \(l.target) |") }
+for (name, bytes) in churn {
+    let target = name.hasPrefix("(a)") ? "≤ 3%" : name.hasPrefix("(b)") ? "≤ 25%" : name.hasPrefix("(c)") ? "≤ 20%" : "—"
+    print("| stored bytes \(name) | \(bytes) | full copy \(firstBytes) | \(pct(bytes, firstBytes)) | \(target) |")
+}

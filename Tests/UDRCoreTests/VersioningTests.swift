@@ -2,6 +2,7 @@ import DuckDB
 import Foundation
 import Testing
 import UDRCore
+import UDRSQLite
 import UDRTesting
 
 @Suite struct TimeTravelTests {
@@ -48,6 +49,24 @@ import UDRTesting
         let log = try await repo.log(table: parcels)
         #expect(log.map(\.message) == ["night 3", "night 2", "night 1"])
         #expect(log.map(\.txID) == log.map(\.txID).sorted(by: >))
+    }
+
+    @Test func concurrentReadsAtDifferentVersionsSeeTheirOwnSnapshot() async throws {
+        let (repo, _) = try makeRepository()
+        let t = try TableName("t")
+        _ = try await repo.write(t, from: .sql("SELECT i AS k FROM range(1000) t(i)"), key: ["k"])
+        _ = try await repo.write(t, from: .sql("SELECT i AS k FROM range(2000) t(i)"), key: ["k"])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<16 {
+                group.addTask {
+                    let version = i % 2 + 1
+                    let options = ReadOptions(pins: [try TablePin(parsing: "t=\(version)")])
+                    let n = try await repo.query("SELECT count(*) FROM t", options: options).scalar.int
+                    #expect(n == Int64(version * 1000))
+                }
+            }
+            try await group.waitForAll()
+        }
     }
 
     @Test func unknownVersionsAndTablesAreClearErrors() async throws {
@@ -143,9 +162,11 @@ import UDRTesting
             #expect(!report.ok, "verify misses a flipped byte in a \(kind)")
             #expect(report.problems.contains { $0.contains(id.hex) && $0.contains("corrupt") }, "\(kind): \(report.problems)")
 
+            // A fresh process's view: no decoded objects in memory, no materialized segments.
             try await repo.clearCache()
+            let reopened = try LocalRepository.open(at: repo.layout.root)
             let error = await #expect(throws: UDRError.self, "a read of a damaged \(kind) must fail") {
-                try await repo.query("SELECT count(*), sum(length(v)) FROM t")
+                try await reopened.query("SELECT count(*), sum(length(v)) FROM t")
             }
             #expect(error?.code == .corruptObject)
             #expect(error?.message.contains(id.hex) == true)

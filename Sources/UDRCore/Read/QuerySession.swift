@@ -115,8 +115,11 @@ extension Repository {
             let local = name.rawValue.split(separator: ".").last.map(String.init) ?? name.rawValue
             return lowered.contains(local.lowercased())
         }
-        return try withDuckDB { (connection) throws(UDRError) -> T in
-            try execute("SET parquet_metadata_cache = true", on: connection)
+        return try withReadConnection { (connection) throws(UDRError) -> T in
+            // The views live only inside this transaction: the next read,
+            // at another snapshot, starts from a clean catalog.
+            try execute("BEGIN TRANSACTION", on: connection)
+            defer { try? connection.execute("ROLLBACK") }
             try attach(snapshot, to: connection, for: sql)
             return try body(connection)
         }

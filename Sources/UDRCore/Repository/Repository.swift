@@ -67,6 +67,9 @@ public final class Repository: Sendable {
     let cache: SegmentCache
     let logger: Logger
     private let queue = DispatchQueue(label: "udr.repository", attributes: .concurrent)
+    private let readDatabase = ReadDatabase()
+    /// Decoded commits and manifests: immutable, so safe to keep.
+    private let decoded = DecodedObjectCache(limit: 1024)
 
     /// Opens a repository over the given backends. The CLI and
     /// `LocalRepository` wire the default ones.
@@ -104,13 +107,65 @@ public final class Repository: Sendable {
         return try body(connection)
     }
 
+    /// Runs `body` on the repository's long-lived DuckDB database when it is
+    /// free (its Parquet metadata cache stays warm across queries), or on a
+    /// fresh one when another read holds it.
+    func withReadConnection<T>(_ body: (Connection) throws(UDRError) -> T) throws(UDRError) -> T {
+        guard readDatabase.lock.try() else { return try withDuckDB(body) }
+        defer { readDatabase.lock.unlock() }
+        let connection: Connection
+        do {
+            if readDatabase.database == nil {
+                let database = try Database(configuration: configuration.duckdb)
+                try database.connect().execute("SET parquet_metadata_cache = true")
+                readDatabase.database = database
+            }
+            connection = try readDatabase.database!.connect()
+        } catch {
+            throw UDRError(.runtime, error.message, underlying: error)
+        }
+        return try body(connection)
+    }
+
     // MARK: Reading objects
 
     func commit(_ id: ObjectID) throws(UDRError) -> Commit {
-        try store.getJSON(Commit.self, id)
+        if let cached = decoded.get(id) as? Commit { return cached }
+        let commit = try store.getJSON(Commit.self, id)
+        decoded.put(id, commit)
+        return commit
     }
 
     func manifest(_ id: ObjectID) throws(UDRError) -> Manifest {
-        try store.getJSON(Manifest.self, id)
+        if let cached = decoded.get(id) as? Manifest { return cached }
+        let manifest = try store.getJSON(Manifest.self, id)
+        decoded.put(id, manifest)
+        return manifest
+    }
+}
+
+/// The repository's long-lived read database, used by one read at a time.
+private final class ReadDatabase: @unchecked Sendable {
+    // @unchecked: `database` is only touched while `lock` is held.
+    let lock = NSLock()
+    var database: Database?
+}
+
+/// A bounded map from object id to a decoded immutable object.
+final class DecodedObjectCache: @unchecked Sendable {
+    // @unchecked: every access holds `lock`; values are immutable Sendable structs.
+    private let lock = NSLock()
+    private var entries: [ObjectID: any Sendable] = [:]
+    private let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    func get(_ id: ObjectID) -> (any Sendable)? { lock.withLock { entries[id] } }
+
+    func put(_ id: ObjectID, _ value: any Sendable) {
+        lock.withLock {
+            if entries.count >= limit { entries.removeAll(keepingCapacity: true) }
+            entries[id] = value
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import DuckDB
 import Foundation
 
@@ -26,6 +27,7 @@ struct TableWriter {
 
     /// `inputName` names the input in errors (a file, or "the query").
     func write(table: TableName, version: Int, source: String, inputName: String, key: [String]) throws(UDRError) -> WrittenTable {
+        var clock = StepClock()
         try run("SET preserve_insertion_order = true")
         do throws(DuckDBError) {
             try connection.execute("CREATE OR REPLACE TEMP TABLE __udr_input AS \(source)")
@@ -36,6 +38,7 @@ struct TableWriter {
         }
         defer { try? connection.execute("DROP TABLE IF EXISTS __udr_input; DROP TABLE IF EXISTS __udr_sorted") }
 
+        clock.step("read input")
         let columns = try describe("__udr_input")
         guard !columns.isEmpty else { throw UDRError(.invalidInput, "the input has no columns") }
         let names = Set(columns.map(\.name))
@@ -45,14 +48,18 @@ struct TableWriter {
         if Set(key).count != key.count { throw UDRError(.invalidArgument, "the key names a column twice: \(key.joined(separator: ","))") }
         try checkKeys(key)
 
+        clock.step("check keys")
         var storageSelect: [String] = []
         for column in columns {
             let storage = try TypeNode.parse(column.type).storage().sql
             storageSelect.append("CAST(\(quoteIdentifier(column.name)) AS \(storage)) AS \(quoteIdentifier(column.name))")
         }
         let order = key.isEmpty ? "" : " ORDER BY " + key.map(quoteIdentifier).joined(separator: ", ")
-        try run("CREATE OR REPLACE TEMP TABLE __udr_sorted AS SELECT \(storageSelect.joined(separator: ", ")) FROM __udr_input\(order)")
+        // A plain table (the database is private to this write) so that
+        // the segment writers' own connections can read it.
+        try run("CREATE OR REPLACE TABLE __udr_sorted AS SELECT \(storageSelect.joined(separator: ", ")) FROM __udr_input\(order)")
         let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
+        clock.step("sort")
 
         // The boundary hash: MD5 of the key's (or keyless row's) text form,
         // which does not depend on DuckDB's internal hash function.
@@ -61,6 +68,7 @@ struct TableWriter {
         let candidates = try query("SELECT rowid FROM __udr_sorted WHERE (md5_number_lower(\(hashInput)) & \(policy.mask)) = 0 ORDER BY rowid")
             .rows.compactMap { $0[0].int.map(Int.init) }
         let ranges = policy.ranges(rowCount: rowCount, candidates: candidates)
+        clock.step("boundaries")
 
         let directory = scratch.appendingPathComponent("write-" + UUID().uuidString)
         do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
@@ -69,17 +77,28 @@ struct TableWriter {
         defer { try? FileManager.default.removeItem(at: directory) }
 
         let columnList = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
-        var files: [String] = []
-        for (index, range) in ranges.enumerated() {
-            let file = directory.path + "/\(index).parquet"
-            try run("COPY (SELECT \(columnList) FROM __udr_sorted WHERE rowid >= \(range.lowerBound) AND rowid < \(range.upperBound) ORDER BY rowid) TO \(quoteLiteral(file)) (\(Self.parquetOptions))")
-            files.append(file)
-        }
+        let files = ranges.indices.map { directory.path + "/\($0).parquet" }
+        try writeSegments(ranges: ranges, files: files, columnList: columnList)
 
+        clock.step("write segments")
         let chunks = try chunkLayout(files: files, columns: names)
+        clock.step("parquet metadata")
+        // Blobs and recipes are stored in batches of up to 256 MB, each made
+        // durable with one flush.
         var segments: [SegmentRef] = []
         var logical: Int64 = 0
         var added: Int64 = 0
+        var batch: [Data] = []
+        var batchBytes = 0
+        var adopt: [(String, ObjectID)] = []
+        func flush() throws(UDRError) {
+            guard !batch.isEmpty else { return }
+            added += try store.put(batch).bytesAdded
+            for (file, id) in adopt { cache.adopt(file: file, segment: id) }
+            batch.removeAll(keepingCapacity: true)
+            adopt.removeAll()
+            batchBytes = 0
+        }
         for (index, file) in files.enumerated() {
             guard let bytes = FileManager.default.contents(atPath: file) else {
                 throw UDRError(.io, "cannot read back the segment file \(file)")
@@ -87,18 +106,45 @@ struct TableWriter {
             let layout = chunks[file] ?? FileLayout()
             let segmentID = ObjectID.of(bytes)
             let cuts = Self.cutPoints(fileSize: bytes.count, chunkRanges: layout.ranges, bytes: bytes)
-            var pieces: [Data] = []
-            for (start, end) in zip(cuts, cuts.dropFirst()) { pieces.append(bytes.subdata(in: start..<end)) }
-            let stored = try store.put(pieces)
-            let recipe = SegmentRecipe(segment: segmentID, bytes: Int64(bytes.count), parts: zip(stored.ids, pieces).map { .init(blob: $0, bytes: Int64($1.count)) })
-            let recipeResult = try store.putJSON(recipe)
-            added += stored.bytesAdded + recipeResult.bytesAdded
+            var parts: [SegmentRecipe.Part] = []
+            for (start, end) in zip(cuts, cuts.dropFirst()) {
+                let piece = bytes.subdata(in: start..<end)
+                parts.append(.init(blob: ObjectID.of(piece), bytes: Int64(piece.count)))
+                batch.append(piece)
+            }
+            let recipe = try ObjectCoding.encode(SegmentRecipe(segment: segmentID, bytes: Int64(bytes.count), parts: parts))
+            batch.append(recipe)
+            batchBytes += bytes.count + recipe.count
+            adopt.append((file, segmentID))
             logical += Int64(bytes.count)
-            cache.adopt(file: file, segment: segmentID)
-            segments.append(SegmentRef(id: segmentID, recipe: recipeResult.id, rows: Int64(ranges[index].count), bytes: Int64(bytes.count), stats: layout.stats))
+            segments.append(SegmentRef(id: segmentID, recipe: ObjectID.of(recipe), rows: Int64(ranges[index].count), bytes: Int64(bytes.count), stats: layout.stats))
+            if batchBytes >= 256 << 20 { try flush() }
         }
+        try flush()
+        clock.step("store blobs")
         let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
         return WrittenTable(manifest: manifest, logicalBytes: logical, bytesAdded: added)
+    }
+
+    /// Writes each segment's rows to its file with DuckDB's Parquet writer,
+    /// on as many connections as there are cores.
+    private func writeSegments(ranges: [Range<Int>], files: [String], columnList: String) throws(UDRError) {
+        let database = connection.database
+        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, ranges.count, 4))
+        let failures = FailureBox()
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            do throws(DuckDBError) {
+                let own = try database.connect()
+                try own.execute("SET threads = 1")
+                for index in stride(from: worker, to: ranges.count, by: workers) where !failures.failed {
+                    let range = ranges[index]
+                    try own.execute("COPY (SELECT \(columnList) FROM __udr_sorted WHERE rowid >= \(range.lowerBound) AND rowid < \(range.upperBound) ORDER BY rowid) TO \(quoteLiteral(files[index])) (\(Self.parquetOptions))")
+                }
+            } catch {
+                failures.record(UDRError(.query, "writing a segment failed: \(error.message)", underlying: error))
+            }
+        }
+        if let error = failures.first { throw error }
     }
 
     /// Rejects duplicate and NULL keys, naming the offending keys.
@@ -179,4 +225,28 @@ struct TableWriter {
     private func query(_ sql: String) throws(UDRError) -> ResultSet {
         do { return try connection.query(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
     }
+}
+
+/// Step timings on stderr when `UDR_TRACE` is set.
+struct StepClock {
+    static let enabled = ProcessInfo.processInfo.environment["UDR_TRACE"] != nil
+    var last = DispatchTime.now().uptimeNanoseconds
+
+    mutating func step(_ name: String) {
+        guard Self.enabled else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        FileHandle.standardError.write(Data(String(format: "udr trace: %@ %.1f ms\n", name, Double(now - last) / 1e6).utf8))
+        last = now
+    }
+}
+
+/// The first error of concurrent workers.
+final class FailureBox: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var error: UDRError?
+
+    var failed: Bool { lock.withLock { error != nil } }
+    var first: UDRError? { lock.withLock { error } }
+    func record(_ e: UDRError) { lock.withLock { if error == nil { error = e } } }
 }
