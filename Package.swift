@@ -17,8 +17,10 @@ let package = Package(
     targets: [
         // BLAKE3 (object ids), always optimized: it hashes every byte UDR stores.
         .target(name: "CBLAKE3", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "CArrowABI"),
         .target(
             name: "DuckDB",
+            dependencies: ["CArrowABI"],
             linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]
         ),
         .target(
@@ -52,6 +54,6 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
-for target in package.targets where target.type != .system && target.name != "CBLAKE3" {
+for target in package.targets where target.type != .system && !target.name.hasPrefix("C") {
     target.swiftSettings = (target.swiftSettings ?? []) + swiftSettings
 }

@@ -57,6 +57,13 @@ struct DuckDBAPI: @unchecked Sendable {
     let bind_null: @convention(c) (StatementHandle, Index) -> State
     let bind_blob: @convention(c) (StatementHandle, Index, UnsafeRawPointer?, Index) -> State
     let execute_prepared: @convention(c) (StatementHandle, ResultPointer) -> State
+    // Arrow: duckdb_arrow handles, and pointers to pointers to the C data interface structs.
+    let query_arrow: @convention(c) (ConnectionHandle, UnsafePointer<CChar>, UnsafeMutablePointer<OpaquePointer?>) -> State
+    let query_arrow_schema: @convention(c) (OpaquePointer, UnsafeMutableRawPointer) -> State
+    let query_arrow_array: @convention(c) (OpaquePointer, UnsafeMutableRawPointer) -> State
+    let query_arrow_error: @convention(c) (OpaquePointer) -> UnsafePointer<CChar>?
+    let destroy_arrow: @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Void
+    let arrow_scan: @convention(c) (ConnectionHandle, UnsafePointer<CChar>, UnsafeMutableRawPointer) -> State
 
     init(handle: UnsafeMutableRawPointer, path: String) throws(DuckDBError) {
         func sym<T>(_ name: String) throws(DuckDBError) -> T {
@@ -99,5 +106,11 @@ struct DuckDBAPI: @unchecked Sendable {
         bind_null = try sym("duckdb_bind_null")
         bind_blob = try sym("duckdb_bind_blob")
         execute_prepared = try sym("duckdb_execute_prepared")
+        query_arrow = try sym("duckdb_query_arrow")
+        query_arrow_schema = try sym("duckdb_query_arrow_schema")
+        query_arrow_array = try sym("duckdb_query_arrow_array")
+        query_arrow_error = try sym("duckdb_query_arrow_error")
+        destroy_arrow = try sym("duckdb_destroy_arrow")
+        arrow_scan = try sym("duckdb_arrow_scan")
     }
 }

@@ -57,3 +57,25 @@ import Testing
         _ = try await task.value
     }
 }
+
+@Suite struct ArrowTests {
+    @Test func resultsTravelAsArrowAndBack() throws {
+        let c = try Database().connect()
+        let arrow = try c.queryArrow("SELECT i AS k, 'v' || i AS v, [i, NULL] AS l, {'a': i / 2} AS s FROM range(5000) t(i)")
+        #expect(arrow.rowCount == 5000)
+        #expect(arrow.columnNames == ["k", "v", "l", "s"])
+        #expect(arrow.batches.count >= 2, "5,000 rows come in several batches")
+        let stream = arrow.makeStream()
+        defer { stream.pointee.release?(stream); stream.deallocate() }
+        try c.register(stream, as: "from_arrow")
+        let back = try c.query("SELECT count(*), sum(k), count(DISTINCT v), sum(l[1]), sum(s.a) FROM from_arrow").rows[0]
+        let expected = try c.query("SELECT count(*), sum(i), count(DISTINCT 'v' || i), sum(i), sum(i / 2) FROM range(5000) t(i)").rows[0]
+        #expect(back == expected)
+    }
+
+    @Test func arrowErrorsPassThrough() throws {
+        let c = try Database().connect()
+        let error = #expect(throws: DuckDBError.self) { try c.queryArrow("SELECT * FROM nowhere") }
+        #expect(error?.message.contains("nowhere") == true)
+    }
+}

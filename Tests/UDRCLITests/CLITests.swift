@@ -122,6 +122,24 @@ struct CLIRepository {
         #expect(try repo.run("query", "SELECT count(*) FROM t", "--format", "csv").stdout == "count_star()\n1000\n")
     }
 
+    @Test func withoutARuntimeTheErrorSaysWhatIsMissingAndHowToInstallIt() throws {
+        let repo = try CLIRepository()
+        let process = Process()
+        process.executableURL = udrExecutable()
+        process.arguments = ["query", "SELECT 1"]
+        process.currentDirectoryURL = repo.root
+        process.environment = ["UDR_CACHE_DIR": repo.dir.path("empty-cache"), "PATH": "/usr/bin:/bin"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(message.contains("DuckDB 1.5.5 runtime is not installed"), "\(message)")
+        #expect(message.contains("make setup"))
+    }
+
     @Test func withoutARepositoryTheErrorSaysHowToMakeOne() throws {
         let dir = TemporaryDirectory("norepo")
         let result = try udr(["log"], in: dir.url)

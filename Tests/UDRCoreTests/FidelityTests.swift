@@ -119,3 +119,18 @@ let allTypesSQL = """
         #expect(rows == [[.int(1), .int(2)]])
     }
 }
+
+@Suite struct ArrowWriteTests {
+    @Test func arrowInAndOutRoundTrips() async throws {
+        let (repo, _) = try makeRepository()
+        let db = try scratchDuckDB()
+        let source = "SELECT i AS k, 'v' || i AS v, i / 3 AS d, [i, NULL] AS l FROM range(30000) t(i)"
+        let batches = try db.queryArrow(source)
+        let result = try await repo.write(try TableName("from_arrow"), from: .arrow(batches), key: ["k"])
+        #expect(result.rows == 30000)
+        #expect(try await count(repo, "SELECT count(*) FROM (SELECT * FROM from_arrow EXCEPT ALL \(source))") == 0)
+        let out = try await repo.queryArrow("SELECT * FROM from_arrow WHERE k < 100")
+        #expect(out.rowCount == 100)
+        #expect(out.columnNames == ["k", "v", "d", "l"])
+    }
+}

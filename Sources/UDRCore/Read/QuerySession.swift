@@ -137,7 +137,16 @@ extension Repository {
         }
     }
 
-    /// Writes the result of a query to a file (or `/dev/stdout`).
+    /// Runs SQL against a snapshot and returns the rows as Arrow record batches.
+    public func queryArrow(_ sql: String, options: ReadOptions = .init()) async throws(UDRError) -> ArrowResult {
+        try await blocking { () throws(UDRError) -> ArrowResult in
+            try self.withSession(options, sql: sql) { (connection) throws(UDRError) -> ArrowResult in
+                do throws(DuckDBError) { return try connection.queryArrow(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
+            }
+        }
+    }
+
+    /// Writes the result of a query to a file.
     public func export(_ sql: String, options: ReadOptions = .init(), to path: String, format: OutputFormat) async throws(UDRError) {
         let statement = sql.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: ";"))
         try await blocking { () throws(UDRError) in

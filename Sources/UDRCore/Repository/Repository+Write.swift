@@ -6,6 +6,7 @@ public struct WriteSource: Sendable {
     enum Base: Sendable {
         case file(String, FileFormat?)
         case sql(String)
+        case arrow(ArrowStreamBox)
     }
     let base: Base
 
@@ -14,6 +15,15 @@ public struct WriteSource: Sendable {
     public static func file(_ path: String, format: FileFormat? = nil) -> WriteSource { WriteSource(base: .file(path, format)) }
     /// A query over the repository's tables (at the head of the branch written to).
     public static func sql(_ query: String) -> WriteSource { WriteSource(base: .sql(query)) }
+    /// Arrow record batches (read once, while the write runs).
+    public static func arrow(_ result: ArrowResult) -> WriteSource { WriteSource(base: .arrow(ArrowStreamBox(result: result))) }
+}
+
+/// An Arrow stream handed to a write; the write consumes and releases it.
+final class ArrowStreamBox: @unchecked Sendable {
+    // @unchecked: the stream is consumed by one write, on one thread.
+    let result: ArrowResult
+    init(result: ArrowResult) { self.result = result }
 }
 
 /// Input file formats.
@@ -91,6 +101,13 @@ extension Repository {
         let previous: Manifest? = try previousEntry.map { (entry) throws(UDRError) in try manifest(entry.manifest) }
         let version = try catalog.latestVersionNumber(table) + 1
 
+        var streams: [UnsafeMutablePointer<ArrowArrayStream>] = []
+        defer {
+            for stream in streams {
+                stream.pointee.release?(stream)
+                stream.deallocate()
+            }
+        }
         let written = try withDuckDB { (connection) throws(UDRError) -> WrittenTable in
             let selectSQL: String
             let inputName: String
@@ -109,11 +126,20 @@ extension Repository {
                 try attach(snapshot, to: connection, for: query)
                 selectSQL = query.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: ";"))
                 inputName = "the query"
+            case .arrow(let box):
+                let stream = box.result.makeStream()
+                streams.append(stream)
+                do throws(DuckDBError) { try connection.register(stream, as: "__udr_arrow_input") } catch {
+                    throw UDRError(.invalidInput, "cannot read the Arrow input: \(error.message)", underlying: error)
+                }
+                selectSQL = "SELECT * FROM __udr_arrow_input"
+                inputName = "the Arrow input"
             }
             var key = requestedKey ?? previous?.key ?? []
             if requestedKey == nil, !key.isEmpty {
                 // Keep the previous key only if the new rows still have its columns.
-                let probe = try? connection.query("SELECT * FROM (\(selectSQL)) LIMIT 0").columns.map(\.name)
+                // DESCRIBE binds without reading, so a one-shot input is not consumed.
+                let probe = try? connection.query("SELECT column_name FROM (DESCRIBE \(selectSQL))").rows.compactMap { $0[0].string }
                 if let probe, !key.allSatisfy(probe.contains) { key = [] }
             }
             if case .file(let path, _) = source.base, let delimiter = csvDelimiter(source),

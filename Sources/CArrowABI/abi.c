@@ -1,0 +1,1 @@
+// Header-only target: the Arrow C data interface structs.
