@@ -42,7 +42,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "udr", dependencies: ["UDRCLI"]),
-        .executableTarget(name: "udr-bench", dependencies: ["UDRCore", "UDRSQLite", "UDRCLI"]),
+        .executableTarget(name: "udr-bench", dependencies: ["UDRCore", "UDRSQLite", "UDRTesting"]),
         .target(name: "UDRTesting", dependencies: ["UDRCore", "UDRSQLite", "DuckDB"], path: "Tests/UDRTesting"),
         .testTarget(name: "DuckDBTests", dependencies: ["DuckDB"]),
         .testTarget(name: "UDRCoreTests", dependencies: ["UDRCore", "UDRSQLite", "UDRTesting", "CBLAKE3"]),

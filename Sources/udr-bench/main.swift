@@ -2,6 +2,7 @@ import DuckDB
 import Foundation
 import UDRCore
 import UDRSQLite
+import UDRTesting
 
 // `make bench`: UDR side by side with raw DuckDB on Parquet, on the same
 // data, in one run. Prints each figure and its ratio to the alternative.
@@ -47,17 +48,7 @@ print("UDR benchmark: \(rows) rows × 10 columns, DuckDB \(try DuckDBLibrary.loa
 let duck = try Database().connect()
 let source = work.appendingPathComponent("source.parquet").path
 try duck.execute("""
-    COPY (SELECT i * 10 AS k,
-                 (hash(i) % 100000)::INTEGER AS a,
-                 (hash(i * 3) % 1000000) / 100.0 AS b,
-                 'name_' || (hash(i * 5) % 50000) AS c,
-                 DATE '2000-01-01' + (hash(i * 7) % 9000)::INTEGER AS d,
-                 ((hash(i * 11) % 10000000) / 100)::DECIMAL(12,2) AS e,
-                 (hash(i * 13) % 1000000000)::BIGINT AS f,
-                 ['active', 'inactive', 'pending', 'closed'][(hash(i * 17) % 4)::INTEGER + 1] AS g,
-                 hash(i * 19) % 2 = 0 AS h,
-                 (hash(i * 23) % 1000) / 10.0 AS s
-          FROM range(\(rows)) t(i)) TO '\(source)' (FORMAT parquet)
+    COPY (\(syntheticTableSQL(rows: rows))) TO '\(source)' (FORMAT parquet)
     """)
 
 // 1. Write.

@@ -85,19 +85,7 @@ import UDRTesting
 
 @Suite struct EconomyTests {
     /// 1,000,000 rows, 10 columns, keyed, with realistic value spread.
-    static let base = """
-        SELECT i * 10 AS k,
-               (hash(i) % 100000)::INTEGER AS a,
-               (hash(i * 3) % 1000000) / 100.0 AS b,
-               'name_' || (hash(i * 5) % 50000) AS c,
-               DATE '2000-01-01' + (hash(i * 7) % 9000)::INTEGER AS d,
-               ((hash(i * 11) % 10000000) / 100)::DECIMAL(12,2) AS e,
-               (hash(i * 13) % 1000000000)::BIGINT AS f,
-               ['active', 'inactive', 'pending', 'closed'][(hash(i * 17) % 4)::INTEGER + 1] AS g,
-               hash(i * 19) % 2 = 0 AS h,
-               (hash(i * 23) % 1000) / 10.0 AS s
-        FROM range(1000000) t(i)
-        """
+    static let base = syntheticTableSQL(rows: 1_000_000)
 
     @Test func storageGrowsWithTheChange() async throws {
         let (repo, _) = try makeRepository()

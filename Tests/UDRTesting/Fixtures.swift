@@ -83,3 +83,22 @@ public func udr(_ arguments: [String], in directory: URL) throws -> CommandResul
     process.waitUntilExit()
     return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
 }
+
+/// A keyed table of `rows` rows and 10 columns with realistic value spread
+/// (integers, decimals, strings, dates, a boolean, a score), as SQL.
+/// Key `k` ascends in steps of 10, leaving room for inserts between keys.
+public func syntheticTableSQL(rows: Int) -> String {
+    """
+    SELECT i * 10 AS k,
+           (hash(i) % 100000)::INTEGER AS a,
+           (hash(i * 3) % 1000000) / 100.0 AS b,
+           'name_' || (hash(i * 5) % 50000) AS c,
+           DATE '2000-01-01' + (hash(i * 7) % 9000)::INTEGER AS d,
+           ((hash(i * 11) % 10000000) / 100)::DECIMAL(12,2) AS e,
+           (hash(i * 13) % 1000000000)::BIGINT AS f,
+           ['active', 'inactive', 'pending', 'closed'][(hash(i * 17) % 4)::INTEGER + 1] AS g,
+           hash(i * 19) % 2 = 0 AS h,
+           (hash(i * 23) % 1000) / 10.0 AS s
+    FROM range(\(rows)) t(i)
+    """
+}

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 import Foundation
 
 /// Objects as files in a local directory: `objects/ab/cdef…`. A new object is
@@ -54,39 +55,44 @@ public struct LocalObjectStore: ObjectStore {
         return data
     }
 
-    public func put(_ objects: [Data]) throws(UDRError) -> (ids: [ObjectID], bytesAdded: Int64) {
-        let ids = objects.map { ObjectID.of($0) }
-        var pending: [(ObjectID, String)] = []
+    public func put(hashed objects: [(id: ObjectID, data: Data)]) throws(UDRError) -> Int64 {
         var seen = Set<ObjectID>()
-        var added: Int64 = 0
-        defer { for (_, temp) in pending { unlink(temp) } }
-        for (id, data) in zip(ids, objects) where !seen.contains(id) {
-            seen.insert(id)
-            if try contains(id) { continue }
-            let temp = temporaryDirectory.path + "/" + id.hex + "." + UUID().uuidString + ".tmp"
-            try Self.writeFile(temp, data)
-            pending.append((id, temp))
-            added += Int64(data.count)
+        var pending: [(id: ObjectID, data: Data, temp: String)] = []
+        for object in objects where !seen.contains(object.id) {
+            seen.insert(object.id)
+            if try contains(object.id) { continue }
+            pending.append((object.id, object.data, temporaryDirectory.path + "/" + object.id.hex + "." + UUID().uuidString + ".tmp"))
         }
-        if pending.isEmpty { return (ids, 0) }
-        // One flush for the batch: the data of every temporary file reaches
-        // the disk before any of them is renamed into place.
-        try Self.flush(paths: pending.map(\.1), directory: temporaryDirectory.path)
+        if pending.isEmpty { return 0 }
+        defer { for object in pending { unlink(object.temp) } }
+        // Temporary files are written on several threads, then one flush
+        // makes all of them durable before any is renamed into place.
+        let failures = FailureBox()
+        let workers = min(4, pending.count)
+        let snapshot = pending
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for index in stride(from: worker, to: snapshot.count, by: workers) where !failures.failed {
+                do throws(UDRError) { try Self.writeFile(snapshot[index].temp, snapshot[index].data) } catch { failures.record(error) }
+            }
+        }
+        if let error = failures.first { throw error }
+        try Self.flush(paths: pending.map(\.temp), directory: temporaryDirectory.path)
         var directories = Set<String>()
-        for (id, temp) in pending {
-            let final = path(id)
+        for object in pending {
+            let final = path(object.id)
             let dir = (final as NSString).deletingLastPathComponent
             if !directories.contains(dir) {
                 mkdir(dir, 0o755)
                 directories.insert(dir)
             }
-            guard rename(temp, final) == 0 else {
-                throw UDRError(.io, "cannot move object \(id) into place: \(String(cString: strerror(errno)))")
+            guard rename(object.temp, final) == 0 else {
+                throw UDRError(.io, "cannot move object \(object.id) into place: \(String(cString: strerror(errno)))")
             }
         }
+        let added = pending.reduce(Int64(0)) { $0 + Int64($1.data.count) }
         pending.removeAll()
         for dir in directories.union([objectsDirectory.path]) { Self.fsyncPath(dir) }
-        return (ids, added)
+        return added
     }
 
     public func list() throws(UDRError) -> [ObjectID] {

@@ -12,15 +12,22 @@ public protocol ObjectStore: Sendable {
     func getUnchecked(_ id: ObjectID) throws(UDRError) -> Data
     /// The object's size, or nil when absent.
     func size(_ id: ObjectID) throws(UDRError) -> Int64?
-    /// Stores objects durably; returns the ids and the bytes newly added
+    /// Stores objects durably under ids the caller has just computed (each
+    /// must be the BLAKE3 of its bytes); returns the bytes newly added
     /// (objects already present cost nothing). Either an object is complete
     /// under its id or it is not visible at all.
-    func put(_ objects: [Data]) throws(UDRError) -> (ids: [ObjectID], bytesAdded: Int64)
+    func put(hashed objects: [(id: ObjectID, data: Data)]) throws(UDRError) -> Int64
     /// Every object id.
     func list() throws(UDRError) -> [ObjectID]
 }
 
 extension ObjectStore {
+    /// Stores objects durably; returns their ids and the bytes newly added.
+    public func put(_ objects: [Data]) throws(UDRError) -> (ids: [ObjectID], bytesAdded: Int64) {
+        let ids = objects.map { ObjectID.of($0) }
+        return (ids, try put(hashed: Array(zip(ids, objects)).map { (id: $0.0, data: $0.1) }))
+    }
+
     /// Stores one object.
     @discardableResult
     public func put(_ data: Data) throws(UDRError) -> ObjectID {

@@ -29,44 +29,51 @@ struct TableWriter {
     func write(table: TableName, version: Int, source: String, inputName: String, key: [String]) throws(UDRError) -> WrittenTable {
         var clock = StepClock()
         try run("SET preserve_insertion_order = true")
-        do throws(DuckDBError) {
-            try connection.execute("CREATE OR REPLACE TEMP TABLE __udr_input AS \(source)")
-        } catch {
+        func unreadable(_ error: DuckDBError) -> UDRError {
             // DuckDB's CSV errors end in a long list of generic fixes; keep the diagnosis.
             let diagnosis = error.message.components(separatedBy: "\nPossible fixes:").first ?? error.message
-            throw UDRError(.invalidInput, "cannot read \(inputName): \(diagnosis.trimmingCharacters(in: .whitespacesAndNewlines))", underlying: error)
+            return UDRError(.invalidInput, "cannot read \(inputName): \(diagnosis.trimmingCharacters(in: .whitespacesAndNewlines))", underlying: error)
         }
-        defer { try? connection.execute("DROP TABLE IF EXISTS __udr_input; DROP TABLE IF EXISTS __udr_sorted") }
-
-        clock.step("read input")
-        let columns = try describe("__udr_input")
-        guard !columns.isEmpty else { throw UDRError(.invalidInput, "the input has no columns") }
+        // DESCRIBE binds the input without reading its rows.
+        let columns: [Column]
+        do throws(DuckDBError) {
+            columns = try connection.query("SELECT column_name, column_type FROM (DESCRIBE \(source))").rows.map {
+                Column(name: $0[0].string ?? "", type: $0[1].string ?? "")
+            }
+        } catch { throw unreadable(error) }
+        guard !columns.isEmpty else { throw UDRError(.invalidInput, "\(inputName) has no columns") }
         let names = Set(columns.map(\.name))
         for k in key where !names.contains(k) {
             throw UDRError(.invalidArgument, "the key column '\(k)' is not in the input; its columns are \(columns.map(\.name).joined(separator: ", "))")
         }
         if Set(key).count != key.count { throw UDRError(.invalidArgument, "the key names a column twice: \(key.joined(separator: ","))") }
-        try checkKeys(key)
+        clock.step("describe input")
 
-        clock.step("check keys")
+        // One pass reads the input, casts each column to its storage type
+        // and orders rows by key (compared as their logical type). A plain
+        // table (the database is private to this write) so that the segment
+        // writers' own connections can read it.
         var storageSelect: [String] = []
         for column in columns {
             let storage = try TypeNode.parse(column.type).storage().sql
-            storageSelect.append("CAST(\(quoteIdentifier(column.name)) AS \(storage)) AS \(quoteIdentifier(column.name))")
+            storageSelect.append("CAST(__udr_src.\(quoteIdentifier(column.name)) AS \(storage)) AS \(quoteIdentifier(column.name))")
         }
-        let order = key.isEmpty ? "" : " ORDER BY " + key.map(quoteIdentifier).joined(separator: ", ")
-        // A plain table (the database is private to this write) so that
-        // the segment writers' own connections can read it.
-        try run("CREATE OR REPLACE TABLE __udr_sorted AS SELECT \(storageSelect.joined(separator: ", ")) FROM __udr_input\(order)")
-        let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
-        clock.step("sort")
-
+        let order = key.isEmpty ? "" : " ORDER BY " + key.map { "__udr_src." + quoteIdentifier($0) }.joined(separator: ", ")
         // The boundary hash: MD5 of the key's (or keyless row's) text form,
         // which does not depend on DuckDB's internal hash function.
-        let hashed = (key.isEmpty ? columns.map(\.name) : key).map { "coalesce(CAST(\(quoteIdentifier($0)) AS VARCHAR), chr(30))" }
+        let hashed = (key.isEmpty ? columns.map(\.name) : key).map { "coalesce(CAST(__udr_src.\(quoteIdentifier($0)) AS VARCHAR), chr(30))" }
         let hashInput = hashed.count == 1 ? hashed[0] : "concat_ws(chr(31), \(hashed.joined(separator: ", ")))"
-        let candidates = try query("SELECT rowid FROM __udr_sorted WHERE (md5_number_lower(\(hashInput)) & \(policy.mask)) = 0 ORDER BY rowid")
-            .rows.compactMap { $0[0].int.map(Int.init) }
+        storageSelect.append("(md5_number_lower(\(hashInput)) & \(policy.mask)) = 0 AS __udr_cut")
+        defer { try? connection.execute("DROP TABLE IF EXISTS __udr_sorted") }
+        do throws(DuckDBError) {
+            try connection.execute("CREATE OR REPLACE TABLE __udr_sorted AS SELECT \(storageSelect.joined(separator: ", ")) FROM (\(source)) AS __udr_src\(order)")
+        } catch { throw unreadable(error) }
+        let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
+        clock.step("read and sort")
+        try checkKeys(key)
+        clock.step("check keys")
+
+        let candidates = try query("SELECT rowid FROM __udr_sorted WHERE __udr_cut ORDER BY rowid").rows.compactMap { $0[0].int.map(Int.init) }
         let ranges = policy.ranges(rowCount: rowCount, candidates: candidates)
         clock.step("boundaries")
 
@@ -83,47 +90,80 @@ struct TableWriter {
         clock.step("write segments")
         let chunks = try chunkLayout(files: files, columns: names)
         clock.step("parquet metadata")
-        // Blobs and recipes are stored in batches of up to 256 MB, each made
-        // durable with one flush.
+        // Each segment file is hashed and cut into blobs on several threads;
+        // blobs and recipes are then stored in batches of up to 256 MB, each
+        // made durable with one flush.
+        let prepared = try prepareSegments(files: files, chunks: chunks)
         var segments: [SegmentRef] = []
         var logical: Int64 = 0
         var added: Int64 = 0
-        var batch: [Data] = []
+        var batch: [(id: ObjectID, data: Data)] = []
         var batchBytes = 0
         var adopt: [(String, ObjectID)] = []
         func flush() throws(UDRError) {
             guard !batch.isEmpty else { return }
-            added += try store.put(batch).bytesAdded
+            added += try store.put(hashed: batch)
             for (file, id) in adopt { cache.adopt(file: file, segment: id) }
             batch.removeAll(keepingCapacity: true)
             adopt.removeAll()
             batchBytes = 0
         }
-        for (index, file) in files.enumerated() {
-            guard let bytes = FileManager.default.contents(atPath: file) else {
-                throw UDRError(.io, "cannot read back the segment file \(file)")
-            }
-            let layout = chunks[file] ?? FileLayout()
-            let segmentID = ObjectID.of(bytes)
-            let cuts = Self.cutPoints(fileSize: bytes.count, chunkRanges: layout.ranges, bytes: bytes)
-            var parts: [SegmentRecipe.Part] = []
-            for (start, end) in zip(cuts, cuts.dropFirst()) {
-                let piece = bytes.subdata(in: start..<end)
-                parts.append(.init(blob: ObjectID.of(piece), bytes: Int64(piece.count)))
-                batch.append(piece)
-            }
-            let recipe = try ObjectCoding.encode(SegmentRecipe(segment: segmentID, bytes: Int64(bytes.count), parts: parts))
-            batch.append(recipe)
-            batchBytes += bytes.count + recipe.count
-            adopt.append((file, segmentID))
-            logical += Int64(bytes.count)
-            segments.append(SegmentRef(id: segmentID, recipe: ObjectID.of(recipe), rows: Int64(ranges[index].count), bytes: Int64(bytes.count), stats: layout.stats))
+        for (index, segment) in prepared.enumerated() {
+            batch += segment.objects
+            batchBytes += Int(segment.bytes)
+            adopt.append((files[index], segment.id))
+            logical += segment.bytes
+            segments.append(SegmentRef(id: segment.id, recipe: segment.recipe, rows: Int64(ranges[index].count), bytes: segment.bytes, stats: chunks[files[index]]?.stats ?? [:]))
             if batchBytes >= 256 << 20 { try flush() }
         }
         try flush()
         clock.step("store blobs")
         let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
         return WrittenTable(manifest: manifest, logicalBytes: logical, bytesAdded: added)
+    }
+
+    struct PreparedSegment {
+        var id: ObjectID
+        var recipe: ObjectID
+        var bytes: Int64
+        /// The blobs and the recipe, with their ids.
+        var objects: [(id: ObjectID, data: Data)]
+    }
+
+    /// Hashes each segment file and cuts it into blobs at its column chunks.
+    private func prepareSegments(files: [String], chunks: [String: FileLayout]) throws(UDRError) -> [PreparedSegment] {
+        let results = PreparedBox(count: files.count)
+        let failures = FailureBox()
+        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, files.count))
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for index in stride(from: worker, to: files.count, by: workers) where !failures.failed {
+                let file = files[index]
+                guard let bytes = FileManager.default.contents(atPath: file) else {
+                    failures.record(UDRError(.io, "cannot read back the segment file \(file)"))
+                    return
+                }
+                let segmentID = ObjectID.of(bytes)
+                let cuts = Self.cutPoints(fileSize: bytes.count, chunkRanges: chunks[file]?.ranges ?? [], bytes: bytes)
+                var objects: [(id: ObjectID, data: Data)] = []
+                var parts: [SegmentRecipe.Part] = []
+                for (start, end) in zip(cuts, cuts.dropFirst()) {
+                    let piece = bytes.subdata(in: start..<end)
+                    let id = ObjectID.of(piece)
+                    parts.append(.init(blob: id, bytes: Int64(piece.count)))
+                    objects.append((id, piece))
+                }
+                do throws(UDRError) {
+                    let recipe = try ObjectCoding.encode(SegmentRecipe(segment: segmentID, bytes: Int64(bytes.count), parts: parts))
+                    let recipeID = ObjectID.of(recipe)
+                    objects.append((recipeID, recipe))
+                    results.set(index, PreparedSegment(id: segmentID, recipe: recipeID, bytes: Int64(bytes.count), objects: objects))
+                } catch {
+                    failures.record(error)
+                }
+            }
+        }
+        if let error = failures.first { throw error }
+        return results.values.map { $0! }
     }
 
     /// Writes each segment's rows to its file with DuckDB's Parquet writer,
@@ -147,19 +187,20 @@ struct TableWriter {
         if let error = failures.first { throw error }
     }
 
-    /// Rejects duplicate and NULL keys, naming the offending keys.
+    /// Rejects duplicate and NULL keys, naming the offending keys. Runs on
+    /// the storage form of the rows, where equal keys stay equal.
     private func checkKeys(_ key: [String]) throws(UDRError) {
         guard !key.isEmpty else { return }
         let cols = key.map(quoteIdentifier).joined(separator: ", ")
         let nullCondition = key.map { "\(quoteIdentifier($0)) IS NULL" }.joined(separator: " OR ")
-        let nulls = try query("SELECT count(*) FROM __udr_input WHERE \(nullCondition)").scalar.int ?? 0
+        let nulls = try query("SELECT count(*) FROM __udr_sorted WHERE \(nullCondition)").scalar.int ?? 0
         if nulls > 0 {
-            let examples = try query("SELECT CAST(row(\(cols)) AS VARCHAR) FROM __udr_input WHERE \(nullCondition) LIMIT 5").rows.map { $0[0].description }
+            let examples = try query("SELECT CAST(row(\(cols)) AS VARCHAR) FROM __udr_sorted WHERE \(nullCondition) LIMIT 5").rows.map { $0[0].description }
             throw UDRError(.nullKey, "\(nulls) row(s) have a NULL in the key (\(key.joined(separator: ", "))), e.g. \(examples.joined(separator: "; ")). Key columns must not be NULL.")
         }
-        let dupes = try query("SELECT CAST(row(\(cols)) AS VARCHAR) AS k, count(*) AS n FROM __udr_input GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC, k LIMIT 10")
+        let dupes = try query("SELECT CAST(row(\(cols)) AS VARCHAR) AS k, count(*) AS n FROM __udr_sorted GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC, k LIMIT 10")
         if dupes.count > 0 {
-            let total = try query("SELECT count(*) FROM (SELECT 1 FROM __udr_input GROUP BY \(cols) HAVING count(*) > 1)").scalar.int ?? 0
+            let total = try query("SELECT count(*) FROM (SELECT 1 FROM __udr_sorted GROUP BY \(cols) HAVING count(*) > 1)").scalar.int ?? 0
             let shown = dupes.rows.map { "\($0[0]) (\($0[1].description) rows)" }.joined(separator: ", ")
             throw UDRError(.duplicateKey, "\(total) key value(s) of (\(key.joined(separator: ", "))) occur more than once: \(shown). Each key must identify one row.")
         }
@@ -212,12 +253,6 @@ struct TableWriter {
         return points.sorted()
     }
 
-    private func describe(_ relation: String) throws(UDRError) -> [Column] {
-        try query("SELECT column_name, column_type FROM (DESCRIBE \(relation))").rows.map {
-            Column(name: $0[0].string ?? "", type: $0[1].string ?? "")
-        }
-    }
-
     private func run(_ sql: String, code: UDRError.Code = .query) throws(UDRError) {
         do { try connection.execute(sql) } catch { throw UDRError(code, error.message, underlying: error) }
     }
@@ -249,4 +284,16 @@ final class FailureBox: @unchecked Sendable {
     var failed: Bool { lock.withLock { error != nil } }
     var first: UDRError? { lock.withLock { error } }
     func record(_ e: UDRError) { lock.withLock { if error == nil { error = e } } }
+}
+
+/// Results of concurrent workers, one slot each.
+final class PreparedBox: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var slots: [TableWriter.PreparedSegment?]
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ value: TableWriter.PreparedSegment) { lock.withLock { slots[index] = value } }
+    var values: [TableWriter.PreparedSegment?] { lock.withLock { slots } }
 }
