@@ -65,18 +65,17 @@ public struct LocalObjectStore: ObjectStore {
         }
         if pending.isEmpty { return 0 }
         defer { for object in pending { unlink(object.temp) } }
-        // Temporary files are written on several threads, then one flush
-        // makes all of them durable before any is renamed into place.
+        // Temporary files are written and flushed on several threads; all
+        // are durable before any is renamed into place.
         let failures = FailureBox()
         let workers = min(4, pending.count)
         let snapshot = pending
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             for index in stride(from: worker, to: snapshot.count, by: workers) where !failures.failed {
-                do throws(UDRError) { try Self.writeFile(snapshot[index].temp, snapshot[index].data) } catch { failures.record(error) }
+                do throws(UDRError) { try Self.writeFile(snapshot[index].temp, snapshot[index].data, sync: true) } catch { failures.record(error) }
             }
         }
         if let error = failures.first { throw error }
-        try Self.flush(paths: pending.map(\.temp), directory: temporaryDirectory.path)
         var directories = Set<String>()
         for object in pending {
             let final = path(object.id)
@@ -111,7 +110,8 @@ public struct LocalObjectStore: ObjectStore {
         return ids
     }
 
-    static func writeFile(_ path: String, _ data: Data) throws(UDRError) {
+    /// Writes a new file; with `sync`, flushes it to disk before returning.
+    static func writeFile(_ path: String, _ data: Data, sync: Bool = false) throws(UDRError) {
         let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw UDRError(.io, "cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -128,26 +128,7 @@ public struct LocalObjectStore: ObjectStore {
             return nil
         }
         if let failure { throw UDRError(.io, "cannot write \(path): \(String(cString: strerror(failure)))") }
-    }
-
-    static func flush(paths: [String], directory: String) throws(UDRError) {
-        #if os(Linux)
-        if paths.count > 8 {
-            let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if fd >= 0 {
-                defer { close(fd) }
-                if c_syncfs(fd) == 0 { return }
-            }
-        }
-        #endif
-        for path in paths {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0, fsync(fd) == 0 else {
-                if fd >= 0 { close(fd) }
-                throw UDRError(.io, "cannot flush \(path) to disk: \(String(cString: strerror(errno)))")
-            }
-            close(fd)
-        }
+        if sync, fsync(fd) != 0 { throw UDRError(.io, "cannot flush \(path) to disk: \(String(cString: strerror(errno)))") }
     }
 
     static func fsyncPath(_ path: String) {
@@ -158,9 +139,3 @@ public struct LocalObjectStore: ObjectStore {
         }
     }
 }
-
-#if os(Linux)
-/// syncfs(2): flushes the whole file system holding `fd` (Glibc's module map does not export it).
-@_silgen_name("syncfs")
-private func c_syncfs(_ fd: Int32) -> Int32
-#endif
