@@ -176,3 +176,34 @@ import UDRTesting
         #expect(report.problems.contains { $0.contains(id.hex) && $0.contains("missing") })
     }
 }
+
+@Suite struct KeyLookupTests {
+    /// Point lookups read only the segments whose key range holds the key,
+    /// and give the same answers as a full scan in every query shape.
+    @Test func lookupsPruneSegmentsWithoutChangingAnswers() async throws {
+        let (repo, _) = try makeRepository()
+        _ = try await repo.write(try TableName("t"), from: .sql("SELECT i * 10 AS k, 'v' || i AS v FROM range(100000) t(i)"), key: ["k"])
+        let manifest = try await repo.manifest(of: try TableName("t"))
+        #expect(manifest.segments.count > 4)
+
+        let cases: [(String, Int64)] = [
+            ("SELECT count(*) FROM t WHERE k = 500000", 1),
+            ("SELECT count(*) FROM t WHERE k = 500001", 0),
+            ("SELECT count(*) FROM t WHERE k = 500000 OR k = 10", 2),
+            ("SELECT count(*) FROM t x WHERE x.k = 10 AND v = 'v1'", 1),
+            ("SELECT count(*) FROM t WHERE k = 10 UNION ALL SELECT count(*) FROM t", 1),
+            ("SELECT (SELECT count(*) FROM t WHERE k = 10) + (SELECT count(*) FROM t WHERE v = 'v99999')", 2),
+            ("SELECT count(*) FROM t WHERE k = 99999999", 0),
+        ]
+        for (sql, expected) in cases {
+            #expect(try await count(repo, sql) == expected, "\(sql)")
+        }
+        let t = try TableName("t")
+        #expect(try await repo.segmentsRead(by: "SELECT * FROM t WHERE k = 500000")[t] == 1)
+        #expect(try await repo.segmentsRead(by: "SELECT * FROM t x WHERE x.k = 500000 AND x.v = 'a'")[t] == 1)
+        #expect(try await repo.segmentsRead(by: "SELECT * FROM t WHERE k = 500000 OR k = 10")[t] == manifest.segments.count)
+        #expect(try await repo.segmentsRead(by: "SELECT * FROM t WHERE k = 10 UNION ALL SELECT * FROM t")[t] == manifest.segments.count)
+        let both = try await repo.query("SELECT count(*) FROM t WHERE k = 10 UNION ALL SELECT count(*) FROM t").rows
+        #expect(both.map { $0[0] }.contains(.int(100000)), "a second reference of the table still sees every row")
+    }
+}

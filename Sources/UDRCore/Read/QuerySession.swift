@@ -76,13 +76,14 @@ extension Repository {
     /// materialized segments, casting each column back to its exact type.
     func attach(_ snapshot: ResolvedSnapshot, to connection: Connection, for sql: String?) throws(UDRError) {
         let lowered = sql?.lowercased()
+        let pruning = sql.map { KeyPruning(sql: $0, connection: connection) }
         var schemas = Set<String>()
         var keep = Set<ObjectID>()
         for (name, manifest) in snapshot.tables.sorted(by: { $0.key < $1.key }) {
             let local = name.rawValue.split(separator: ".").last.map(String.init) ?? name.rawValue
             if let lowered, !lowered.contains(local.lowercased()) { continue }
             var files: [String] = []
-            for segment in manifest.segments {
+            for segment in pruning?.segments(of: manifest, readAs: name) ?? manifest.segments {
                 files.append(try cache.materialize(segment, store: store))
                 keep.insert(segment.id)
             }
@@ -165,6 +166,22 @@ extension Repository {
                 throw UDRError(.notFound, "there is no table '\(table)' in this snapshot")
             }
             return manifest
+        }
+    }
+
+    /// How many segments a query would read of each table it names, after
+    /// key pruning (what `query` attaches).
+    public func segmentsRead(by sql: String, options: ReadOptions = .init()) async throws(UDRError) -> [TableName: Int] {
+        try await blocking { () throws(UDRError) -> [TableName: Int] in
+            let snapshot = try self.resolveSnapshot(options)
+            return try self.withDuckDB { (connection) throws(UDRError) -> [TableName: Int] in
+                let pruning = KeyPruning(sql: sql, connection: connection)
+                var out: [TableName: Int] = [:]
+                for (name, manifest) in snapshot.tables where sql.lowercased().contains(name.rawValue.split(separator: ".").last!.lowercased()) {
+                    out[name] = pruning.segments(of: manifest, readAs: name).count
+                }
+                return out
+            }
         }
     }
 
