@@ -36,32 +36,33 @@ public final class ArrowResult: @unchecked Sendable {
     public func makeStream() -> UnsafeMutablePointer<ArrowArrayStream> {
         let stream = UnsafeMutablePointer<ArrowArrayStream>.allocate(capacity: 1)
         let state = Unmanaged.passRetained(StreamState(result: self)).toOpaque()
-        stream.initialize(to: ArrowArrayStream(
-            get_schema: { stream, out in
-                let state = Unmanaged<StreamState>.fromOpaque(stream!.pointee.private_data).takeUnretainedValue()
-                out!.pointee = state.result.schema.pointee
-                out!.pointee.release = { $0?.pointee.release = nil }
-                return 0
-            },
-            get_next: { stream, out in
-                let state = Unmanaged<StreamState>.fromOpaque(stream!.pointee.private_data).takeUnretainedValue()
-                if state.next < state.result.batches.count {
-                    out!.pointee = state.result.batches[state.next].pointee
+        stream.initialize(
+            to: ArrowArrayStream(
+                get_schema: { stream, out in
+                    let state = Unmanaged<StreamState>.fromOpaque(stream!.pointee.private_data).takeUnretainedValue()
+                    out!.pointee = state.result.schema.pointee
                     out!.pointee.release = { $0?.pointee.release = nil }
-                    state.next += 1
-                } else {
-                    out!.pointee.release = nil  // end of stream
-                }
-                return 0
-            },
-            get_last_error: { _ in nil },
-            release: { stream in
-                guard let stream, let state = stream.pointee.private_data else { return }
-                Unmanaged<StreamState>.fromOpaque(state).release()
-                stream.pointee.private_data = nil
-                stream.pointee.release = nil
-            },
-            private_data: state))
+                    return 0
+                },
+                get_next: { stream, out in
+                    let state = Unmanaged<StreamState>.fromOpaque(stream!.pointee.private_data).takeUnretainedValue()
+                    if state.next < state.result.batches.count {
+                        out!.pointee = state.result.batches[state.next].pointee
+                        out!.pointee.release = { $0?.pointee.release = nil }
+                        state.next += 1
+                    } else {
+                        out!.pointee.release = nil  // end of stream
+                    }
+                    return 0
+                },
+                get_last_error: { _ in nil },
+                release: { stream in
+                    guard let stream, let state = stream.pointee.private_data else { return }
+                    Unmanaged<StreamState>.fromOpaque(state).release()
+                    stream.pointee.private_data = nil
+                    stream.pointee.release = nil
+                },
+                private_data: state))
         return stream
     }
 

@@ -35,7 +35,9 @@ public final class Database: @unchecked Sendable {
     var handle: DatabaseHandle?
 
     /// Opens a database; `path` nil means in memory.
-    public init(path: String? = nil, configuration: Configuration = .init(), library explicitLibrary: DuckDBLibrary? = nil) throws(DuckDBError) {
+    public init(path: String? = nil, configuration: Configuration = .init(), library explicitLibrary: DuckDBLibrary? = nil)
+        throws(DuckDBError)
+    {
         let library: DuckDBLibrary
         if let given = explicitLibrary { library = given } else { library = try DuckDBLibrary.load() }
         self.library = library

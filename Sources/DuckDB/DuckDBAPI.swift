@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 // Opaque handle types of DuckDB's C API. `duckdb_result` is a 48-byte struct
@@ -24,7 +24,10 @@ let resultSize = 48
 struct DuckDBAPI: @unchecked Sendable {
     // @unchecked: a table of immutable C function pointers.
     let library_version: @convention(c) () -> UnsafePointer<CChar>
-    let open_ext: @convention(c) (UnsafePointer<CChar>?, UnsafeMutablePointer<DatabaseHandle?>, ConfigHandle?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> State
+    let open_ext:
+        @convention(c) (
+            UnsafePointer<CChar>?, UnsafeMutablePointer<DatabaseHandle?>, ConfigHandle?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+        ) -> State
     let close: @convention(c) (UnsafeMutablePointer<DatabaseHandle?>) -> Void
     let connect: @convention(c) (DatabaseHandle, UnsafeMutablePointer<ConnectionHandle?>) -> State
     let disconnect: @convention(c) (UnsafeMutablePointer<ConnectionHandle?>) -> Void
@@ -68,7 +71,9 @@ struct DuckDBAPI: @unchecked Sendable {
     init(handle: UnsafeMutableRawPointer, path: String) throws(DuckDBError) {
         func sym<T>(_ name: String) throws(DuckDBError) -> T {
             guard let pointer = dlsym(handle, name) else {
-                throw DuckDBError(.symbolMissing, "\(path) does not export \(name): \(lastDLError()). UDR needs DuckDB \(DuckDBLibrary.pinnedVersion); run `make setup`.")
+                throw DuckDBError(
+                    .symbolMissing,
+                    "\(path) does not export \(name): \(lastDLError()). UDR needs DuckDB \(DuckDBLibrary.pinnedVersion); run `make setup`.")
             }
             return unsafeBitCast(pointer, to: T.self)
         }

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// The DuckDB shared library, loaded at run time with `dlopen`, and the C API
 /// functions UDR calls, resolved with `dlsym`.
@@ -43,13 +44,19 @@ public final class DuckDBLibrary: Sendable {
         let path: String
         if let explicit = env["UDR_DUCKDB_LIBRARY"], !explicit.isEmpty {
             guard FileManager.default.fileExists(atPath: explicit) else {
-                throw DuckDBError(.runtimeMissing, "UDR_DUCKDB_LIBRARY points at \(explicit), which does not exist. Unset it to use the runtime installed by `make setup`, or point it at a libduckdb.so.")
+                throw DuckDBError(
+                    .runtimeMissing,
+                    "UDR_DUCKDB_LIBRARY points at \(explicit), which does not exist. Unset it to use the runtime installed by `make setup`, or point it at a libduckdb.so."
+                )
             }
             path = explicit
         } else {
             path = cacheDirectory + "/duckdb-\(pinnedVersion)/libduckdb.so"
             guard FileManager.default.fileExists(atPath: path) else {
-                throw DuckDBError(.runtimeMissing, "The DuckDB \(pinnedVersion) runtime is not installed (looked for \(path)). Run `make setup` (or scripts/setup-duckdb.sh) to install it, or set UDR_DUCKDB_LIBRARY to a libduckdb.so.")
+                throw DuckDBError(
+                    .runtimeMissing,
+                    "The DuckDB \(pinnedVersion) runtime is not installed (looked for \(path)). Run `make setup` (or scripts/setup-duckdb.sh) to install it, or set UDR_DUCKDB_LIBRARY to a libduckdb.so."
+                )
             }
         }
         let directory = (path as NSString).deletingLastPathComponent
@@ -60,7 +67,10 @@ public final class DuckDBLibrary: Sendable {
             }
         }
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
-            throw DuckDBError(.runtimeMissing, "Cannot load DuckDB from \(path): \(lastDLError()). Re-run `make setup`, or set UDR_DUCKDB_LIBRARY to a working libduckdb.so.")
+            throw DuckDBError(
+                .runtimeMissing,
+                "Cannot load DuckDB from \(path): \(lastDLError()). Re-run `make setup`, or set UDR_DUCKDB_LIBRARY to a working libduckdb.so."
+            )
         }
         let api = try DuckDBAPI(handle: handle, path: path)
         var extensions: String? = env["UDR_DUCKDB_EXTENSIONS"]

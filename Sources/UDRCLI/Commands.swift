@@ -71,7 +71,9 @@ struct Write: AsyncParsableCommand {
         if json {
             print(Output.json(result))
         } else if let commit = result.commit {
-            print("\(name) v\(result.version): \(result.rows) rows in \(result.segments) segments, \(Output.bytes(result.logicalBytes)) written, \(Output.bytes(result.bytesAdded)) new (commit \(commit.id.short), tx \(commit.txID))")
+            print(
+                "\(name) v\(result.version): \(result.rows) rows in \(result.segments) segments, \(Output.bytes(result.logicalBytes)) written, \(Output.bytes(result.bytesAdded)) new (commit \(commit.id.short), tx \(commit.txID))"
+            )
         } else {
             print("\(name) is unchanged at v\(result.version): nothing committed, \(Output.bytes(result.bytesAdded)) new")
         }
@@ -142,7 +144,10 @@ struct Export: AsyncParsableCommand {
         let options = try versions.readOptions()
         let reference = name.namespace.map { quoteIdentifier($0) + "." } ?? ""
         let local = name.rawValue.split(separator: ".").last.map(String.init) ?? name.rawValue
-        guard try await repository.tables(options: options).contains(where: { $0.name == name }) || options.pins.contains(where: { $0.alias == name }) else {
+        guard
+            try await repository.tables(options: options).contains(where: { $0.name == name })
+                || options.pins.contains(where: { $0.alias == name })
+        else {
             throw UDRError(.notFound, "there is no table '\(name)' in this snapshot")
         }
         try await repository.export("SELECT * FROM \(reference)\(quoteIdentifier(local))", options: options, to: output, format: chosen)
@@ -211,7 +216,9 @@ struct Show: AsyncParsableCommand {
         if !info.parents.isEmpty { print("Parents: \(info.parents.map(\.short).joined(separator: " "))") }
         print("Author: \(info.author)\nDate:   \(Timestamp.format(info.time))\nBranch: \(info.branch)\n\n    \(info.message)\n")
         for change in info.changes {
-            print("    changed \(change.table): \(change.oldVersion.map { "v\($0)" } ?? "new") → \(change.newVersion.map { "v\($0)" } ?? "dropped")")
+            print(
+                "    changed \(change.table): \(change.oldVersion.map { "v\($0)" } ?? "new") → \(change.newVersion.map { "v\($0)" } ?? "dropped")"
+            )
         }
         print("\nTables:")
         for (name, version) in info.tables.sorted(by: { $0.key < $1.key }) { print("    \(name) v\(version)") }
@@ -232,7 +239,9 @@ struct Tables: AsyncParsableCommand {
         if json {
             print(Output.json(tables))
         } else {
-            print(Output.table(headers: ["table", "version", "rows"], rows: tables.map { [$0.name.rawValue, String($0.version), String($0.rows)] }))
+            print(
+                Output.table(
+                    headers: ["table", "version", "rows"], rows: tables.map { [$0.name.rawValue, String($0.version), String($0.rows)] }))
         }
     }
 }
@@ -253,9 +262,12 @@ struct Versions: AsyncParsableCommand {
         if json {
             print(Output.json(versions))
         } else {
-            print(Output.table(headers: ["version", "rows", "tx", "commit", "time"], rows: versions.map {
-                [String($0.version), String($0.rows), String($0.txID), $0.commit.short, Timestamp.format($0.time)]
-            }))
+            print(
+                Output.table(
+                    headers: ["version", "rows", "tx", "commit", "time"],
+                    rows: versions.map {
+                        [String($0.version), String($0.rows), String($0.txID), $0.commit.short, Timestamp.format($0.time)]
+                    }))
         }
     }
 }
@@ -278,7 +290,8 @@ struct Info: AsyncParsableCommand {
             print(Output.json(info))
             return
         }
-        print("""
+        print(
+            """
             table:          \(info.table) v\(info.version)
             rows:           \(info.rows)
             segments:       \(info.segments)
@@ -305,7 +318,9 @@ struct Verify: AsyncParsableCommand {
             print(Output.json(report))
         } else {
             for problem in report.problems { print("PROBLEM: \(problem)") }
-            print("\(report.objectsChecked) objects and \(report.commitsChecked) commits checked: \(report.ok ? "ok" : "\(report.problems.count) problem(s)")")
+            print(
+                "\(report.objectsChecked) objects and \(report.commitsChecked) commits checked: \(report.ok ? "ok" : "\(report.problems.count) problem(s)")"
+            )
         }
         if !report.ok { throw ExitCode(2) }
     }

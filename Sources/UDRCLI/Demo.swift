@@ -27,15 +27,20 @@ struct Demo: AsyncParsableCommand {
         var fullCopies: Int64 = 0
 
         func write(_ table: String, _ sql: String, key: [String]?, night: Int) async throws {
-            let result = try await repo.write(try TableName(table), from: .sql(sql), key: key, message: "night \(night): refresh \(table)", author: "nightly-etl")
+            let result = try await repo.write(
+                try TableName(table), from: .sql(sql), key: key, message: "night \(night): refresh \(table)", author: "nightly-etl")
             written += result.logicalBytes
             let status = result.unchanged ? "unchanged" : "v\(result.version)"
-            print("  \(table.padding(toLength: 17, withPad: " ", startingAt: 0)) \(status.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(result.rows).padding(toLength: 8, withPad: " ", startingAt: 0)) rows  written \(Output.bytes(result.logicalBytes).padding(toLength: 9, withPad: " ", startingAt: 0))  new bytes stored \(Output.bytes(result.bytesAdded))")
+            print(
+                "  \(table.padding(toLength: 17, withPad: " ", startingAt: 0)) \(status.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(result.rows).padding(toLength: 8, withPad: " ", startingAt: 0)) rows  written \(Output.bytes(result.logicalBytes).padding(toLength: 9, withPad: " ", startingAt: 0))  new bytes stored \(Output.bytes(result.bytesAdded))"
+            )
         }
 
         let n = parcels
         print("Night 1: first load")
-        try await write("parcels", """
+        try await write(
+            "parcels",
+            """
             SELECT 1000000000 + i * 10 AS bbl, (i % 5 + 1)::TINYINT AS borough, (i // 40)::INTEGER AS block,
                    (i % 40 + 1)::SMALLINT AS lot,
                    (i % 997 + 1)::VARCHAR || ' ' || ['Main St', 'Broadway', '5th Ave', 'Park Ave', 'Elm St'][i % 5 + 1] AS address,
@@ -47,7 +52,9 @@ struct Demo: AsyncParsableCommand {
                    DATE '2026-11-01' AS updated
             FROM range(\(n)) t(i)
             """, key: ["bbl"], night: 1)
-        try await write("zoning_districts", """
+        try await write(
+            "zoning_districts",
+            """
             SELECT code, description FROM (VALUES ('R6', 'General residence'), ('R7', 'Medium-density residence'),
               ('R8', 'High-density residence'), ('C4', 'Regional commercial'), ('M1', 'Light manufacturing')) v(code, description)
             """, key: ["code"], night: 1)
@@ -57,7 +64,9 @@ struct Demo: AsyncParsableCommand {
 
         for night in 2...3 {
             print("\nNight \(night): 1,000 new parcels, status changed for 0.5%, score recomputed for all")
-            try await write("parcels", """
+            try await write(
+                "parcels",
+                """
                 SELECT bbl, borough, block, lot, address, zoning, assessed_value, year_built,
                        CASE WHEN (bbl // 10) % 200 = \(night) THEN 'under review' ELSE status END AS status,
                        round(((bbl * \(night + 3)) % 1000) / 10.0, 2)::DOUBLE AS score,
@@ -91,18 +100,25 @@ struct Demo: AsyncParsableCommand {
         print(Output.table(try await repo.query(sql, options: ReadOptions(pins: pins))))
 
         print("\n$ udr query \"SELECT status, count(*) … GROUP BY status\"  (head vs night 1)")
-        print(Output.table(try await repo.query("""
-            SELECT 'head' AS snapshot, status, count(*) AS parcels FROM parcels GROUP BY status
-            UNION ALL SELECT 'night 1', status, count(*) FROM night1 GROUP BY status ORDER BY snapshot, status
-            """, options: ReadOptions(pins: pins))))
+        print(
+            Output.table(
+                try await repo.query(
+                    """
+                    SELECT 'head' AS snapshot, status, count(*) AS parcels FROM parcels GROUP BY status
+                    UNION ALL SELECT 'night 1', status, count(*) FROM night1 GROUP BY status ORDER BY snapshot, status
+                    """, options: ReadOptions(pins: pins))))
 
         let stored = try await repo.storedBytes()
         print("\nStorage after 3 nights:")
         print("  bytes written by the 3 nightly refreshes: \(Output.bytes(written))")
         print("  a full copy of every table each night:    \(Output.bytes(fullCopies))")
-        print("  bytes UDR stored (all versions):          \(Output.bytes(stored))  (\(String(format: "%.0f", Double(stored) / Double(max(fullCopies, 1)) * 100))% of the copies)")
+        print(
+            "  bytes UDR stored (all versions):          \(Output.bytes(stored))  (\(String(format: "%.0f", Double(stored) / Double(max(fullCopies, 1)) * 100))% of the copies)"
+        )
         let report = try await repo.verify()
-        print("\n$ udr verify\n  \(report.objectsChecked) objects, \(report.commitsChecked) commits: \(report.ok ? "ok" : report.problems.joined(separator: "; "))")
+        print(
+            "\n$ udr verify\n  \(report.objectsChecked) objects, \(report.commitsChecked) commits: \(report.ok ? "ok" : report.problems.joined(separator: "; "))"
+        )
         print("\nTry it yourself: cd \(path) && udr tables, udr log, udr info parcels, udr query \"SELECT …\"")
     }
 

@@ -30,7 +30,9 @@ struct RepositoryOptions: ParsableArguments {
 
 /// Options selecting the versions a read sees.
 struct VersionOptions: ParsableArguments {
-    @Option(name: .customLong("at"), help: "Pin a table: NAME=VERSION, or ALIAS=TABLE@VERSION to read a version under another name. Repeatable.")
+    @Option(
+        name: .customLong("at"), help: "Pin a table: NAME=VERSION, or ALIAS=TABLE@VERSION to read a version under another name. Repeatable."
+    )
     var pins: [String] = []
 
     @Option(help: "Read the tables as of this commit (id, unique prefix, or tx:N).")

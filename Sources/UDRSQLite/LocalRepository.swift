@@ -6,7 +6,9 @@ import UDRCore
 /// object store and a SQLite catalog, both under `PATH/.udr/`.
 public enum LocalRepository {
     /// Creates a repository at `path` (the directory is created if needed).
-    public static func create(at path: URL, configuration: Repository.Configuration = .init(), logger: Logger = Logger(label: "udr")) throws(UDRError) -> Repository {
+    public static func create(at path: URL, configuration: Repository.Configuration = .init(), logger: Logger = Logger(label: "udr"))
+        throws(UDRError) -> Repository
+    {
         let layout = RepositoryLayout(root: path)
         if FileManager.default.fileExists(atPath: layout.formatFile.path) {
             throw UDRError(.alreadyExists, "\(path.path) already holds a UDR repository")
@@ -27,7 +29,9 @@ public enum LocalRepository {
     }
 
     /// Opens the repository at `path`, or the one containing it.
-    public static func open(at path: URL, configuration: Repository.Configuration = .init(), logger: Logger = Logger(label: "udr")) throws(UDRError) -> Repository {
+    public static func open(at path: URL, configuration: Repository.Configuration = .init(), logger: Logger = Logger(label: "udr"))
+        throws(UDRError) -> Repository
+    {
         try open(RepositoryLayout.discover(from: path), configuration: configuration, logger: logger)
     }
 

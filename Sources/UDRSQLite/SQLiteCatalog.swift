@@ -20,7 +20,9 @@ public final class SQLiteCatalog: Catalog {
             try Self.migrator.migrate(pool)
             if create {
                 try pool.write { db in
-                    try db.execute(sql: "INSERT OR IGNORE INTO meta(key, value) VALUES ('format', ?)", arguments: [String(RepositoryLayout.formatVersion)])
+                    try db.execute(
+                        sql: "INSERT OR IGNORE INTO meta(key, value) VALUES ('format', ?)",
+                        arguments: [String(RepositoryLayout.formatVersion)])
                 }
             }
         } catch {
@@ -31,19 +33,20 @@ public final class SQLiteCatalog: Catalog {
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                CREATE TABLE tx_sequence(id INTEGER PRIMARY KEY AUTOINCREMENT, allocated TEXT NOT NULL);
-                CREATE TABLE refs(name TEXT PRIMARY KEY, kind TEXT NOT NULL, commit_id TEXT NOT NULL);
-                CREATE TABLE commits(
-                    id TEXT PRIMARY KEY, tx_id INTEGER NOT NULL UNIQUE, time TEXT NOT NULL,
-                    author TEXT NOT NULL, message TEXT NOT NULL, branch TEXT NOT NULL, parents TEXT NOT NULL);
-                CREATE TABLE table_versions(
-                    table_name TEXT NOT NULL, version INTEGER NOT NULL, manifest TEXT NOT NULL,
-                    commit_id TEXT NOT NULL, tx_id INTEGER NOT NULL, time TEXT NOT NULL, row_count INTEGER NOT NULL,
-                    PRIMARY KEY (table_name, version));
-                CREATE INDEX commits_time ON commits(time);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                    CREATE TABLE tx_sequence(id INTEGER PRIMARY KEY AUTOINCREMENT, allocated TEXT NOT NULL);
+                    CREATE TABLE refs(name TEXT PRIMARY KEY, kind TEXT NOT NULL, commit_id TEXT NOT NULL);
+                    CREATE TABLE commits(
+                        id TEXT PRIMARY KEY, tx_id INTEGER NOT NULL UNIQUE, time TEXT NOT NULL,
+                        author TEXT NOT NULL, message TEXT NOT NULL, branch TEXT NOT NULL, parents TEXT NOT NULL);
+                    CREATE TABLE table_versions(
+                        table_name TEXT NOT NULL, version INTEGER NOT NULL, manifest TEXT NOT NULL,
+                        commit_id TEXT NOT NULL, tx_id INTEGER NOT NULL, time TEXT NOT NULL, row_count INTEGER NOT NULL,
+                        PRIMARY KEY (table_name, version));
+                    CREATE INDEX commits_time ON commits(time);
+                    """)
         }
         return migrator
     }
@@ -74,31 +77,48 @@ public final class SQLiteCatalog: Catalog {
 
     public func head(of branch: String) throws(UDRError) -> ObjectID? {
         try read { db in
-            try String.fetchOne(db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'branch'", arguments: [branch]).map { try ObjectID(hex: $0) }
+            try String.fetchOne(db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'branch'", arguments: [branch]).map {
+                try ObjectID(hex: $0)
+            }
         }
     }
 
-    public func recordCommit(_ commit: CommitRecord, tableVersions: [TableVersionRecord], branch: String, expectedHead: ObjectID?) throws(UDRError) {
+    public func recordCommit(_ commit: CommitRecord, tableVersions: [TableVersionRecord], branch: String, expectedHead: ObjectID?)
+        throws(UDRError)
+    {
         try write { db in
             let current = try String.fetchOne(db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'branch'", arguments: [branch])
             guard current == expectedHead?.hex else {
-                throw UDRError(.conflict, "branch \(branch) moved from \(expectedHead?.short ?? "(none)") to \(current.map { String($0.prefix(12)) } ?? "(none)")")
+                throw UDRError(
+                    .conflict,
+                    "branch \(branch) moved from \(expectedHead?.short ?? "(none)") to \(current.map { String($0.prefix(12)) } ?? "(none)")"
+                )
             }
             let parents = commit.parents.map(\.hex).joined(separator: ",")
             try db.execute(
                 sql: "INSERT INTO commits(id, tx_id, time, author, message, branch, parents) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                arguments: [commit.id.hex, commit.txID, Timestamp.format(commit.time), commit.author, commit.message, commit.branch, parents])
+                arguments: [
+                    commit.id.hex, commit.txID, Timestamp.format(commit.time), commit.author, commit.message, commit.branch, parents,
+                ])
             for version in tableVersions {
-                let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM table_versions WHERE table_name = ? AND version = ?", arguments: [version.table.rawValue, version.version]) ?? false
+                let exists =
+                    try Bool.fetchOne(
+                        db, sql: "SELECT 1 FROM table_versions WHERE table_name = ? AND version = ?",
+                        arguments: [version.table.rawValue, version.version]) ?? false
                 if exists {
                     throw UDRError(.conflict, "version \(version.version) of \(version.table) was committed concurrently")
                 }
                 try db.execute(
-                    sql: "INSERT INTO table_versions(table_name, version, manifest, commit_id, tx_id, time, row_count) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    arguments: [version.table.rawValue, version.version, version.manifest.hex, version.commit.hex, version.txID, Timestamp.format(version.time), version.rows])
+                    sql:
+                        "INSERT INTO table_versions(table_name, version, manifest, commit_id, tx_id, time, row_count) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    arguments: [
+                        version.table.rawValue, version.version, version.manifest.hex, version.commit.hex, version.txID,
+                        Timestamp.format(version.time), version.rows,
+                    ])
             }
             try db.execute(
-                sql: "INSERT INTO refs(name, kind, commit_id) VALUES (?, 'branch', ?) ON CONFLICT(name) DO UPDATE SET commit_id = excluded.commit_id",
+                sql:
+                    "INSERT INTO refs(name, kind, commit_id) VALUES (?, 'branch', ?) ON CONFLICT(name) DO UPDATE SET commit_id = excluded.commit_id",
                 arguments: [branch, commit.id.hex])
         }
     }
@@ -114,7 +134,8 @@ public final class SQLiteCatalog: Catalog {
     private static func versionRecord(_ row: Row) throws -> TableVersionRecord {
         TableVersionRecord(
             table: try TableName(row["table_name"]), version: row["version"], manifest: try ObjectID(hex: row["manifest"]),
-            commit: try ObjectID(hex: row["commit_id"]), txID: row["tx_id"], time: Timestamp.parse(row["time"]) ?? Date(timeIntervalSince1970: 0),
+            commit: try ObjectID(hex: row["commit_id"]), txID: row["tx_id"],
+            time: Timestamp.parse(row["time"]) ?? Date(timeIntervalSince1970: 0),
             rows: row["row_count"])
     }
 
@@ -124,7 +145,8 @@ public final class SQLiteCatalog: Catalog {
 
     public func commitRecords(idPrefix: String) throws(UDRError) -> [CommitRecord] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM commits WHERE id >= ? AND id < ? LIMIT 10", arguments: [idPrefix, idPrefix + "g"]).map(Self.commitRecord)
+            try Row.fetchAll(db, sql: "SELECT * FROM commits WHERE id >= ? AND id < ? LIMIT 10", arguments: [idPrefix, idPrefix + "g"]).map(
+                Self.commitRecord)
         }
     }
 
@@ -138,12 +160,15 @@ public final class SQLiteCatalog: Catalog {
 
     public func tableVersions(_ table: TableName) throws(UDRError) -> [TableVersionRecord] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM table_versions WHERE table_name = ? ORDER BY version", arguments: [table.rawValue]).map(Self.versionRecord)
+            try Row.fetchAll(db, sql: "SELECT * FROM table_versions WHERE table_name = ? ORDER BY version", arguments: [table.rawValue])
+                .map(Self.versionRecord)
         }
     }
 
     public func latestVersionNumber(_ table: TableName) throws(UDRError) -> Int {
-        try read { db in try Int.fetchOne(db, sql: "SELECT max(version) FROM table_versions WHERE table_name = ?", arguments: [table.rawValue]) ?? 0 }
+        try read { db in
+            try Int.fetchOne(db, sql: "SELECT max(version) FROM table_versions WHERE table_name = ?", arguments: [table.rawValue]) ?? 0
+        }
     }
 
     public func allTableVersions() throws(UDRError) -> [TableVersionRecord] {

@@ -43,11 +43,14 @@ let work = FileManager.default.temporaryDirectory.appendingPathComponent("udr-be
 try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
 defer { try? FileManager.default.removeItem(at: work) }
 
-print("UDR benchmark: \(rows) rows × 10 columns, DuckDB \(try DuckDBLibrary.load().version), \(ProcessInfo.processInfo.activeProcessorCount) cores\n")
+print(
+    "UDR benchmark: \(rows) rows × 10 columns, DuckDB \(try DuckDBLibrary.load().version), \(ProcessInfo.processInfo.activeProcessorCount) cores\n"
+)
 
 let duck = try Database().connect()
 let source = work.appendingPathComponent("source.parquet").path
-try duck.execute("""
+try duck.execute(
+    """
     COPY (\(syntheticTableSQL(rows: rows))) TO '\(source)' (FORMAT parquet)
     """)
 
@@ -64,7 +67,9 @@ let udrWrite = try await seconds {
     first = try await repo.write(t, from: .file(source), key: ["k"], message: "v1")
 }
 report("write (throughput ratio = DuckDB time / UDR time)", udr: udrWrite, peer: duckWrite, target: "≥ 0.5× throughput")
-lines[lines.count - 1] = Line(name: "write \(rows) rows (throughput vs COPY)", udr: fmt(udrWrite), peer: fmt(duckWrite), ratio: String(format: "%.2fx", duckWrite / udrWrite), target: "≥ 0.5×")
+lines[lines.count - 1] = Line(
+    name: "write \(rows) rows (throughput vs COPY)", udr: fmt(udrWrite), peer: fmt(duckWrite),
+    ratio: String(format: "%.2fx", duckWrite / udrWrite), target: "≥ 0.5×")
 
 // 2. Scan and lookup at the head, against one Parquet file of the same rows.
 print("Queries")
@@ -84,13 +89,16 @@ report("point lookup by key", udr: udrLookup, peer: duckLookup, target: "≤ 1.2
 print("Churn")
 let firstBytes = first.bytesAdded
 var churn: [(String, Int64)] = []
-let a = try await repo.write(t, from: .sql("SELECT * FROM parcels UNION ALL SELECT * REPLACE (k + \(rows * 10) AS k) FROM parcels WHERE k % 1000 = 0"))
+let a = try await repo.write(
+    t, from: .sql("SELECT * FROM parcels UNION ALL SELECT * REPLACE (k + \(rows * 10) AS k) FROM parcels WHERE k % 1000 = 0"))
 churn.append(("(a) 1% rows appended after the last key", a.bytesAdded))
-let b = try await repo.write(t, from: .sql("SELECT * REPLACE (CASE WHEN hash(k, 'b') % 200 = 0 THEN 'changed' ELSE g END AS g) FROM parcels"))
+let b = try await repo.write(
+    t, from: .sql("SELECT * REPLACE (CASE WHEN hash(k, 'b') % 200 = 0 THEN 'changed' ELSE g END AS g) FROM parcels"))
 churn.append(("(b) one column changed in 0.5% of rows", b.bytesAdded))
 let c = try await repo.write(t, from: .sql("SELECT * REPLACE ((hash(k, 'c') % 1000) / 10.0 AS s) FROM parcels"))
 churn.append(("(c) one column recomputed for every row", c.bytesAdded))
-let d = try await repo.write(t, from: .sql("SELECT * FROM parcels UNION ALL SELECT * REPLACE (k + 5 AS k) FROM parcels WHERE hash(k, 'd') % 1000 = 0"))
+let d = try await repo.write(
+    t, from: .sql("SELECT * FROM parcels UNION ALL SELECT * REPLACE (k + 5 AS k) FROM parcels WHERE hash(k, 'd') % 1000 = 0"))
 churn.append(("(d) 0.1% rows inserted at random keys", d.bytesAdded))
 for (name, bytes) in churn { print("  \(name): \(bytes) bytes = \(pct(bytes, firstBytes)) of version 1 (\(firstBytes) bytes)") }
 

@@ -34,15 +34,20 @@ struct CLIRepository {
         let repo = try CLIRepository()
         let db = try scratchDuckDB()
         let csv = repo.dir.path("parcels.csv")
-        try db.execute("COPY (SELECT 1000000000 + i AS bbl, 'active' AS status, i / 4 AS score FROM range(5000) t(i)) TO '\(csv)' (HEADER true)")
+        try db.execute(
+            "COPY (SELECT 1000000000 + i AS bbl, 'active' AS status, i / 4 AS score FROM range(5000) t(i)) TO '\(csv)' (HEADER true)")
 
         let w1 = try repo.run("write", "parcels", csv, "--key", "bbl", "-m", "night 1")
         #expect(w1.status == 0, "\(w1.stderr)")
         #expect(w1.stdout.contains("parcels v1: 5000 rows"))
-        let w2 = try repo.run("write", "parcels", "--sql", "SELECT bbl, CASE WHEN bbl = 1000000007 THEN 'sold' ELSE status END AS status, score FROM parcels", "-m", "night 2")
+        let w2 = try repo.run(
+            "write", "parcels", "--sql", "SELECT bbl, CASE WHEN bbl = 1000000007 THEN 'sold' ELSE status END AS status, score FROM parcels",
+            "-m", "night 2")
         #expect(w2.status == 0, "\(w2.stderr)")
 
-        let q = try repo.run("query", "--at", "old=parcels@1", "SELECT o.status AS before, p.status AS after FROM old o JOIN parcels p USING (bbl) WHERE bbl = 1000000007", "--format", "csv")
+        let q = try repo.run(
+            "query", "--at", "old=parcels@1",
+            "SELECT o.status AS before, p.status AS after FROM old o JOIN parcels p USING (bbl) WHERE bbl = 1000000007", "--format", "csv")
         #expect(q.status == 0, "\(q.stderr)")
         #expect(q.stdout == "before,after\nactive,sold\n")
 
@@ -160,7 +165,10 @@ struct CLIRepository {
             let process = Process()
             process.executableURL = udrExecutable()
             process.currentDirectoryURL = repo.root
-            process.arguments = ["write", "t", "--sql", "SELECT i AS k, md5((i + \(round))::VARCHAR) AS v, hash(i * \(round)) AS h FROM range(400000) t(i)", "--key", "k"]
+            process.arguments = [
+                "write", "t", "--sql", "SELECT i AS k, md5((i + \(round))::VARCHAR) AS v, hash(i * \(round)) AS h FROM range(400000) t(i)",
+                "--key", "k",
+            ]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()

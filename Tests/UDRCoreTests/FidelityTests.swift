@@ -73,7 +73,8 @@ let allTypesSQL = """
         _ = try await repo.write(try TableName("all_types_keyed"), from: .sql(allTypesSQL), key: ["id"])
         let a = try await count(repo, "SELECT count(*) FROM (SELECT * FROM all_types_keyed EXCEPT ALL \(allTypesSQL))")
         #expect(a == 0)
-        let ordered = try await count(repo, "SELECT count(*) FROM (SELECT id, lag(id) OVER () AS prev FROM all_types_keyed) WHERE prev > id")
+        let ordered = try await count(
+            repo, "SELECT count(*) FROM (SELECT id, lag(id) OVER () AS prev FROM all_types_keyed) WHERE prev > id")
         #expect(ordered == 0, "a keyed table reads back in key order")
     }
 
@@ -106,7 +107,8 @@ let allTypesSQL = """
         let (repo, dir) = try makeRepository()
         let file = dir.path("input.ndjson")
         let db = try scratchDuckDB()
-        try db.execute("COPY (SELECT i AS id, 'n' || i AS name, [i, i + 1] AS xs, {'a': i} AS s FROM range(3000) t(i)) TO '\(file)' (FORMAT json)")
+        try db.execute(
+            "COPY (SELECT i AS id, 'n' || i AS name, [i, i + 1] AS xs, {'a': i} AS s FROM range(3000) t(i)) TO '\(file)' (FORMAT json)")
         _ = try await repo.write(try TableName("from_json"), from: .file(file), key: [])
         try await expectIdentical(repo, table: "from_json", to: "SELECT * FROM read_json('\(file)')")
     }

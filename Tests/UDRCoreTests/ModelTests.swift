@@ -1,6 +1,7 @@
 import CBLAKE3
 import Foundation
 import Testing
+
 @testable import UDRCore
 
 @Suite struct ModelTests {
@@ -62,7 +63,10 @@ import Testing
         ("INTEGER", "INTEGER"), ("HUGEINT", "VARCHAR"), ("DECIMAL(18,3)", "DECIMAL(18,3)"),
         ("TIME WITH TIME ZONE", "VARCHAR"), ("INTERVAL[]", "VARCHAR[]"), ("INTEGER[3]", "INTEGER[3]"),
         ("ENUM('a', 'b,c')", "VARCHAR"), ("MAP(VARCHAR, HUGEINT)", "MAP(VARCHAR, VARCHAR)"),
-        ("STRUCT(a HUGEINT[], \"my field\" INTERVAL, t TIMESTAMP WITH TIME ZONE)", "STRUCT(\"a\" VARCHAR[], \"my field\" VARCHAR, \"t\" TIMESTAMP WITH TIME ZONE)"),
+        (
+            "STRUCT(a HUGEINT[], \"my field\" INTERVAL, t TIMESTAMP WITH TIME ZONE)",
+            "STRUCT(\"a\" VARCHAR[], \"my field\" VARCHAR, \"t\" TIMESTAMP WITH TIME ZONE)"
+        ),
     ])
     func storageTypesReplaceWhatParquetCannotHold(logical: String, storage: String) throws {
         #expect(try TypeNode.parse(logical).storage().sql == storage)

@@ -15,7 +15,11 @@ import UDRTesting
         try await Task.sleep(for: .milliseconds(20))
         let afterFirst = Date()
         try await Task.sleep(for: .milliseconds(20))
-        _ = try await repo.write(parcels, from: .sql("SELECT bbl, CASE WHEN bbl % 100 = 0 THEN 'v2' ELSE status END AS status, score FROM parcels UNION ALL SELECT 30000, 'new', 0"), key: nil, message: "night 2")
+        _ = try await repo.write(
+            parcels,
+            from: .sql(
+                "SELECT bbl, CASE WHEN bbl % 100 = 0 THEN 'v2' ELSE status END AS status, score FROM parcels UNION ALL SELECT 30000, 'new', 0"
+            ), key: nil, message: "night 2")
         _ = try await repo.write(parcels, from: .sql("SELECT bbl, status, score * 2 AS score FROM parcels"), key: nil, message: "night 3")
 
         #expect(try await count(repo, "SELECT count(*) FROM parcels") == 30001)
@@ -35,7 +39,8 @@ import UDRTesting
 
         // Two versions of one table joined in one query.
         let joined = ReadOptions(pins: [try TablePin(parsing: "old=parcels@1"), try TablePin(parsing: "parcels=3")])
-        let changed = try await repo.query("""
+        let changed = try await repo.query(
+            """
             SELECT count(*) FILTER (WHERE o.status <> n.status) AS status_changed,
                    count(*) FILTER (WHERE n.score = o.score * 2) AS rescored,
                    count(*) FILTER (WHERE o.bbl IS NULL) AS added
@@ -95,19 +100,27 @@ import UDRTesting
         print("economy: first version stored \(first.bytesAdded) bytes in \(first.segments) segments")
 
         // (a) 1% new rows with keys after the existing ones.
-        let a = try await repo.write(t, from: .sql("SELECT * FROM parcels UNION ALL SELECT * REPLACE (k + 10000000 AS k) FROM parcels WHERE k % 1000 = 0"), key: nil)
-        print("economy (a) 1% appended rows: \(a.bytesAdded) bytes = \(String(format: "%.2f", Double(a.bytesAdded) / full * 100))% of the first version")
+        let a = try await repo.write(
+            t, from: .sql("SELECT * FROM parcels UNION ALL SELECT * REPLACE (k + 10000000 AS k) FROM parcels WHERE k % 1000 = 0"), key: nil)
+        print(
+            "economy (a) 1% appended rows: \(a.bytesAdded) bytes = \(String(format: "%.2f", Double(a.bytesAdded) / full * 100))% of the first version"
+        )
         #expect(a.rows == 1_010_000)
         #expect(Double(a.bytesAdded) <= 0.03 * full)
 
         // (b) one column changed in 0.5% of rows, scattered at random.
-        let b = try await repo.write(t, from: .sql("SELECT * REPLACE (CASE WHEN hash(k, 'b') % 200 = 0 THEN 'changed' ELSE g END AS g) FROM parcels"), key: nil)
-        print("economy (b) one column changed in 0.5% of rows: \(b.bytesAdded) bytes = \(String(format: "%.2f", Double(b.bytesAdded) / full * 100))%")
+        let b = try await repo.write(
+            t, from: .sql("SELECT * REPLACE (CASE WHEN hash(k, 'b') % 200 = 0 THEN 'changed' ELSE g END AS g) FROM parcels"), key: nil)
+        print(
+            "economy (b) one column changed in 0.5% of rows: \(b.bytesAdded) bytes = \(String(format: "%.2f", Double(b.bytesAdded) / full * 100))%"
+        )
         #expect(Double(b.bytesAdded) <= 0.25 * full)
 
         // (c) one of the 10 columns recomputed for every row.
         let c = try await repo.write(t, from: .sql("SELECT * REPLACE ((hash(k, 'c') % 1000) / 10.0 AS s) FROM parcels"), key: nil)
-        print("economy (c) one column recomputed for all rows: \(c.bytesAdded) bytes = \(String(format: "%.2f", Double(c.bytesAdded) / full * 100))%")
+        print(
+            "economy (c) one column recomputed for all rows: \(c.bytesAdded) bytes = \(String(format: "%.2f", Double(c.bytesAdded) / full * 100))%"
+        )
         #expect(Double(c.bytesAdded) <= 0.20 * full)
 
         // The same content again: no commit, no bytes.
@@ -120,7 +133,8 @@ import UDRTesting
         #expect(try await repo.versions(t).count == 4)
 
         // The same rows in shuffled order give the same segments.
-        let shuffled = try await repo.write(try TableName("shuffled"), from: .sql("SELECT * FROM parcels ORDER BY hash(k, 'shuffle')"), key: ["k"])
+        let shuffled = try await repo.write(
+            try TableName("shuffled"), from: .sql("SELECT * FROM parcels ORDER BY hash(k, 'shuffle')"), key: ["k"])
         let original = try await repo.manifest(of: t)
         let copy = try await repo.manifest(of: try TableName("shuffled"))
         #expect(copy.segments.map(\.id) == original.segments.map(\.id))

@@ -110,7 +110,10 @@ public struct Commit: Hashable, Sendable, Codable {
     public let tables: [TableName: TableEntry]
     public let changes: [Change]
 
-    public init(parents: [ObjectID], txID: Int64, time: Date, author: String, message: String, branch: String, tables: [TableName: TableEntry], changes: [Change]) {
+    public init(
+        parents: [ObjectID], txID: Int64, time: Date, author: String, message: String, branch: String, tables: [TableName: TableEntry],
+        changes: [Change]
+    ) {
         self.format = Self.currentFormat
         self.parents = parents
         self.txID = txID

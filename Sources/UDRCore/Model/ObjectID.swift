@@ -1,5 +1,5 @@
-import Foundation
 import CBLAKE3
+import Foundation
 
 /// The id of an object in the object store: BLAKE3-256 of its bytes, written
 /// as 64 lowercase hex digits.
@@ -57,5 +57,3 @@ func hexString(_ bytes: [UInt8]) -> String {
     }
     return String(decoding: out, as: UTF8.self)
 }
-
-

@@ -9,7 +9,10 @@ public struct TableName: Hashable, Comparable, Sendable, Codable, CustomStringCo
     public init(_ text: String) throws(UDRError) {
         func invalid(_ why: String) -> UDRError {
             let shown = text.unicodeScalars.map { $0.value < 32 ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
-            return UDRError(.invalidName, "invalid table name '\(shown)': \(why). Names are letters, digits, '_' and '-', starting with a letter or '_', with '.' between a namespace and a name (e.g. org_12.parcels).")
+            return UDRError(
+                .invalidName,
+                "invalid table name '\(shown)': \(why). Names are letters, digits, '_' and '-', starting with a letter or '_', with '.' between a namespace and a name (e.g. org_12.parcels)."
+            )
         }
         if text.isEmpty { throw invalid("it is empty") }
         if text.utf8.count > Self.maximumLength { throw invalid("it is \(text.utf8.count) bytes long, the limit is \(Self.maximumLength)") }
@@ -22,7 +25,8 @@ public struct TableName: Hashable, Comparable, Sendable, Codable, CustomStringCo
             guard first == "_" || (first.isASCII && first.properties.isAlphabetic) else {
                 throw invalid("'\(part)' does not start with a letter or '_'")
             }
-            for scalar in part.unicodeScalars where !(scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_" || scalar == "-")) {
+            for scalar in part.unicodeScalars
+            where !(scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_" || scalar == "-")) {
                 throw invalid("it contains the character '\(scalar)'")
             }
         }

@@ -86,7 +86,9 @@ struct KeyPruning {
             return manifest.segments
         }
         let kept = manifest.segments.filter { segment in
-            guard let stats = segment.stats[keyColumn], let low = stats.min.flatMap({ Int64($0) }), let high = stats.max.flatMap({ Int64($0) }) else {
+            guard let stats = segment.stats[keyColumn], let low = stats.min.flatMap({ Int64($0) }),
+                let high = stats.max.flatMap({ Int64($0) })
+            else {
                 return true
             }
             return values.contains { value in

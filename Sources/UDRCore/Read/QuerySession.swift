@@ -42,7 +42,9 @@ extension Repository {
         }
         let matches = try catalog.commitRecords(idPrefix: prefix)
         guard let first = matches.first else { throw UDRError(.notFound, "no commit id starts with \(prefix)") }
-        guard matches.count == 1 else { throw UDRError(.invalidArgument, "\(prefix) is ambiguous: \(matches.count) commits start with it; give more digits") }
+        guard matches.count == 1 else {
+            throw UDRError(.invalidArgument, "\(prefix) is ambiguous: \(matches.count) commits start with it; give more digits")
+        }
         return first.id
     }
 
@@ -50,7 +52,9 @@ extension Repository {
         let versions = try catalog.tableVersions(table)
         guard !versions.isEmpty else { throw UDRError(.notFound, "there is no table '\(table)'") }
         guard let record = versions.first(where: { $0.version == version }) else {
-            throw UDRError(.notFound, "table \(table) has no version \(version); its versions are \(versions.map { String($0.version) }.joined(separator: ", "))")
+            throw UDRError(
+                .notFound,
+                "table \(table) has no version \(version); its versions are \(versions.map { String($0.version) }.joined(separator: ", "))")
         }
         return try manifest(record.manifest)
     }
@@ -99,7 +103,9 @@ extension Repository {
             }
             let select = manifest.columns.map { "CAST(\(quoteIdentifier($0.name)) AS \($0.type)) AS \(quoteIdentifier($0.name))" }
             let list = "[" + files.map(quoteLiteral).joined(separator: ", ") + "]"
-            try execute("CREATE OR REPLACE VIEW \(qualified) AS SELECT \(select.joined(separator: ", ")) FROM read_parquet(\(list))", on: connection)
+            try execute(
+                "CREATE OR REPLACE VIEW \(qualified) AS SELECT \(select.joined(separator: ", ")) FROM read_parquet(\(list))", on: connection
+            )
         }
         cache.evictIfNeeded(keeping: keep)
     }
@@ -133,7 +139,9 @@ extension Repository {
     public func query(_ sql: String, options: ReadOptions = .init()) async throws(UDRError) -> ResultSet {
         try await blocking { () throws(UDRError) -> ResultSet in
             try self.withSession(options, sql: sql) { (connection) throws(UDRError) -> ResultSet in
-                do throws(DuckDBError) { return try connection.query(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
+                do throws(DuckDBError) { return try connection.query(sql) } catch {
+                    throw UDRError(.query, error.message, underlying: error)
+                }
             }
         }
     }
@@ -142,7 +150,9 @@ extension Repository {
     public func queryArrow(_ sql: String, options: ReadOptions = .init()) async throws(UDRError) -> ArrowResult {
         try await blocking { () throws(UDRError) -> ArrowResult in
             try self.withSession(options, sql: sql) { (connection) throws(UDRError) -> ArrowResult in
-                do throws(DuckDBError) { return try connection.queryArrow(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
+                do throws(DuckDBError) { return try connection.queryArrow(sql) } catch {
+                    throw UDRError(.query, error.message, underlying: error)
+                }
             }
         }
     }
@@ -177,7 +187,8 @@ extension Repository {
             return try self.withDuckDB { (connection) throws(UDRError) -> [TableName: Int] in
                 let pruning = KeyPruning(sql: sql, connection: connection)
                 var out: [TableName: Int] = [:]
-                for (name, manifest) in snapshot.tables where sql.lowercased().contains(name.rawValue.split(separator: ".").last!.lowercased()) {
+                for (name, manifest) in snapshot.tables
+                where sql.lowercased().contains(name.rawValue.split(separator: ".").last!.lowercased()) {
                     out[name] = pruning.segments(of: manifest, readAs: name).count
                 }
                 return out

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Materialized segments: Parquet files DuckDB can read, named by segment
 /// id, rebuilt from their blobs on first use and checked against the id.
@@ -40,7 +41,9 @@ public struct SegmentCache: Sendable {
         for part in recipe.parts { bytes.append(try store.get(part.blob)) }
         let actual = ObjectID.of(bytes)
         guard actual == segment.id, recipe.segment == segment.id else {
-            throw UDRError(.corruptObject, "segment \(segment.id) rebuilt from its blobs hashes to \(actual). The repository is damaged; run `udr verify`.")
+            throw UDRError(
+                .corruptObject,
+                "segment \(segment.id) rebuilt from its blobs hashes to \(actual). The repository is damaged; run `udr verify`.")
         }
         let temp = target + "." + UUID().uuidString + ".tmp"
         try LocalObjectStore.writeFile(temp, bytes)

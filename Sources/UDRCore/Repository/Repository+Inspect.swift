@@ -52,7 +52,9 @@ public struct TableInfo: Sendable, Codable {
 extension Repository {
     /// Commits of a branch, newest first (following first parents);
     /// with a table, only those that changed it.
-    public func log(table: TableName? = nil, branch: String = Repository.defaultBranch, limit: Int? = nil) async throws(UDRError) -> [CommitInfo] {
+    public func log(table: TableName? = nil, branch: String = Repository.defaultBranch, limit: Int? = nil) async throws(UDRError)
+        -> [CommitInfo]
+    {
         try await blocking { () throws(UDRError) -> [CommitInfo] in
             var out: [CommitInfo] = []
             var current = try self.catalog.head(of: branch)
@@ -112,7 +114,9 @@ extension Repository {
             }
             let stored = mine.values.reduce(0, +)
             let shared = mine.filter { others.contains($0.key) }.values.reduce(0, +)
-            return TableInfo(table: table, version: manifest.version, rows: manifest.rows, segments: manifest.segments.count, columns: manifest.columns, key: manifest.key, logicalBytes: manifest.logicalBytes, storedBytes: stored, sharedBytes: shared)
+            return TableInfo(
+                table: table, version: manifest.version, rows: manifest.rows, segments: manifest.segments.count, columns: manifest.columns,
+                key: manifest.key, logicalBytes: manifest.logicalBytes, storedBytes: stored, sharedBytes: shared)
         }
     }
 

@@ -50,7 +50,8 @@ public struct FileFormat: Sendable, Hashable, CustomStringConvertible {
     static func forFile(_ path: String) throws(UDRError) -> FileFormat {
         let ext = (path as NSString).pathExtension
         do { return try FileFormat(parsing: ext) } catch {
-            throw UDRError(.invalidArgument, "cannot tell the format of \(path) from its extension; name it .parquet, .csv or .json, or pass --format")
+            throw UDRError(
+                .invalidArgument, "cannot tell the format of \(path) from its extension; name it .parquet, .csv or .json, or pass --format")
         }
     }
 
@@ -88,13 +89,18 @@ extension Repository {
     /// on `branch`. `key` nil keeps the current key (none for a new table);
     /// an empty key makes the table keyless. Writing content equal to the
     /// current version commits nothing and stores nothing.
-    public func write(_ table: TableName, from source: WriteSource, key: [String]? = nil, message: String? = nil, author: String? = nil, branch: String = Repository.defaultBranch) async throws(UDRError) -> WriteResult {
+    public func write(
+        _ table: TableName, from source: WriteSource, key: [String]? = nil, message: String? = nil, author: String? = nil,
+        branch: String = Repository.defaultBranch
+    ) async throws(UDRError) -> WriteResult {
         try await blocking { () throws(UDRError) -> WriteResult in
             try self.writeNow(table, from: source, key: key, message: message, author: author, branch: branch)
         }
     }
 
-    func writeNow(_ table: TableName, from source: WriteSource, key requestedKey: [String]?, message: String?, author: String?, branch: String) throws(UDRError) -> WriteResult {
+    func writeNow(
+        _ table: TableName, from source: WriteSource, key requestedKey: [String]?, message: String?, author: String?, branch: String
+    ) throws(UDRError) -> WriteResult {
         let head = try catalog.head(of: branch)
         let headCommit: Commit? = try head.map { (id) throws(UDRError) in try commit(id) }
         let previousEntry = headCommit?.tables[table]
@@ -145,14 +151,20 @@ extension Repository {
             if case .file(let path, _) = source.base, let delimiter = csvDelimiter(source),
                 let ragged = CSVDiagnosis.firstRaggedLine(path: path, delimiter: delimiter)
             {
-                throw UDRError(.invalidInput, "cannot read \(path): line \(ragged.line) has \(ragged.fields) fields, but the header has \(ragged.expected). Every row of a CSV file must have the same number of fields.")
+                throw UDRError(
+                    .invalidInput,
+                    "cannot read \(path): line \(ragged.line) has \(ragged.fields) fields, but the header has \(ragged.expected). Every row of a CSV file must have the same number of fields."
+                )
             }
-            let writer = TableWriter(connection: connection, store: store, cache: cache, scratch: layout.scratchDirectory, policy: configuration.segmentation)
+            let writer = TableWriter(
+                connection: connection, store: store, cache: cache, scratch: layout.scratchDirectory, policy: configuration.segmentation)
             return try writer.write(table: table, version: version, source: selectSQL, inputName: inputName, key: key)
         }
 
         if let previous, let previousEntry, previous.hasSameContent(as: written.manifest) {
-            return WriteResult(table: table, commit: nil, version: previousEntry.version, rows: previous.rows, segments: previous.segments.count, logicalBytes: written.logicalBytes, bytesAdded: written.bytesAdded)
+            return WriteResult(
+                table: table, commit: nil, version: previousEntry.version, rows: previous.rows, segments: previous.segments.count,
+                logicalBytes: written.logicalBytes, bytesAdded: written.bytesAdded)
         }
         let stored = try store.putJSON(written.manifest)
         let change = Commit.Change(table: table, oldVersion: previousEntry?.version, newVersion: version)
@@ -161,7 +173,9 @@ extension Repository {
             entries: [table: Commit.TableEntry(version: version, manifest: stored.id)],
             changes: [change], rows: [table: written.manifest.rows],
             message: message ?? "write \(table)", author: author ?? configuration.defaultAuthor)
-        return WriteResult(table: table, commit: record, version: version, rows: written.manifest.rows, segments: written.manifest.segments.count, logicalBytes: written.logicalBytes, bytesAdded: written.bytesAdded + stored.bytesAdded + commitBytes)
+        return WriteResult(
+            table: table, commit: record, version: version, rows: written.manifest.rows, segments: written.manifest.segments.count,
+            logicalBytes: written.logicalBytes, bytesAdded: written.bytesAdded + stored.bytesAdded + commitBytes)
     }
 
     private func csvDelimiter(_ source: WriteSource) -> UInt8? {
@@ -176,7 +190,10 @@ extension Repository {
     /// compare-and-swap. When other commits landed meanwhile and touched
     /// none of these tables, the commit is rebased onto them; otherwise it
     /// fails with a conflict naming the tables.
-    func commitChanges(branch: String, base: ObjectID?, baseCommit: Commit?, entries: [TableName: Commit.TableEntry], changes: [Commit.Change], rows: [TableName: Int64], message: String, author: String) throws(UDRError) -> (CommitRecord, Int64) {
+    func commitChanges(
+        branch: String, base: ObjectID?, baseCommit: Commit?, entries: [TableName: Commit.TableEntry], changes: [Commit.Change],
+        rows: [TableName: Int64], message: String, author: String
+    ) throws(UDRError) -> (CommitRecord, Int64) {
         var parent = base
         var parentCommit = baseCommit
         var delay: UInt32 = 2_000
@@ -184,21 +201,28 @@ extension Repository {
             let txID = try catalog.allocateTxID()
             var tables = parentCommit?.tables ?? [:]
             for (name, entry) in entries { tables[name] = entry }
-            let commit = Commit(parents: parent.map { [$0] } ?? [], txID: txID, time: Date(), author: author, message: message, branch: branch, tables: tables, changes: changes)
+            let commit = Commit(
+                parents: parent.map { [$0] } ?? [], txID: txID, time: Date(), author: author, message: message, branch: branch,
+                tables: tables, changes: changes)
             let stored = try store.putJSON(commit)
             let record = CommitRecord(id: stored.id, commit: commit)
             let versions = entries.map { name, entry in
-                TableVersionRecord(table: name, version: entry.version, manifest: entry.manifest, commit: stored.id, txID: txID, time: commit.time, rows: rows[name] ?? 0)
+                TableVersionRecord(
+                    table: name, version: entry.version, manifest: entry.manifest, commit: stored.id, txID: txID, time: commit.time,
+                    rows: rows[name] ?? 0)
             }
             do {
                 try catalog.recordCommit(record, tableVersions: versions, branch: branch, expectedHead: parent)
                 return (record, stored.bytesAdded)
-            } catch where error.code == .conflict && attempt < 49 {
+            } catch  where error.code == .conflict && attempt < 49 {
                 let newHead = try catalog.head(of: branch)
                 let newCommit: Commit? = try newHead.map { (id) throws(UDRError) in try self.commit(id) }
                 let touched = entries.keys.filter { newCommit?.tables[$0] != baseCommit?.tables[$0] }
                 if !touched.isEmpty {
-                    throw UDRError(.conflict, "conflict: \(touched.map(\.rawValue).sorted().joined(separator: ", ")) changed on \(branch) since this write began; nothing was committed. Retry the write.")
+                    throw UDRError(
+                        .conflict,
+                        "conflict: \(touched.map(\.rawValue).sorted().joined(separator: ", ")) changed on \(branch) since this write began; nothing was committed. Retry the write."
+                    )
                 }
                 parent = newHead
                 parentCommit = newCommit

@@ -1,5 +1,5 @@
-import DuckDB
 import Dispatch
+import DuckDB
 import Foundation
 import Logging
 
@@ -29,7 +29,8 @@ public struct RepositoryLayout: Sendable {
             if parent.path == current.path { break }
             current = parent
         }
-        throw UDRError(.notARepository, "\(directory.path) is not inside a UDR repository. Create one with `udr init`, or pass --repo PATH.")
+        throw UDRError(
+            .notARepository, "\(directory.path) is not inside a UDR repository. Create one with `udr init`, or pass --repo PATH.")
     }
 }
 
@@ -49,7 +50,10 @@ public final class Repository: Sendable {
         /// Author recorded in commits when a write names none.
         public var defaultAuthor: String
 
-        public init(duckdb: Database.Configuration = .init(), segmentation: SegmentationPolicy = .standard, cacheLimitBytes: Int64 = 20 << 30, defaultAuthor: String? = nil) {
+        public init(
+            duckdb: Database.Configuration = .init(), segmentation: SegmentationPolicy = .standard, cacheLimitBytes: Int64 = 20 << 30,
+            defaultAuthor: String? = nil
+        ) {
             self.duckdb = duckdb
             self.segmentation = segmentation
             self.cacheLimitBytes = cacheLimitBytes
@@ -73,7 +77,9 @@ public final class Repository: Sendable {
 
     /// Opens a repository over the given backends. The CLI and
     /// `LocalRepository` wire the default ones.
-    public init(layout: RepositoryLayout, store: any ObjectStore, catalog: any Catalog, configuration: Configuration = .init(), logger: Logger) throws(UDRError) {
+    public init(
+        layout: RepositoryLayout, store: any ObjectStore, catalog: any Catalog, configuration: Configuration = .init(), logger: Logger
+    ) throws(UDRError) {
         self.layout = layout
         self.store = store
         self.catalog = catalog
@@ -82,7 +88,10 @@ public final class Repository: Sendable {
         self.cache = try SegmentCache(directory: layout.cacheDirectory, limitBytes: configuration.cacheLimitBytes)
         let format = try catalog.formatVersion()
         guard format <= RepositoryLayout.formatVersion else {
-            throw UDRError(.notARepository, "\(layout.root.path) has repository format \(format); this udr understands up to \(RepositoryLayout.formatVersion). Upgrade udr.")
+            throw UDRError(
+                .notARepository,
+                "\(layout.root.path) has repository format \(format); this udr understands up to \(RepositoryLayout.formatVersion). Upgrade udr."
+            )
         }
     }
 

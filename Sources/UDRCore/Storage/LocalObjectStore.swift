@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Dispatch
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Objects as files in a local directory: `objects/ab/cdef…`. A new object is
 /// written under `tmp/`, flushed to disk, then renamed into place, so a
@@ -41,7 +42,9 @@ public struct LocalObjectStore: ObjectStore {
 
     public func getUnchecked(_ id: ObjectID) throws(UDRError) -> Data {
         guard let data = FileManager.default.contents(atPath: path(id)) else {
-            throw UDRError(.missingObject, "object \(id) is missing from the object store (\(path(id))). Run `udr verify` to see what else is affected.")
+            throw UDRError(
+                .missingObject,
+                "object \(id) is missing from the object store (\(path(id))). Run `udr verify` to see what else is affected.")
         }
         return data
     }
@@ -50,7 +53,10 @@ public struct LocalObjectStore: ObjectStore {
         let data = try getUnchecked(id)
         let actual = ObjectID.of(data)
         guard actual == id else {
-            throw UDRError(.corruptObject, "object \(id) is corrupt: its bytes hash to \(actual). The repository is damaged; run `udr verify` and restore the object from a copy of the repository.")
+            throw UDRError(
+                .corruptObject,
+                "object \(id) is corrupt: its bytes hash to \(actual). The repository is damaged; run `udr verify` and restore the object from a copy of the repository."
+            )
         }
         return data
     }
@@ -72,7 +78,9 @@ public struct LocalObjectStore: ObjectStore {
         let snapshot = pending
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             for index in stride(from: worker, to: snapshot.count, by: workers) where !failures.failed {
-                do throws(UDRError) { try Self.writeFile(snapshot[index].temp, snapshot[index].data, sync: true) } catch { failures.record(error) }
+                do throws(UDRError) { try Self.writeFile(snapshot[index].temp, snapshot[index].data, sync: true) } catch {
+                    failures.record(error)
+                }
             }
         }
         if let error = failures.first { throw error }

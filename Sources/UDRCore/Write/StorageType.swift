@@ -1,3 +1,5 @@
+import Foundation
+
 /// DuckDB type strings, parsed far enough to map a column's logical type to
 /// the type its values are stored as in Parquet. Parquet cannot hold some of
 /// DuckDB's types exactly (HUGEINT becomes DOUBLE, INTERVAL loses
@@ -36,7 +38,10 @@ indirect enum TypeNode: Equatable {
         case .map(let k, let v): return .map(try k.storage(), try v.storage())
         case .enumeration: return .scalar("VARCHAR")
         case .union(let text):
-            throw UDRError(.unsupportedType, "columns of type \(text) cannot be stored yet: UNION has no exact Parquet form. Cast the column to a STRUCT or VARCHAR before writing.")
+            throw UDRError(
+                .unsupportedType,
+                "columns of type \(text) cannot be stored yet: UNION has no exact Parquet form. Cast the column to a STRUCT or VARCHAR before writing."
+            )
         }
     }
 
@@ -94,7 +99,11 @@ private struct TypeParser {
                 if c == q { quote = nil }
                 continue
             }
-            if c == "'" || c == "\"" { quote = c } else if c == "(" { depth += 1 } else if c == ")" {
+            if c == "'" || c == "\"" {
+                quote = c
+            } else if c == "(" {
+                depth += 1
+            } else if c == ")" {
                 depth -= 1
                 if depth == 0 { return String(chars[start..<i]) }
             }
@@ -202,5 +211,3 @@ public func quoteIdentifier(_ name: String) -> String {
 public func quoteLiteral(_ text: String) -> String {
     "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
 }
-
-import Foundation

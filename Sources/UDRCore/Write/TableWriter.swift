@@ -32,7 +32,8 @@ struct TableWriter {
         func unreadable(_ error: DuckDBError) -> UDRError {
             // DuckDB's CSV errors end in a long list of generic fixes; keep the diagnosis.
             let diagnosis = error.message.components(separatedBy: "\nPossible fixes:").first ?? error.message
-            return UDRError(.invalidInput, "cannot read \(inputName): \(diagnosis.trimmingCharacters(in: .whitespacesAndNewlines))", underlying: error)
+            return UDRError(
+                .invalidInput, "cannot read \(inputName): \(diagnosis.trimmingCharacters(in: .whitespacesAndNewlines))", underlying: error)
         }
         // DESCRIBE binds the input without reading its rows.
         let columns: [Column]
@@ -44,7 +45,9 @@ struct TableWriter {
         guard !columns.isEmpty else { throw UDRError(.invalidInput, "\(inputName) has no columns") }
         let names = Set(columns.map(\.name))
         for k in key where !names.contains(k) {
-            throw UDRError(.invalidArgument, "the key column '\(k)' is not in the input; its columns are \(columns.map(\.name).joined(separator: ", "))")
+            throw UDRError(
+                .invalidArgument,
+                "the key column '\(k)' is not in the input; its columns are \(columns.map(\.name).joined(separator: ", "))")
         }
         if Set(key).count != key.count { throw UDRError(.invalidArgument, "the key names a column twice: \(key.joined(separator: ","))") }
         clock.step("describe input")
@@ -61,19 +64,25 @@ struct TableWriter {
         let order = key.isEmpty ? "" : " ORDER BY " + key.map { "__udr_src." + quoteIdentifier($0) }.joined(separator: ", ")
         // The boundary hash: MD5 of the key's (or keyless row's) text form,
         // which does not depend on DuckDB's internal hash function.
-        let hashed = (key.isEmpty ? columns.map(\.name) : key).map { "coalesce(CAST(__udr_src.\(quoteIdentifier($0)) AS VARCHAR), chr(30))" }
+        let hashed = (key.isEmpty ? columns.map(\.name) : key).map {
+            "coalesce(CAST(__udr_src.\(quoteIdentifier($0)) AS VARCHAR), chr(30))"
+        }
         let hashInput = hashed.count == 1 ? hashed[0] : "concat_ws(chr(31), \(hashed.joined(separator: ", ")))"
         storageSelect.append("(md5_number_lower(\(hashInput)) & \(policy.mask)) = 0 AS __udr_cut")
         defer { try? connection.execute("DROP TABLE IF EXISTS __udr_sorted") }
         do throws(DuckDBError) {
-            try connection.execute("CREATE OR REPLACE TABLE __udr_sorted AS SELECT \(storageSelect.joined(separator: ", ")) FROM (\(source)) AS __udr_src\(order)")
+            try connection.execute(
+                "CREATE OR REPLACE TABLE __udr_sorted AS SELECT \(storageSelect.joined(separator: ", ")) FROM (\(source)) AS __udr_src\(order)"
+            )
         } catch { throw unreadable(error) }
         let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
         clock.step("read and sort")
         try checkKeys(key)
         clock.step("check keys")
 
-        let candidates = try query("SELECT rowid FROM __udr_sorted WHERE __udr_cut ORDER BY rowid").rows.compactMap { $0[0].int.map(Int.init) }
+        let candidates = try query("SELECT rowid FROM __udr_sorted WHERE __udr_cut ORDER BY rowid").rows.compactMap {
+            $0[0].int.map(Int.init)
+        }
         let ranges = policy.ranges(rowCount: rowCount, candidates: candidates)
         clock.step("boundaries")
 
@@ -113,7 +122,10 @@ struct TableWriter {
             batchBytes += Int(segment.bytes)
             adopt.append((files[index], segment.id))
             logical += segment.bytes
-            segments.append(SegmentRef(id: segment.id, recipe: segment.recipe, rows: Int64(ranges[index].count), bytes: segment.bytes, stats: chunks[files[index]]?.stats ?? [:]))
+            segments.append(
+                SegmentRef(
+                    id: segment.id, recipe: segment.recipe, rows: Int64(ranges[index].count), bytes: segment.bytes,
+                    stats: chunks[files[index]]?.stats ?? [:]))
             if batchBytes >= 256 << 20 { try flush() }
         }
         try flush()
@@ -178,7 +190,9 @@ struct TableWriter {
                 try own.execute("SET threads = 1")
                 for index in stride(from: worker, to: ranges.count, by: workers) where !failures.failed {
                     let range = ranges[index]
-                    try own.execute("COPY (SELECT \(columnList) FROM __udr_sorted WHERE rowid >= \(range.lowerBound) AND rowid < \(range.upperBound) ORDER BY rowid) TO \(quoteLiteral(files[index])) (\(Self.parquetOptions))")
+                    try own.execute(
+                        "COPY (SELECT \(columnList) FROM __udr_sorted WHERE rowid >= \(range.lowerBound) AND rowid < \(range.upperBound) ORDER BY rowid) TO \(quoteLiteral(files[index])) (\(Self.parquetOptions))"
+                    )
                 }
             } catch {
                 failures.record(UDRError(.query, "writing a segment failed: \(error.message)", underlying: error))
@@ -195,14 +209,23 @@ struct TableWriter {
         let nullCondition = key.map { "\(quoteIdentifier($0)) IS NULL" }.joined(separator: " OR ")
         let nulls = try query("SELECT count(*) FROM __udr_sorted WHERE \(nullCondition)").scalar.int ?? 0
         if nulls > 0 {
-            let examples = try query("SELECT CAST(row(\(cols)) AS VARCHAR) FROM __udr_sorted WHERE \(nullCondition) LIMIT 5").rows.map { $0[0].description }
-            throw UDRError(.nullKey, "\(nulls) row(s) have a NULL in the key (\(key.joined(separator: ", "))), e.g. \(examples.joined(separator: "; ")). Key columns must not be NULL.")
+            let examples = try query("SELECT CAST(row(\(cols)) AS VARCHAR) FROM __udr_sorted WHERE \(nullCondition) LIMIT 5").rows.map {
+                $0[0].description
+            }
+            throw UDRError(
+                .nullKey,
+                "\(nulls) row(s) have a NULL in the key (\(key.joined(separator: ", "))), e.g. \(examples.joined(separator: "; ")). Key columns must not be NULL."
+            )
         }
-        let dupes = try query("SELECT CAST(row(\(cols)) AS VARCHAR) AS k, count(*) AS n FROM __udr_sorted GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC, k LIMIT 10")
+        let dupes = try query(
+            "SELECT CAST(row(\(cols)) AS VARCHAR) AS k, count(*) AS n FROM __udr_sorted GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC, k LIMIT 10"
+        )
         if dupes.count > 0 {
             let total = try query("SELECT count(*) FROM (SELECT 1 FROM __udr_sorted GROUP BY \(cols) HAVING count(*) > 1)").scalar.int ?? 0
             let shown = dupes.rows.map { "\($0[0]) (\($0[1].description) rows)" }.joined(separator: ", ")
-            throw UDRError(.duplicateKey, "\(total) key value(s) of (\(key.joined(separator: ", "))) occur more than once: \(shown). Each key must identify one row.")
+            throw UDRError(
+                .duplicateKey,
+                "\(total) key value(s) of (\(key.joined(separator: ", "))) occur more than once: \(shown). Each key must identify one row.")
         }
     }
 
@@ -216,7 +239,8 @@ struct TableWriter {
     private func chunkLayout(files: [String], columns: Set<String>) throws(UDRError) -> [String: FileLayout] {
         guard !files.isEmpty else { return [:] }
         let list = "[" + files.map(quoteLiteral).joined(separator: ", ") + "]"
-        let result = try query("""
+        let result = try query(
+            """
             SELECT file_name, coalesce(dictionary_page_offset, data_page_offset) AS start, total_compressed_size,
                    path_in_schema, stats_min_value, stats_max_value, stats_null_count, num_values
             FROM parquet_metadata(\(list))
