@@ -180,8 +180,9 @@ struct Log: AsyncParsableCommand {
             return
         }
         if commits.isEmpty { print("no commits yet") }
-        for c in commits {
-            print("commit \(c.id.hex)  tx \(c.txID)")
+        for info in commits {
+            let c = info.commit
+            print("commit \(info.id.hex)  tx \(c.txID)")
             print("Author: \(c.author)")
             print("Date:   \(Timestamp.format(c.time))")
             print("\n    \(c.message)\n")
@@ -207,12 +208,13 @@ struct Show: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let info = try await repo.open().show(commit)
+        let shown = try await repo.open().show(commit)
         if json {
-            print(Output.json(info))
+            print(Output.json(shown))
             return
         }
-        print("commit \(info.id.hex)  tx \(info.txID)")
+        let info = shown.commit
+        print("commit \(shown.id.hex)  tx \(info.txID)")
         if !info.parents.isEmpty { print("Parents: \(info.parents.map(\.short).joined(separator: " "))") }
         print("Author: \(info.author)\nDate:   \(Timestamp.format(info.time))\nBranch: \(info.branch)\n\n    \(info.message)\n")
         for change in info.changes {
@@ -221,7 +223,7 @@ struct Show: AsyncParsableCommand {
             )
         }
         print("\nTables:")
-        for (name, version) in info.tables.sorted(by: { $0.key < $1.key }) { print("    \(name) v\(version)") }
+        for (name, entry) in info.tables.sorted(by: { $0.key < $1.key }) { print("    \(name) v\(entry.version)") }
     }
 }
 

@@ -86,7 +86,8 @@ struct Demo: AsyncParsableCommand {
 
         print("\n$ udr log parcels")
         for commit in try await repo.log(table: try TableName("parcels")) {
-            print("  \(commit.id.short)  tx \(commit.txID)  \(Timestamp.format(commit.time))  \(commit.author): \(commit.message)")
+            let c = commit.commit
+            print("  \(commit.id.short)  tx \(c.txID)  \(Timestamp.format(c.time))  \(c.author): \(c.message)")
         }
 
         let bbl = 1_000_000_000 + 2 * 10

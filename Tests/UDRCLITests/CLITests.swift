@@ -179,7 +179,7 @@ struct CLIRepository {
             let verify = try repo.run("verify")
             #expect(verify.status == 0, "round \(round): \(verify.stdout)")
             let log = try repo.run("log", "--json")
-            let commits = log.stdout.components(separatedBy: "\"txID\"").count - 1
+            let commits = log.stdout.components(separatedBy: "\"tx_id\"").count - 1
             #expect(commits == committed || commits == committed + 1, "round \(round): \(commits) commits")
             committed = commits
             let rows = try repo.run("query", "SELECT count(*) FROM t", "--format", "csv").stdout

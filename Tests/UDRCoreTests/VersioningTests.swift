@@ -52,8 +52,8 @@ import UDRTesting
         #expect(versions.map(\.version) == [1, 2, 3])
         #expect(versions.map(\.rows) == [30000, 30001, 30001])
         let log = try await repo.log(table: parcels)
-        #expect(log.map(\.message) == ["night 3", "night 2", "night 1"])
-        #expect(log.map(\.txID) == log.map(\.txID).sorted(by: >))
+        #expect(log.map(\.commit.message) == ["night 3", "night 2", "night 1"])
+        #expect(log.map(\.commit.txID) == log.map(\.commit.txID).sorted(by: >))
     }
 
     @Test func concurrentReadsAtDifferentVersionsSeeTheirOwnSnapshot() async throws {

@@ -1,28 +1,17 @@
 import Foundation
 
-/// A commit with what it changed, as `log` and `show` print it.
-public struct CommitInfo: Sendable, Codable {
+/// A commit and its id, as `log` and `show` print it. Encodes as the
+/// commit's own fields plus `id`.
+public struct CommitInfo: Sendable, Encodable {
     public let id: ObjectID
-    public let txID: Int64
-    public let time: Date
-    public let author: String
-    public let message: String
-    public let branch: String
-    public let parents: [ObjectID]
-    public let changes: [Commit.Change]
-    /// Table name → version, as of this commit.
-    public let tables: [String: Int]
+    public let commit: Commit
 
-    init(id: ObjectID, commit: Commit) {
-        self.id = id
-        self.txID = commit.txID
-        self.time = commit.time
-        self.author = commit.author
-        self.message = commit.message
-        self.branch = commit.branch
-        self.parents = commit.parents
-        self.changes = commit.changes
-        self.tables = Dictionary(uniqueKeysWithValues: commit.tables.map { ($0.key.rawValue, $0.value.version) })
+    enum CodingKeys: String, CodingKey { case id }
+
+    public func encode(to encoder: any Encoder) throws {
+        try commit.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
     }
 }
 
