@@ -142,15 +142,8 @@ struct Export: AsyncParsableCommand {
         let chosen = try format.map { try OutputFormat(parsing: $0) } ?? OutputFormat.forFile(output) ?? .parquet
         let repository = try repo.open()
         let options = try versions.readOptions()
-        let reference = name.namespace.map { quoteIdentifier($0) + "." } ?? ""
-        let local = name.rawValue.split(separator: ".").last.map(String.init) ?? name.rawValue
-        guard
-            try await repository.tables(options: options).contains(where: { $0.name == name })
-                || options.pins.contains(where: { $0.alias == name })
-        else {
-            throw UDRError(.notFound, "there is no table '\(name)' in this snapshot")
-        }
-        try await repository.export("SELECT * FROM \(reference)\(quoteIdentifier(local))", options: options, to: output, format: chosen)
+        _ = try await repository.manifest(of: name, options: options)  // a clear error for an unknown table
+        try await repository.export("SELECT * FROM \(name.sqlReference)", options: options, to: output, format: chosen)
         print("exported \(name) to \(output) (\(chosen))")
     }
 }

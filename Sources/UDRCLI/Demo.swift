@@ -125,7 +125,7 @@ struct Demo: AsyncParsableCommand {
 
     private func totalLogical(_ repo: Repository) async throws -> Int64 {
         var total: Int64 = 0
-        for table in try await repo.tables() { total += try await repo.info(table.name).logicalBytes }
+        for table in try await repo.tables() { total += try await repo.manifest(of: table.name).logicalBytes }
         return total
     }
 

@@ -171,10 +171,6 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    public func allTableVersions() throws(UDRError) -> [TableVersionRecord] {
-        try read { db in try Row.fetchAll(db, sql: "SELECT * FROM table_versions ORDER BY table_name, version").map(Self.versionRecord) }
-    }
-
     public func branches() throws(UDRError) -> [String: ObjectID] {
         try read { db in
             var out: [String: ObjectID] = [:]

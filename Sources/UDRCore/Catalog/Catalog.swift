@@ -77,7 +77,6 @@ public protocol Catalog: Sendable {
     func tableVersions(_ table: TableName) throws(UDRError) -> [TableVersionRecord]
     /// The highest version number the table ever had (0 when none).
     func latestVersionNumber(_ table: TableName) throws(UDRError) -> Int
-    func allTableVersions() throws(UDRError) -> [TableVersionRecord]
     /// Branch name → head commit.
     func branches() throws(UDRError) -> [String: ObjectID]
 }

@@ -39,6 +39,17 @@ public struct TableName: Hashable, Comparable, Sendable, Codable, CustomStringCo
         return String(rawValue[..<dot])
     }
 
+    /// The name without its namespace (`parcels` of `org_12.parcels`).
+    public var localName: String {
+        guard let dot = rawValue.lastIndex(of: ".") else { return rawValue }
+        return String(rawValue[rawValue.index(after: dot)...])
+    }
+
+    /// How SQL refers to the table's view: `"org_12"."parcels"`, or `"parcels"`.
+    public var sqlReference: String {
+        (namespace.map { quoteIdentifier($0) + "." } ?? "") + quoteIdentifier(localName)
+    }
+
     public var description: String { rawValue }
     public static func < (a: TableName, b: TableName) -> Bool { a.rawValue < b.rawValue }
 

@@ -59,55 +59,62 @@ extension Repository {
         return try manifest(record.manifest)
     }
 
-    /// The manifests a read sees, by the name it sees them under. Only the
-    /// tables `wanted` accepts are loaded.
-    func resolveSnapshot(_ options: ReadOptions, wanted: (TableName) -> Bool = { _ in true }) throws(UDRError) -> ResolvedSnapshot {
-        let commitID = try resolveCommit(options)
+    /// The manifests a read sees, by the name it sees them under. With
+    /// `sql`, only the tables it may mention are loaded (see ``mentions``).
+    func resolveSnapshot(_ options: ReadOptions, for sql: String? = nil) throws(UDRError) -> ResolvedSnapshot {
+        try snapshot(at: resolveCommit(options), pins: options.pins, for: sql)
+    }
+
+    func snapshot(at commitID: ObjectID?, pins: [TablePin], for sql: String?) throws(UDRError) -> ResolvedSnapshot {
         var tables: [TableName: Manifest] = [:]
-        let pinned = Set(options.pins.map(\.alias))
+        let pinned = Set(pins.map(\.alias))
         if let commitID {
-            for (name, entry) in try commit(commitID).tables where !pinned.contains(name) && wanted(name) {
+            for (name, entry) in try commit(commitID).tables where !pinned.contains(name) && Self.mentions(sql, name) {
                 tables[name] = try manifest(entry.manifest)
             }
         }
-        for pin in options.pins {
+        for pin in pins {
             tables[pin.alias] = try manifest(of: pin.table, version: pin.version)
         }
         return ResolvedSnapshot(commit: commitID, tables: tables)
     }
 
-    /// Creates a view for each table the SQL may mention, over its
-    /// materialized segments, casting each column back to its exact type.
+    /// Whether `sql` may refer to `table`: its name (the part after the last
+    /// dot) occurs in the text, ignoring case. It never misses a reference,
+    /// so a query over one table of thousands loads only what it can read.
+    static func mentions(_ sql: String?, _ table: TableName) -> Bool {
+        guard let sql else { return true }
+        return sql.range(of: table.localName, options: .caseInsensitive) != nil
+    }
+
+    /// Creates a view for each table of the snapshot, over its materialized
+    /// segments (less those key pruning excludes), casting each column back
+    /// to its exact type.
     func attach(_ snapshot: ResolvedSnapshot, to connection: Connection, for sql: String?) throws(UDRError) {
-        let lowered = sql?.lowercased()
         let pruning = sql.map { KeyPruning(sql: $0, connection: connection) }
         var schemas = Set<String>()
-        var keep = Set<ObjectID>()
+        var materialized = false
         for (name, manifest) in snapshot.tables.sorted(by: { $0.key < $1.key }) {
-            let local = name.rawValue.split(separator: ".").last.map(String.init) ?? name.rawValue
-            if let lowered, !lowered.contains(local.lowercased()) { continue }
             var files: [String] = []
             for segment in pruning?.segments(of: manifest, readAs: name) ?? manifest.segments {
-                files.append(try cache.materialize(segment, store: store))
-                keep.insert(segment.id)
+                let (path, created) = try cache.materialize(segment, store: store)
+                files.append(path)
+                materialized = materialized || created
             }
-            let qualified: String
-            if let namespace = name.namespace {
-                if !schemas.contains(namespace) {
-                    try execute("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(namespace))", on: connection)
-                    schemas.insert(namespace)
-                }
-                qualified = quoteIdentifier(namespace) + "." + quoteIdentifier(local)
-            } else {
-                qualified = quoteIdentifier(local)
+            if let namespace = name.namespace, !schemas.contains(namespace) {
+                try execute("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(namespace))", on: connection)
+                schemas.insert(namespace)
             }
             let select = manifest.columns.map { "CAST(\(quoteIdentifier($0.name)) AS \($0.type)) AS \(quoteIdentifier($0.name))" }
             let list = "[" + files.map(quoteLiteral).joined(separator: ", ") + "]"
             try execute(
-                "CREATE OR REPLACE VIEW \(qualified) AS SELECT \(select.joined(separator: ", ")) FROM read_parquet(\(list))", on: connection
+                "CREATE OR REPLACE VIEW \(name.sqlReference) AS SELECT \(select.joined(separator: ", ")) FROM read_parquet(\(list))",
+                on: connection
             )
         }
-        cache.evictIfNeeded(keeping: keep)
+        if materialized {
+            cache.evictIfNeeded(keeping: Set(snapshot.tables.values.flatMap { $0.segments.map(\.id) }))
+        }
     }
 
     func execute(_ sql: String, on connection: Connection) throws(UDRError) {
@@ -116,12 +123,7 @@ extension Repository {
 
     /// Sets up a DuckDB session reading the snapshot and runs `body` in it.
     func withSession<T>(_ options: ReadOptions, sql: String?, _ body: (Connection) throws(UDRError) -> T) throws(UDRError) -> T {
-        let lowered = sql?.lowercased()
-        let snapshot = try resolveSnapshot(options) { name in
-            guard let lowered else { return true }
-            let local = name.rawValue.split(separator: ".").last.map(String.init) ?? name.rawValue
-            return lowered.contains(local.lowercased())
-        }
+        let snapshot = try resolveSnapshot(options, for: sql)
         return try withReadConnection { (connection) throws(UDRError) -> T in
             // The views live only inside this transaction: the next read,
             // at another snapshot, starts from a clean catalog.
@@ -171,26 +173,26 @@ extension Repository {
 extension Repository {
     /// The manifest a read sees for `table`: its schema, key and segments.
     public func manifest(of table: TableName, options: ReadOptions = .init()) async throws(UDRError) -> Manifest {
-        try await blocking { () throws(UDRError) -> Manifest in
-            guard let manifest = try self.resolveSnapshot(options, wanted: { $0 == table }).tables[table] else {
-                throw UDRError(.notFound, "there is no table '\(table)' in this snapshot")
-            }
-            return manifest
+        try await blocking { () throws(UDRError) -> Manifest in try self.manifestNow(of: table, options: options) }
+    }
+
+    func manifestNow(of table: TableName, options: ReadOptions) throws(UDRError) -> Manifest {
+        // The table's own name as the "query": only it is loaded.
+        guard let manifest = try resolveSnapshot(options, for: table.rawValue).tables[table] else {
+            throw UDRError(.notFound, "there is no table '\(table)' in this snapshot")
         }
+        return manifest
     }
 
     /// How many segments a query would read of each table it names, after
     /// key pruning (what `query` attaches).
     public func segmentsRead(by sql: String, options: ReadOptions = .init()) async throws(UDRError) -> [TableName: Int] {
         try await blocking { () throws(UDRError) -> [TableName: Int] in
-            let snapshot = try self.resolveSnapshot(options)
+            let snapshot = try self.resolveSnapshot(options, for: sql)
             return try self.withDuckDB { (connection) throws(UDRError) -> [TableName: Int] in
                 let pruning = KeyPruning(sql: sql, connection: connection)
                 var out: [TableName: Int] = [:]
-                for (name, manifest) in snapshot.tables
-                where sql.lowercased().contains(name.rawValue.split(separator: ".").last!.lowercased()) {
-                    out[name] = pruning.segments(of: manifest, readAs: name).count
-                }
+                for (name, manifest) in snapshot.tables { out[name] = pruning.segments(of: manifest, readAs: name).count }
                 return out
             }
         }

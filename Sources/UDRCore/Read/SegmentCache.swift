@@ -31,10 +31,11 @@ public struct SegmentCache: Sendable {
     }
 
     /// The path of the segment's file, rebuilding it from the object store
-    /// (every blob and the whole file checked) when it is not cached.
-    func materialize(_ segment: SegmentRef, store: any ObjectStore) throws(UDRError) -> String {
+    /// (every blob and the whole file checked) when it is not cached;
+    /// `created` tells whether it was rebuilt.
+    func materialize(_ segment: SegmentRef, store: any ObjectStore) throws(UDRError) -> (path: String, created: Bool) {
         let target = path(segment.id)
-        if access(target, R_OK) == 0 { return target }
+        if access(target, R_OK) == 0 { return (target, false) }
         let recipe = try store.getJSON(SegmentRecipe.self, segment.recipe)
         var bytes = Data()
         bytes.reserveCapacity(Int(recipe.bytes))
@@ -48,7 +49,7 @@ public struct SegmentCache: Sendable {
         let temp = target + "." + UUID().uuidString + ".tmp"
         try LocalObjectStore.writeFile(temp, bytes)
         if rename(temp, target) != 0 { unlink(temp) }
-        return target
+        return (target, true)
     }
 
     /// Removes the oldest files until the cache fits its limit.

@@ -92,14 +92,25 @@ extension Repository {
     /// Size and shape of a table version (the head's, or a pinned one).
     public func info(_ table: TableName, options: ReadOptions = .init()) async throws(UDRError) -> TableInfo {
         try await blocking { () throws(UDRError) -> TableInfo in
-            let snapshot = try self.resolveSnapshot(options) { $0 == table }
-            guard let manifest = snapshot.tables[table] else {
-                throw UDRError(.notFound, "there is no table '\(table)' in this snapshot")
+            let manifest = try self.manifestNow(of: table, options: options)
+            // Each distinct recipe is read once, however many versions share it.
+            var recipes: [ObjectID: [ObjectID: Int64]] = [:]
+            func objectSizes(_ manifest: Manifest) throws(UDRError) -> [ObjectID: Int64] {
+                var sizes: [ObjectID: Int64] = [:]
+                for segment in manifest.segments {
+                    if recipes[segment.recipe] == nil {
+                        var objects = [segment.recipe: try self.store.size(segment.recipe) ?? 0]
+                        for part in try self.store.getJSON(SegmentRecipe.self, segment.recipe).parts { objects[part.blob] = part.bytes }
+                        recipes[segment.recipe] = objects
+                    }
+                    sizes.merge(recipes[segment.recipe]!) { a, _ in a }
+                }
+                return sizes
             }
-            let mine = try self.objectSizes(of: manifest)
+            let mine = try objectSizes(manifest)
             var others: Set<ObjectID> = []
             for record in try self.catalog.tableVersions(manifest.table) where record.version != manifest.version {
-                others.formUnion(try self.objectSizes(of: try self.manifest(record.manifest)).keys)
+                others.formUnion(try objectSizes(try self.manifest(record.manifest)).keys)
             }
             let stored = mine.values.reduce(0, +)
             let shared = mine.filter { others.contains($0.key) }.values.reduce(0, +)
@@ -107,17 +118,6 @@ extension Repository {
                 table: table, version: manifest.version, rows: manifest.rows, segments: manifest.segments.count, columns: manifest.columns,
                 key: manifest.key, logicalBytes: manifest.logicalBytes, storedBytes: stored, sharedBytes: shared)
         }
-    }
-
-    /// Distinct objects (recipes and blobs) a version references, with sizes.
-    func objectSizes(of manifest: Manifest) throws(UDRError) -> [ObjectID: Int64] {
-        var sizes: [ObjectID: Int64] = [:]
-        for segment in manifest.segments where sizes[segment.recipe] == nil {
-            let recipe = try store.getJSON(SegmentRecipe.self, segment.recipe)
-            sizes[segment.recipe] = try store.size(segment.recipe) ?? 0
-            for part in recipe.parts { sizes[part.blob] = part.bytes }
-        }
-        return sizes
     }
 
     /// Total bytes of all objects in the store.

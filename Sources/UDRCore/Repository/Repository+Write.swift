@@ -57,6 +57,15 @@ public struct FileFormat: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { base.rawValue }
 
+    /// The field delimiter of a delimited format.
+    var delimiter: UInt8? {
+        switch base {
+        case .csv: return UInt8(ascii: ",")
+        case .tsv: return UInt8(ascii: "\t")
+        default: return nil
+        }
+    }
+
     func reader(_ path: String) -> String {
         switch base {
         case .parquet: return "SELECT * FROM read_parquet(\(quoteLiteral(path)))"
@@ -124,12 +133,16 @@ extension Repository {
                 }
                 let resolved: FileFormat
                 if let format { resolved = format } else { resolved = try FileFormat.forFile(path) }
+                if let delimiter = resolved.delimiter, let ragged = CSVDiagnosis.firstRaggedLine(path: path, delimiter: delimiter) {
+                    throw UDRError(
+                        .invalidInput,
+                        "cannot read \(path): line \(ragged.line) has \(ragged.fields) fields, but the header has \(ragged.expected). Every row of a \(resolved) file must have the same number of fields."
+                    )
+                }
                 selectSQL = resolved.reader(path)
                 inputName = "\(path) as \(resolved)"
             case .sql(let query):
-                let options = ReadOptions(branch: branch, commit: head?.hex)
-                let snapshot = try resolveSnapshot(head == nil ? ReadOptions(branch: branch) : options)
-                try attach(snapshot, to: connection, for: query)
+                try attach(try snapshot(at: head, pins: [], for: query), to: connection, for: query)
                 selectSQL = query.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: ";"))
                 inputName = "the query"
             case .arrow(let box):
@@ -141,24 +154,11 @@ extension Repository {
                 selectSQL = "SELECT * FROM __udr_arrow_input"
                 inputName = "the Arrow input"
             }
-            var key = requestedKey ?? previous?.key ?? []
-            if requestedKey == nil, !key.isEmpty {
-                // Keep the previous key only if the new rows still have its columns.
-                // DESCRIBE binds without reading, so a one-shot input is not consumed.
-                let probe = try? connection.query("SELECT column_name FROM (DESCRIBE \(selectSQL))").rows.compactMap { $0[0].string }
-                if let probe, !key.allSatisfy(probe.contains) { key = [] }
-            }
-            if case .file(let path, _) = source.base, let delimiter = csvDelimiter(source),
-                let ragged = CSVDiagnosis.firstRaggedLine(path: path, delimiter: delimiter)
-            {
-                throw UDRError(
-                    .invalidInput,
-                    "cannot read \(path): line \(ragged.line) has \(ragged.fields) fields, but the header has \(ragged.expected). Every row of a CSV file must have the same number of fields."
-                )
-            }
             let writer = TableWriter(
                 connection: connection, store: store, cache: cache, scratch: layout.scratchDirectory, policy: configuration.segmentation)
-            return try writer.write(table: table, version: version, source: selectSQL, inputName: inputName, key: key)
+            return try writer.write(
+                table: table, version: version, source: selectSQL, inputName: inputName, key: requestedKey, previousKey: previous?.key ?? []
+            )
         }
 
         if let previous, let previousEntry, previous.hasSameContent(as: written.manifest) {
@@ -176,14 +176,6 @@ extension Repository {
         return WriteResult(
             table: table, commit: record, version: version, rows: written.manifest.rows, segments: written.manifest.segments.count,
             logicalBytes: written.logicalBytes, bytesAdded: written.bytesAdded + stored.bytesAdded + commitBytes)
-    }
-
-    private func csvDelimiter(_ source: WriteSource) -> UInt8? {
-        guard case .file(let path, let format) = source.base else { return nil }
-        let resolved = format ?? (try? FileFormat.forFile(path))
-        if resolved == .csv { return UInt8(ascii: ",") }
-        if resolved == FileFormat.tsv { return UInt8(ascii: "\t") }
-        return nil
     }
 
     /// Records a commit on `branch` that sets `entries`, moving the head by

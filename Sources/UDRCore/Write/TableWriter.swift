@@ -26,7 +26,10 @@ struct TableWriter {
     static let parquetOptions = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 2000000"
 
     /// `inputName` names the input in errors (a file, or "the query").
-    func write(table: TableName, version: Int, source: String, inputName: String, key: [String]) throws(UDRError) -> WrittenTable {
+    /// `key` nil keeps `previousKey` when the input still has its columns.
+    func write(
+        table: TableName, version: Int, source: String, inputName: String, key requestedKey: [String]?, previousKey: [String]
+    ) throws(UDRError) -> WrittenTable {
         var clock = StepClock()
         try run("SET preserve_insertion_order = true")
         func unreadable(_ error: DuckDBError) -> UDRError {
@@ -44,6 +47,7 @@ struct TableWriter {
         } catch { throw unreadable(error) }
         guard !columns.isEmpty else { throw UDRError(.invalidInput, "\(inputName) has no columns") }
         let names = Set(columns.map(\.name))
+        let key = requestedKey ?? (previousKey.allSatisfy(names.contains) ? previousKey : [])
         for k in key where !names.contains(k) {
             throw UDRError(
                 .invalidArgument,
@@ -99,36 +103,25 @@ struct TableWriter {
         clock.step("write segments")
         let chunks = try chunkLayout(files: files, columns: names)
         clock.step("parquet metadata")
-        // Each segment file is hashed and cut into blobs on several threads;
-        // blobs and recipes are then stored in batches of up to 256 MB, each
-        // made durable with one flush.
-        let prepared = try prepareSegments(files: files, chunks: chunks)
+        // Segments are handled in batches of up to 64: each file is hashed
+        // and cut into blobs on several threads, then the batch's new blobs
+        // and recipes are stored, so memory holds one batch at a time.
         var segments: [SegmentRef] = []
         var logical: Int64 = 0
         var added: Int64 = 0
-        var batch: [(id: ObjectID, data: Data)] = []
-        var batchBytes = 0
-        var adopt: [(String, ObjectID)] = []
-        func flush() throws(UDRError) {
-            guard !batch.isEmpty else { return }
-            added += try store.put(hashed: batch)
-            for (file, id) in adopt { cache.adopt(file: file, segment: id) }
-            batch.removeAll(keepingCapacity: true)
-            adopt.removeAll()
-            batchBytes = 0
+        for batch in stride(from: 0, to: files.count, by: 64).map({ $0..<min($0 + 64, files.count) }) {
+            let prepared = try prepareSegments(files: Array(files[batch]), chunks: chunks)
+            added += try store.put(hashed: prepared.flatMap(\.objects))
+            for (index, segment) in zip(batch, prepared) {
+                cache.adopt(file: files[index], segment: segment.id)
+                logical += segment.bytes
+                segments.append(
+                    SegmentRef(
+                        id: segment.id, recipe: segment.recipe, rows: Int64(ranges[index].count), bytes: segment.bytes,
+                        stats: chunks[files[index]]?.stats ?? [:]))
+            }
         }
-        for (index, segment) in prepared.enumerated() {
-            batch += segment.objects
-            batchBytes += Int(segment.bytes)
-            adopt.append((files[index], segment.id))
-            logical += segment.bytes
-            segments.append(
-                SegmentRef(
-                    id: segment.id, recipe: segment.recipe, rows: Int64(ranges[index].count), bytes: segment.bytes,
-                    stats: chunks[files[index]]?.stats ?? [:]))
-            if batchBytes >= 256 << 20 { try flush() }
-        }
-        try flush()
+        cache.evictIfNeeded(keeping: Set(segments.map(\.id)))
         clock.step("store blobs")
         let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
         return WrittenTable(manifest: manifest, logicalBytes: logical, bytesAdded: added)
@@ -283,19 +276,6 @@ struct TableWriter {
 
     private func query(_ sql: String) throws(UDRError) -> ResultSet {
         do { return try connection.query(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
-    }
-}
-
-/// Step timings on stderr when `UDR_TRACE` is set.
-struct StepClock {
-    static let enabled = ProcessInfo.processInfo.environment["UDR_TRACE"] != nil
-    var last = DispatchTime.now().uptimeNanoseconds
-
-    mutating func step(_ name: String) {
-        guard Self.enabled else { return }
-        let now = DispatchTime.now().uptimeNanoseconds
-        FileHandle.standardError.write(Data(String(format: "udr trace: %@ %.1f ms\n", name, Double(now - last) / 1e6).utf8))
-        last = now
     }
 }
 
