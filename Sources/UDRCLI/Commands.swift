@@ -33,50 +33,24 @@ struct Write: AsyncParsableCommand {
     @Argument(help: "The table, optionally with a namespace (org_12.parcels).")
     var table: String
 
-    @Argument(help: "A Parquet, CSV or JSON/NDJSON file.")
-    var file: String?
-
-    @Option(help: "A SELECT over the repository's tables, instead of a file.")
-    var sql: String?
-
-    @Option(help: "The input file's format (parquet, csv, json), when its extension does not say.")
-    var format: String?
+    @OptionGroup var input: InputOptions
 
     @Option(help: "Primary key columns, comma-separated. Omit to keep the table's key; pass '' for none.")
     var key: String?
 
-    @Option(name: .shortAndLong, help: "Commit message.")
-    var message: String?
-
-    @Option(help: "Commit author (default: $UDR_AUTHOR or $USER).")
-    var author: String?
-
-    @Option(help: "The branch to commit to.")
-    var branch: String = Repository.defaultBranch
-
-    @Flag(help: "Print the result as JSON.")
-    var json = false
+    @OptionGroup var commit: CommitOptions
 
     func run() async throws {
         let name = try TableName(table)
-        let source: WriteSource
-        switch (file, sql) {
-        case (let file?, nil): source = .file(file, format: try format.map { try FileFormat(parsing: $0) })
-        case (nil, let sql?): source = .sql(sql)
-        default: throw UDRError(.invalidArgument, "give either a FILE or --sql \"SELECT …\", not both or neither")
-        }
+        let source = try input.source()
         let keyColumns = key.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
         let repository = try repo.open()
-        let result = try await repository.write(name, from: source, key: keyColumns, message: message, author: author, branch: branch)
-        if json {
-            print(Output.json(result))
-        } else if let commit = result.commit {
-            print(
-                "\(name) v\(result.version): \(result.rows) rows in \(result.segments) segments, \(Output.bytes(result.logicalBytes)) written, \(Output.bytes(result.bytesAdded)) new (commit \(commit.id.short), tx \(commit.txID))"
-            )
-        } else {
-            print("\(name) is unchanged at v\(result.version): nothing committed, \(Output.bytes(result.bytesAdded)) new")
-        }
+        try await commit.perform(
+            repository, table: name, staged: { (tx) throws(UDRError) in try await tx.write(name, from: source, key: keyColumns) },
+            direct: { () throws(UDRError) in
+                try await repository.write(
+                    name, from: source, key: keyColumns, message: commit.message, author: commit.author, branch: commit.branch)
+            })
     }
 }
 

@@ -15,6 +15,12 @@ enum Output {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// "1000 rows (10 inserted, 2 updated, 0 deleted)"; the counts when known.
+    static func describe(_ counts: RowCounts?, rows: Int64) -> String {
+        guard let counts else { return "\(rows) rows" }
+        return "\(rows) rows (\(counts.inserted) inserted, \(counts.updated) updated, \(counts.deleted) deleted)"
+    }
+
     /// A box-drawn table of strings, columns sized to fit.
     static func table(headers: [String], rows: [[String]]) -> String {
         var widths = headers.map(\.count)

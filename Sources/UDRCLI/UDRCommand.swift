@@ -10,8 +10,8 @@ public struct UDRCommand: AsyncParsableCommand {
         commandName: "udr",
         abstract: "UDR: a versioned, transactional store for tables, queried with DuckDB.",
         subcommands: [
-            Init.self, Write.self, Query.self, Export.self, Log.self, Show.self, Tables.self, Versions.self,
-            Info.self, Verify.self, Demo.self,
+            Init.self, Write.self, Append.self, Upsert.self, Delete.self, Update.self, Tx.self, Query.self, Export.self, Log.self,
+            Show.self, Tables.self, Versions.self, Info.self, Verify.self, Demo.self,
         ])
 
     public init() {}
@@ -44,8 +44,11 @@ struct VersionOptions: ParsableArguments {
     @Option(help: "The branch to read.")
     var branch: String = Repository.defaultBranch
 
+    @Option(name: .customLong("tx"), help: "Read inside this open transaction: its snapshot and its own writes.")
+    var transaction: String?
+
     func readOptions() throws -> ReadOptions {
-        var options = ReadOptions(branch: branch, commit: commit)
+        var options = ReadOptions(branch: branch, commit: commit, transaction: transaction)
         if let asOf {
             guard let date = Timestamp.parse(asOf) else {
                 throw UDRError(.invalidArgument, "cannot read the time '\(asOf)': use e.g. 2026-11-21T21:30:00Z or '2026-11-21 21:30:00'")
@@ -56,6 +59,77 @@ struct VersionOptions: ParsableArguments {
         options.pins = try pins.map { try TablePin(parsing: $0) }
         return options
     }
+}
+
+/// Options of every command that writes: where the commit goes and what it says.
+struct CommitOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Commit message.")
+    var message: String?
+
+    @Option(help: "Commit author (default: $UDR_AUTHOR or $USER).")
+    var author: String?
+
+    @Option(help: "The branch to commit to.")
+    var branch: String = Repository.defaultBranch
+
+    @Option(name: .customLong("tx"), help: "Stage the write in this open transaction (`udr tx begin`) instead of committing it.")
+    var transaction: String?
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    /// Runs a write: staged in `--tx`, or committed at once.
+    func perform(
+        _ repository: Repository, table: TableName, staged: (Transaction) async throws(UDRError) -> StagedWrite,
+        direct: () async throws(UDRError) -> WriteResult
+    ) async throws {
+        if let transaction {
+            if branch != Repository.defaultBranch || message != nil || author != nil {
+                throw UDRError(.invalidArgument, "--branch, --message and --author belong to `udr tx begin` and `udr tx commit` when --tx is given")
+            }
+            let result = try await staged(try await repository.openTransaction(transaction))
+            if json {
+                print(Output.json(result))
+            } else if result.changed {
+                print("\(table): staged in \(transaction): \(Output.describe(result.counts, rows: result.rows)), \(Output.bytes(result.bytesAdded)) new")
+            } else {
+                print("\(table) is unchanged: nothing staged")
+            }
+            return
+        }
+        let result = try await direct()
+        if json {
+            print(Output.json(result))
+        } else if let commit = result.commit {
+            print(
+                "\(table) v\(result.version): \(Output.describe(result.counts, rows: result.rows)) in \(result.segments) segments, \(Output.bytes(result.logicalBytes)) written, \(Output.bytes(result.bytesAdded)) new (commit \(commit.id.short), tx \(commit.txID))"
+            )
+        } else {
+            print("\(table) is unchanged at v\(result.version): nothing committed")
+        }
+    }
+}
+
+/// Where the rows of a write come from: a file or a query.
+struct InputOptions: ParsableArguments {
+    @Argument(help: "A Parquet, CSV or JSON/NDJSON file.")
+    var file: String?
+
+    @Option(help: "A SELECT over the repository's tables, instead of a file.")
+    var sql: String?
+
+    @Option(help: "The input file's format (parquet, csv, json), when its extension does not say.")
+    var format: String?
+
+    func source() throws -> WriteSource {
+        switch (file, sql) {
+        case (let file?, nil): return .file(file, format: try format.map { try FileFormat(parsing: $0) })
+        case (nil, let sql?): return .sql(sql)
+        default: throw UDRError(.invalidArgument, "give either a FILE or --sql \"SELECT …\", not both or neither")
+        }
+    }
+
+    var isGiven: Bool { file != nil || sql != nil }
 }
 
 func printError(_ message: String) {

@@ -48,6 +48,19 @@ public final class SQLiteCatalog: Catalog {
                     CREATE INDEX commits_time ON commits(time);
                     """)
         }
+        migrator.registerMigration("v2-transactions") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE transactions(
+                        id TEXT PRIMARY KEY, branch TEXT NOT NULL, base TEXT, began TEXT NOT NULL, expires TEXT NOT NULL,
+                        ttl REAL NOT NULL, state TEXT NOT NULL, commit_id TEXT);
+                    CREATE TABLE staged(
+                        tx TEXT NOT NULL, table_name TEXT NOT NULL, manifest TEXT NOT NULL, base TEXT, kind TEXT NOT NULL,
+                        inserted INTEGER, deleted INTEGER, updated INTEGER, row_count INTEGER NOT NULL,
+                        PRIMARY KEY (tx, table_name));
+                    CREATE INDEX transactions_state ON transactions(state);
+                    """)
+        }
         return migrator
     }
 
@@ -83,10 +96,20 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    public func recordCommit(_ commit: CommitRecord, tableVersions: [TableVersionRecord], branch: String, expectedHead: ObjectID?)
-        throws(UDRError)
-    {
+    public func recordCommit(
+        _ commit: CommitRecord, tableVersions: [TableVersionRecord], branch: String, expectedHead: ObjectID?, closing transaction: String?
+    ) throws(UDRError) {
         try write { db in
+            if let transaction {
+                let record = try Self.liveTransaction(db, transaction, now: commit.time)
+                try db.execute(
+                    sql: "UPDATE transactions SET state = 'committed', commit_id = ? WHERE id = ?", arguments: [commit.id.hex, record.id])
+                try db.execute(sql: "DELETE FROM staged WHERE tx = ?", arguments: [record.id])
+            }
+            let latest = try Int64.fetchOne(db, sql: "SELECT max(tx_id) FROM commits") ?? 0
+            guard commit.txID > latest else {
+                throw UDRError(.conflict, "transaction id \(commit.txID) is older than the latest commit's \(latest)")
+            }
             let current = try String.fetchOne(db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'branch'", arguments: [branch])
             guard current == expectedHead?.hex else {
                 throw UDRError(
@@ -120,6 +143,115 @@ public final class SQLiteCatalog: Catalog {
                 sql:
                     "INSERT INTO refs(name, kind, commit_id) VALUES (?, 'branch', ?) ON CONFLICT(name) DO UPDATE SET commit_id = excluded.commit_id",
                 arguments: [branch, commit.id.hex])
+        }
+    }
+
+    // MARK: Transactions
+
+    private static func transactionRecord(_ row: Row) throws -> TransactionRecord {
+        let base: String? = row["base"]
+        let commit: String? = row["commit_id"]
+        return TransactionRecord(
+            id: row["id"], branch: row["branch"], base: try base.map { try ObjectID(hex: $0) },
+            began: Timestamp.parse(row["began"]) ?? Date(timeIntervalSince1970: 0), timeToLive: row["ttl"],
+            state: TransactionRecord.State(rawValue: row["state"]) ?? .aborted, commit: try commit.map { try ObjectID(hex: $0) },
+            expires: Timestamp.parse(row["expires"]) ?? Date(timeIntervalSince1970: 0))
+    }
+
+    /// The transaction, which must exist and be live.
+    private static func liveTransaction(_ db: GRDB.Database, _ id: String, now: Date) throws -> TransactionRecord {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM transactions WHERE id = ?", arguments: [id]) else {
+            throw UDRError(.transaction, "there is no transaction \(id); `udr tx list` shows the open ones")
+        }
+        let record = try transactionRecord(row)
+        if let reason = record.closedReason(at: now) { throw UDRError(.transaction, reason) }
+        return record
+    }
+
+    public func beginTransaction(_ record: TransactionRecord) throws(UDRError) {
+        try write { db in
+            try db.execute(
+                sql: "INSERT INTO transactions(id, branch, base, began, expires, ttl, state) VALUES (?, ?, ?, ?, ?, ?, 'open')",
+                arguments: [
+                    record.id, record.branch, record.base?.hex, Timestamp.format(record.began), Timestamp.format(record.expires),
+                    record.timeToLive,
+                ])
+        }
+    }
+
+    public func transaction(_ id: String) throws(UDRError) -> TransactionRecord? {
+        try read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM transactions WHERE id = ?", arguments: [id]).map(Self.transactionRecord)
+        }
+    }
+
+    public func openTransactions() throws(UDRError) -> [TransactionRecord] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM transactions WHERE state = 'open' ORDER BY began").map(Self.transactionRecord)
+        }
+    }
+
+    public func stage(_ table: StagedTable, in transaction: String, replacing: ObjectID?, now: Date) throws(UDRError) {
+        try write { db in
+            let record = try Self.liveTransaction(db, transaction, now: now)
+            let current = try String.fetchOne(
+                db, sql: "SELECT manifest FROM staged WHERE tx = ? AND table_name = ?", arguments: [transaction, table.table.rawValue])
+            guard current == replacing?.hex else {
+                throw UDRError(
+                    .conflict,
+                    "\(table.table) was staged in transaction \(transaction) by another writer meanwhile; nothing was staged. Retry the write."
+                )
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO staged(tx, table_name, manifest, base, kind, inserted, deleted, updated, row_count)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(tx, table_name) DO UPDATE SET manifest = excluded.manifest, kind = excluded.kind,
+                        inserted = excluded.inserted, deleted = excluded.deleted, updated = excluded.updated, row_count = excluded.row_count
+                    """,
+                arguments: [
+                    transaction, table.table.rawValue, table.manifest.hex, table.base?.hex, table.kind.rawValue, table.counts?.inserted,
+                    table.counts?.deleted, table.counts?.updated, table.rows,
+                ])
+            try db.execute(
+                sql: "UPDATE transactions SET expires = ? WHERE id = ?",
+                arguments: [Timestamp.format(now.addingTimeInterval(record.timeToLive)), transaction])
+        }
+    }
+
+    public func stagedTables(in transaction: String) throws(UDRError) -> [StagedTable] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM staged WHERE tx = ? ORDER BY table_name", arguments: [transaction]).map { row in
+                let base: String? = row["base"]
+                let inserted: Int64? = row["inserted"]
+                let counts = inserted.map { RowCounts(inserted: $0, deleted: row["deleted"], updated: row["updated"]) }
+                return StagedTable(
+                    table: try TableName(row["table_name"]), manifest: try ObjectID(hex: row["manifest"]),
+                    base: try base.map { try ObjectID(hex: $0) }, kind: ChangeKind(rawValue: row["kind"]) ?? .replace, counts: counts,
+                    rows: row["row_count"])
+            }
+        }
+    }
+
+    public func abortTransaction(_ id: String) throws(UDRError) {
+        try write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM transactions WHERE id = ?", arguments: [id]) else {
+                throw UDRError(.transaction, "there is no transaction \(id); `udr tx list` shows the open ones")
+            }
+            let record = try Self.transactionRecord(row)
+            if record.state == .committed {
+                throw UDRError(.transaction, "transaction \(id) is already committed; it cannot be aborted")
+            }
+            try db.execute(sql: "UPDATE transactions SET state = 'aborted' WHERE id = ?", arguments: [id])
+            try db.execute(sql: "DELETE FROM staged WHERE tx = ?", arguments: [id])
+        }
+    }
+
+    public func closeEmptyTransaction(_ id: String, now: Date) throws(UDRError) {
+        try write { db in
+            _ = try Self.liveTransaction(db, id, now: now)
+            try db.execute(sql: "UPDATE transactions SET state = 'committed' WHERE id = ?", arguments: [id])
+            try db.execute(sql: "DELETE FROM staged WHERE tx = ?", arguments: [id])
         }
     }
 

@@ -52,6 +52,79 @@ public struct TableVersionRecord: Hashable, Sendable, Codable {
     }
 }
 
+/// A transaction as the catalog keeps it while it is open: the snapshot it
+/// reads and, in ``StagedTable`` rows, the table versions it will commit.
+public struct TransactionRecord: Hashable, Sendable, Codable {
+    public enum State: String, Hashable, Sendable, Codable {
+        case open, committed, aborted
+    }
+
+    public let id: String
+    public let branch: String
+    /// The commit the transaction reads (the branch head when it began).
+    public let base: ObjectID?
+    public let began: Date
+    /// When an open transaction without activity expires; each staged
+    /// write moves it forward by the transaction's time-to-live.
+    public var expires: Date
+    public let timeToLive: TimeInterval
+    public var state: State
+    /// The commit it became, once committed (nil when it changed nothing).
+    public var commit: ObjectID?
+
+    public init(
+        id: String, branch: String, base: ObjectID?, began: Date, timeToLive: TimeInterval, state: State = .open, commit: ObjectID? = nil,
+        expires: Date? = nil
+    ) {
+        self.id = id
+        self.branch = branch
+        self.base = base
+        self.began = began
+        self.timeToLive = timeToLive
+        self.expires = expires ?? began.addingTimeInterval(timeToLive)
+        self.state = state
+        self.commit = commit
+    }
+
+    /// Open and not expired at `now`.
+    public func isLive(at now: Date = Date()) -> Bool { state == .open && expires > now }
+
+    /// Why the transaction cannot take more work or commit, or nil when it can.
+    public func closedReason(at now: Date = Date()) -> String? {
+        switch state {
+        case .committed: return "transaction \(id) is already committed"
+        case .aborted: return "transaction \(id) was aborted; its writes were discarded"
+        case .open:
+            guard expires <= now else { return nil }
+            return
+                "transaction \(id) expired at \(Timestamp.format(expires)) after \(Int(timeToLive)) s without activity; its writes were discarded"
+        }
+    }
+}
+
+/// A table version a transaction has written but not yet committed.
+public struct StagedTable: Hashable, Sendable, Codable {
+    public let table: TableName
+    /// The staged version's manifest.
+    public let manifest: ObjectID
+    /// The manifest the transaction's snapshot has for the table (nil:
+    /// the table is new). Commit compares it with the branch head.
+    public let base: ObjectID?
+    public let kind: ChangeKind
+    /// Rows inserted, deleted and updated relative to `base`, when known.
+    public let counts: RowCounts?
+    public let rows: Int64
+
+    public init(table: TableName, manifest: ObjectID, base: ObjectID?, kind: ChangeKind, counts: RowCounts?, rows: Int64) {
+        self.table = table
+        self.manifest = manifest
+        self.base = base
+        self.kind = kind
+        self.counts = counts
+        self.rows = rows
+    }
+}
+
 /// The only mutable state of a repository: refs, the transaction sequence,
 /// and indexes over commits and table versions (rebuildable from objects).
 ///
@@ -66,8 +139,31 @@ public protocol Catalog: Sendable {
     func head(of branch: String) throws(UDRError) -> ObjectID?
     /// Records a commit and its table versions and moves `branch` from
     /// `expectedHead` to the commit, all or nothing. Throws `.conflict` when
-    /// the head is no longer `expectedHead`.
-    func recordCommit(_ commit: CommitRecord, tableVersions: [TableVersionRecord], branch: String, expectedHead: ObjectID?) throws(UDRError)
+    /// the head is no longer `expectedHead`, or when a commit with a higher
+    /// transaction id was recorded meanwhile (tx ids follow commit order,
+    /// so "changes since N" never misses one). With `closing`, the
+    /// transaction must still be live; it is marked committed in the same
+    /// step (`.transaction` error otherwise).
+    func recordCommit(
+        _ commit: CommitRecord, tableVersions: [TableVersionRecord], branch: String, expectedHead: ObjectID?, closing transaction: String?
+    ) throws(UDRError)
+
+    // MARK: Transactions
+
+    func beginTransaction(_ record: TransactionRecord) throws(UDRError)
+    func transaction(_ id: String) throws(UDRError) -> TransactionRecord?
+    /// Every transaction not committed or aborted (including expired ones).
+    func openTransactions() throws(UDRError) -> [TransactionRecord]
+    /// Stages a table version in a live transaction, replacing the one
+    /// staged for the table if it is still `replacing` (compare-and-swap:
+    /// `.conflict` otherwise); moves the expiry forward.
+    func stage(_ table: StagedTable, in transaction: String, replacing: ObjectID?, now: Date) throws(UDRError)
+    func stagedTables(in transaction: String) throws(UDRError) -> [StagedTable]
+    /// Marks a transaction aborted and forgets what it staged. Committed
+    /// transactions cannot be aborted.
+    func abortTransaction(_ id: String) throws(UDRError)
+    /// Marks a committed-nothing transaction committed (it staged no change).
+    func closeEmptyTransaction(_ id: String, now: Date) throws(UDRError)
     func commitRecord(_ id: ObjectID) throws(UDRError) -> CommitRecord?
     /// Commits whose id starts with `prefix` (for short ids).
     func commitRecords(idPrefix: String) throws(UDRError) -> [CommitRecord]

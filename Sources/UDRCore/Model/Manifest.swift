@@ -32,6 +32,19 @@ public struct SegmentRef: Hashable, Sendable, Codable {
     public let bytes: Int64
     /// Min and max of each top-level column, keyed by column name.
     public let stats: [String: ColumnStats]
+    /// The columns the segment's file holds when they are fewer than the
+    /// manifest's (it was written before columns were added; the missing
+    /// ones read as NULL). nil: all of the manifest's columns.
+    public var columns: [String]?
+
+    public init(id: ObjectID, recipe: ObjectID, rows: Int64, bytes: Int64, stats: [String: ColumnStats], columns: [String]? = nil) {
+        self.id = id
+        self.recipe = recipe
+        self.rows = rows
+        self.bytes = bytes
+        self.stats = stats
+        self.columns = columns
+    }
 }
 
 /// A table version: schema, key, and ordered segments. Stored as an object;
@@ -66,6 +79,14 @@ public struct Manifest: Hashable, Sendable, Codable {
     public func hasSameContent(as other: Manifest) -> Bool {
         columns == other.columns && key == other.key && segments.map(\.id) == other.segments.map(\.id)
     }
+
+    /// The same table version under another version number.
+    func renumbered(_ version: Int) -> Manifest {
+        Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
+    }
+
+    /// The names of the columns a segment's file holds.
+    func columnNames(of segment: SegmentRef) -> [String] { segment.columns ?? columns.map(\.name) }
 }
 
 /// How a segment's Parquet file is put back together: the concatenation of
@@ -92,6 +113,18 @@ public struct Commit: Hashable, Sendable, Codable {
         public let oldVersion: Int?
         /// nil when the table was dropped by this commit.
         public let newVersion: Int?
+        /// How the table was changed; nil (older commits) reads as `.replace`.
+        public let kind: ChangeKind?
+        /// Rows inserted, deleted and updated, when the write knew them.
+        public let rows: RowCounts?
+
+        public init(table: TableName, oldVersion: Int?, newVersion: Int?, kind: ChangeKind, rows: RowCounts?) {
+            self.table = table
+            self.oldVersion = oldVersion
+            self.newVersion = newVersion
+            self.kind = kind
+            self.rows = rows
+        }
     }
 
     /// A table's version and manifest as of this commit.
@@ -156,6 +189,32 @@ public struct Commit: Hashable, Sendable, Codable {
         try c.encode(branch, forKey: .branch)
         try c.encode(Dictionary(uniqueKeysWithValues: tables.map { ($0.key.rawValue, $0.value) }), forKey: .tables)
         try c.encode(changes, forKey: .changes)
+    }
+}
+
+/// How a commit changed a table.
+public enum ChangeKind: String, Hashable, Sendable, Codable {
+    /// The content was replaced (`write`): any row may have changed.
+    case replace
+    /// Only keyed rows were inserted, updated or deleted (append, upsert,
+    /// update, delete); concurrent row-level writes on other keys rebase.
+    case rows
+}
+
+/// How many rows a change inserted, deleted and updated.
+public struct RowCounts: Hashable, Sendable, Codable {
+    public var inserted: Int64
+    public var deleted: Int64
+    public var updated: Int64
+
+    public init(inserted: Int64 = 0, deleted: Int64 = 0, updated: Int64 = 0) {
+        self.inserted = inserted
+        self.deleted = deleted
+        self.updated = updated
+    }
+
+    public static func + (a: RowCounts, b: RowCounts) -> RowCounts {
+        RowCounts(inserted: a.inserted + b.inserted, deleted: a.deleted + b.deleted, updated: a.updated + b.updated)
     }
 }
 

@@ -6,7 +6,7 @@ public struct UDRError: Error, CustomStringConvertible, Sendable {
         private enum Base: Hashable, Sendable {
             case invalidArgument, invalidName, notARepository, alreadyExists, notFound
             case invalidInput, duplicateKey, nullKey, query, corruptObject, missingObject
-            case conflict, unsupportedType, io, catalog, runtime
+            case conflict, transaction, unsupportedType, io, catalog, runtime
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -29,6 +29,9 @@ public struct UDRError: Error, CustomStringConvertible, Sendable {
         public static let missingObject = Code(.missingObject)
         /// The branch head moved and the commit could not be rebased.
         public static let conflict = Code(.conflict)
+        /// An unknown, aborted, expired or already committed transaction,
+        /// or a transaction begun inside another.
+        public static let transaction = Code(.transaction)
         public static let unsupportedType = Code(.unsupportedType)
         public static let io = Code(.io)
         public static let catalog = Code(.catalog)

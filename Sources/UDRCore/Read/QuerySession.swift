@@ -62,7 +62,13 @@ extension Repository {
     /// The manifests a read sees, by the name it sees them under. With
     /// `sql`, only the tables it may mention are loaded (see ``mentions``).
     func resolveSnapshot(_ options: ReadOptions, for sql: String? = nil) throws(UDRError) -> ResolvedSnapshot {
-        try snapshot(at: resolveCommit(options), pins: options.pins, for: sql)
+        if let id = options.transaction {
+            guard options.commit == nil, options.asOf == nil else {
+                throw UDRError(.invalidArgument, "a read inside a transaction sees its snapshot; drop --commit and --as-of")
+            }
+            return try openTransactionNow(id).snapshot(pins: options.pins, for: sql)
+        }
+        return try snapshot(at: resolveCommit(options), pins: options.pins, for: sql)
     }
 
     func snapshot(at commitID: ObjectID?, pins: [TablePin], for sql: String?) throws(UDRError) -> ResolvedSnapshot {
@@ -95,8 +101,9 @@ extension Repository {
         var schemas = Set<String>()
         var materialized = false
         for (name, manifest) in snapshot.tables.sorted(by: { $0.key < $1.key }) {
+            let pruned = pruning?.segments(of: manifest, readAs: name) ?? manifest.segments
             var files: [String] = []
-            for segment in pruning?.segments(of: manifest, readAs: name) ?? manifest.segments {
+            for segment in pruned {
                 let (path, created) = try cache.materialize(segment, store: store)
                 files.append(path)
                 materialized = materialized || created
@@ -105,16 +112,29 @@ extension Repository {
                 try execute("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(namespace))", on: connection)
                 schemas.insert(namespace)
             }
-            let select = manifest.columns.map { "CAST(\(quoteIdentifier($0.name)) AS \($0.type)) AS \(quoteIdentifier($0.name))" }
-            let list = "[" + files.map(quoteLiteral).joined(separator: ", ") + "]"
             try execute(
-                "CREATE OR REPLACE VIEW \(name.sqlReference) AS SELECT \(select.joined(separator: ", ")) FROM read_parquet(\(list))",
-                on: connection
-            )
+                "CREATE OR REPLACE VIEW \(name.sqlReference) AS \(Self.segmentSelect(manifest, segments: pruned, files: files))", on: connection)
         }
         if materialized {
             cache.evictIfNeeded(keeping: Set(snapshot.tables.values.flatMap { $0.segments.map(\.id) }))
         }
+    }
+
+    /// SQL reading materialized segment files as the table's columns in
+    /// their exact types. Segments written before a column was added lack
+    /// it; it reads as NULL. `extra` adds read_parquet's own columns
+    /// (`filename`, `file_row_number`) to the select list.
+    static func segmentSelect(_ manifest: Manifest, segments: [SegmentRef], files: [String], extra: [String] = []) -> String {
+        let present = Set(segments.flatMap { manifest.columnNames(of: $0) })
+        var select = manifest.columns.map { column in
+            let name = quoteIdentifier(column.name)
+            return present.contains(column.name) ? "CAST(\(name) AS \(column.type)) AS \(name)" : "CAST(NULL AS \(column.type)) AS \(name)"
+        }
+        select += extra
+        var options = extra.map { "\($0) = true" }
+        if segments.contains(where: { $0.columns != nil }) { options.append("union_by_name = true") }
+        let list = "[" + files.map(quoteLiteral).joined(separator: ", ") + "]"
+        return "SELECT \(select.joined(separator: ", ")) FROM read_parquet(\(([list] + options).joined(separator: ", ")))"
     }
 
     func execute(_ sql: String, on connection: Connection) throws(UDRError) {
@@ -123,8 +143,11 @@ extension Repository {
 
     /// Sets up a DuckDB session reading the snapshot and runs `body` in it.
     func withSession<T>(_ options: ReadOptions, sql: String?, _ body: (Connection) throws(UDRError) -> T) throws(UDRError) -> T {
-        let snapshot = try resolveSnapshot(options, for: sql)
-        return try withReadConnection { (connection) throws(UDRError) -> T in
+        try withSession(try resolveSnapshot(options, for: sql), sql: sql, body)
+    }
+
+    func withSession<T>(_ snapshot: ResolvedSnapshot, sql: String?, _ body: (Connection) throws(UDRError) -> T) throws(UDRError) -> T {
+        try withReadConnection { (connection) throws(UDRError) -> T in
             // The views live only inside this transaction: the next read,
             // at another snapshot, starts from a clean catalog.
             try execute("BEGIN TRANSACTION", on: connection)
@@ -161,7 +184,7 @@ extension Repository {
 
     /// Writes the result of a query to a file.
     public func export(_ sql: String, options: ReadOptions = .init(), to path: String, format: OutputFormat) async throws(UDRError) {
-        let statement = sql.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: ";"))
+        let statement = Self.statement(sql)
         try await blocking { () throws(UDRError) in
             try self.withSession(options, sql: statement) { (connection) throws(UDRError) in
                 try self.execute("COPY (\(statement)) TO \(quoteLiteral(path)) (\(format.copyOptions))", on: connection)

@@ -43,12 +43,17 @@ public struct ReadOptions: Sendable {
     /// The latest commit of the branch at or before this time.
     public var asOf: Date?
     public var pins: [TablePin]
+    /// Read inside an open transaction: its snapshot plus what it staged.
+    public var transaction: String?
 
-    public init(branch: String = Repository.defaultBranch, commit: String? = nil, asOf: Date? = nil, pins: [TablePin] = []) {
+    public init(
+        branch: String = Repository.defaultBranch, commit: String? = nil, asOf: Date? = nil, pins: [TablePin] = [], transaction: String? = nil
+    ) {
         self.branch = branch
         self.commit = commit
         self.asOf = asOf
         self.pins = pins
+        self.transaction = transaction
     }
 }
 

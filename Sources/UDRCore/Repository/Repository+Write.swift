@@ -78,7 +78,7 @@ public struct FileFormat: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// The outcome of a write.
+/// The outcome of a write outside a transaction.
 public struct WriteResult: Sendable, Codable {
     public let table: TableName
     /// The commit made; nil when the content equals the current version.
@@ -90,6 +90,8 @@ public struct WriteResult: Sendable, Codable {
     public let logicalBytes: Int64
     /// Bytes newly stored: new blobs, recipes, the manifest and the commit.
     public let bytesAdded: Int64
+    /// Rows inserted, deleted and updated, when the write knows them.
+    public let counts: RowCounts?
     public var unchanged: Bool { commit == nil }
 }
 
@@ -103,17 +105,37 @@ extension Repository {
         branch: String = Repository.defaultBranch
     ) async throws(UDRError) -> WriteResult {
         try await blocking { () throws(UDRError) -> WriteResult in
-            try self.writeNow(table, from: source, key: key, message: message, author: author, branch: branch)
+            try self.autocommit(table, branch: branch, message: message, author: author) { (tx) throws(UDRError) in
+                try self.stageWrite(table, from: source, key: key, in: tx)
+            }
         }
     }
 
-    func writeNow(
-        _ table: TableName, from source: WriteSource, key requestedKey: [String]?, message: String?, author: String?, branch: String
+    /// Runs one staged write in a private transaction and commits it.
+    func autocommit(
+        _ table: TableName, branch: String, message: String?, author: String?, _ body: (Transaction) throws(UDRError) -> StagedWrite
     ) throws(UDRError) -> WriteResult {
-        let head = try catalog.head(of: branch)
-        let headCommit: Commit? = try head.map { (id) throws(UDRError) in try commit(id) }
-        let previousEntry = headCommit?.tables[table]
-        let previous: Manifest? = try previousEntry.map { (entry) throws(UDRError) in try manifest(entry.manifest) }
+        let tx = try autocommitTransaction(on: branch)
+        let staged = try body(tx)
+        let record = try commit(tx, message: message, author: author)
+        let version: Int
+        if let record {
+            version = try commit(record.id).tables[table]?.version ?? 0
+        } else {
+            version = try tx.base.flatMap { (id) throws(UDRError) in try commit(id).tables[table]?.version } ?? 0
+        }
+        let commitBytes = try record.map { (r) throws(UDRError) in try store.size(r.id) ?? 0 } ?? 0
+        return WriteResult(
+            table: table, commit: record, version: version, rows: staged.rows, segments: staged.segments,
+            logicalBytes: staged.logicalBytes, bytesAdded: staged.bytesAdded + commitBytes, counts: staged.counts)
+    }
+
+    /// Writes the rows of `source` as the table's new version and stages it in `tx`.
+    func stageWrite(_ table: TableName, from source: WriteSource, key requestedKey: [String]?, in tx: Transaction) throws(UDRError)
+        -> StagedWrite
+    {
+        let current = try tx.current(table)
+        let previous = current.manifest
         let version = try catalog.latestVersionNumber(table) + 1
 
         var streams: [UnsafeMutablePointer<ArrowArrayStream>] = []
@@ -128,22 +150,10 @@ extension Repository {
             let inputName: String
             switch source.base {
             case .file(let path, let format):
-                guard FileManager.default.fileExists(atPath: path) else {
-                    throw UDRError(.notFound, "the input file \(path) does not exist")
-                }
-                let resolved: FileFormat
-                if let format { resolved = format } else { resolved = try FileFormat.forFile(path) }
-                if let delimiter = resolved.delimiter, let ragged = CSVDiagnosis.firstRaggedLine(path: path, delimiter: delimiter) {
-                    throw UDRError(
-                        .invalidInput,
-                        "cannot read \(path): line \(ragged.line) has \(ragged.fields) fields, but the header has \(ragged.expected). Every row of a \(resolved) file must have the same number of fields."
-                    )
-                }
-                selectSQL = resolved.reader(path)
-                inputName = "\(path) as \(resolved)"
+                (selectSQL, inputName) = try Self.fileReader(path, format: format)
             case .sql(let query):
-                try attach(try snapshot(at: head, pins: [], for: query), to: connection, for: query)
-                selectSQL = query.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: ";"))
+                try attach(try tx.snapshot(for: query), to: connection, for: query)
+                selectSQL = Self.statement(query)
                 inputName = "the query"
             case .arrow(let box):
                 let stream = box.result.makeStream()
@@ -154,74 +164,62 @@ extension Repository {
                 selectSQL = "SELECT * FROM __udr_arrow_input"
                 inputName = "the Arrow input"
             }
-            let writer = TableWriter(
-                connection: connection, store: store, cache: cache, scratch: layout.scratchDirectory, policy: configuration.segmentation)
-            return try writer.write(
+            return try writer(connection).write(
                 table: table, version: version, source: selectSQL, inputName: inputName, key: requestedKey, previousKey: previous?.key ?? []
             )
         }
-
-        if let previous, let previousEntry, previous.hasSameContent(as: written.manifest) {
-            return WriteResult(
-                table: table, commit: nil, version: previousEntry.version, rows: previous.rows, segments: previous.segments.count,
-                logicalBytes: written.logicalBytes, bytesAdded: written.bytesAdded)
-        }
-        let stored = try store.putJSON(written.manifest)
-        let change = Commit.Change(table: table, oldVersion: previousEntry?.version, newVersion: version)
-        let (record, commitBytes) = try commitChanges(
-            branch: branch, base: head, baseCommit: headCommit,
-            entries: [table: Commit.TableEntry(version: version, manifest: stored.id)],
-            changes: [change], rows: [table: written.manifest.rows],
-            message: message ?? "write \(table)", author: author ?? configuration.defaultAuthor)
-        return WriteResult(
-            table: table, commit: record, version: version, rows: written.manifest.rows, segments: written.manifest.segments.count,
-            logicalBytes: written.logicalBytes, bytesAdded: written.bytesAdded + stored.bytesAdded + commitBytes)
+        return try stage(
+            written, of: table, in: tx, current: current, kind: .replace,
+            counts: previous == nil ? RowCounts(inserted: written.manifest.rows) : nil)
     }
 
-    /// Records a commit on `branch` that sets `entries`, moving the head by
-    /// compare-and-swap. When other commits landed meanwhile and touched
-    /// none of these tables, the commit is rebased onto them; otherwise it
-    /// fails with a conflict naming the tables.
-    func commitChanges(
-        branch: String, base: ObjectID?, baseCommit: Commit?, entries: [TableName: Commit.TableEntry], changes: [Commit.Change],
-        rows: [TableName: Int64], message: String, author: String
-    ) throws(UDRError) -> (CommitRecord, Int64) {
-        var parent = base
-        var parentCommit = baseCommit
-        var delay: UInt32 = 2_000
-        for attempt in 0..<50 {
-            let txID = try catalog.allocateTxID()
-            var tables = parentCommit?.tables ?? [:]
-            for (name, entry) in entries { tables[name] = entry }
-            let commit = Commit(
-                parents: parent.map { [$0] } ?? [], txID: txID, time: Date(), author: author, message: message, branch: branch,
-                tables: tables, changes: changes)
-            let stored = try store.putJSON(commit)
-            let record = CommitRecord(id: stored.id, commit: commit)
-            let versions = entries.map { name, entry in
-                TableVersionRecord(
-                    table: name, version: entry.version, manifest: entry.manifest, commit: stored.id, txID: txID, time: commit.time,
-                    rows: rows[name] ?? 0)
-            }
-            do {
-                try catalog.recordCommit(record, tableVersions: versions, branch: branch, expectedHead: parent)
-                return (record, stored.bytesAdded)
-            } catch  where error.code == .conflict && attempt < 49 {
-                let newHead = try catalog.head(of: branch)
-                let newCommit: Commit? = try newHead.map { (id) throws(UDRError) in try self.commit(id) }
-                let touched = entries.keys.filter { newCommit?.tables[$0] != baseCommit?.tables[$0] }
-                if !touched.isEmpty {
-                    throw UDRError(
-                        .conflict,
-                        "conflict: \(touched.map(\.rawValue).sorted().joined(separator: ", ")) changed on \(branch) since this write began; nothing was committed. Retry the write."
-                    )
-                }
-                parent = newHead
-                parentCommit = newCommit
-                usleep(delay)
-                delay = min(delay * 2, 200_000)
-            }
+    /// Stages a written table version unless its content equals the current one.
+    func stage(
+        _ written: WrittenTable, of table: TableName, in tx: Transaction, current: (manifest: Manifest?, staged: StagedTable?, base: ObjectID?),
+        kind: ChangeKind, counts: RowCounts?
+    ) throws(UDRError) -> StagedWrite {
+        let manifest = written.manifest
+        if let previous = current.manifest, previous.hasSameContent(as: manifest) {
+            return StagedWrite(
+                table: table, changed: false, rows: previous.rows, segments: previous.segments.count, logicalBytes: written.logicalBytes,
+                bytesAdded: written.bytesAdded, counts: RowCounts())
         }
-        throw UDRError(.conflict, "could not commit to \(branch): the head kept moving")
+        let stored = try store.putJSON(manifest)
+        // Several edits of one table in a transaction: the kinds combine and
+        // the counts are left to the change log, which diffs the versions.
+        let combinedKind: ChangeKind = current.staged.map { $0.kind == .rows && kind == .rows ? .rows : .replace } ?? kind
+        let combinedCounts = current.staged == nil ? counts : nil
+        try tx.stage(
+            StagedTable(
+                table: table, manifest: stored.id, base: current.base, kind: combinedKind, counts: combinedCounts, rows: manifest.rows),
+            replacing: current.staged?.manifest)
+        return StagedWrite(
+            table: table, changed: true, rows: manifest.rows, segments: manifest.segments.count, logicalBytes: written.logicalBytes,
+            bytesAdded: written.bytesAdded + stored.bytesAdded, counts: counts)
+    }
+
+    func writer(_ connection: Connection) -> TableWriter {
+        TableWriter(connection: connection, store: store, cache: cache, scratch: layout.scratchDirectory, policy: configuration.segmentation)
+    }
+
+    /// A SELECT over an input file, and how errors name it.
+    static func fileReader(_ path: String, format: FileFormat?) throws(UDRError) -> (select: String, name: String) {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw UDRError(.notFound, "the input file \(path) does not exist")
+        }
+        let resolved: FileFormat
+        if let format { resolved = format } else { resolved = try FileFormat.forFile(path) }
+        if let delimiter = resolved.delimiter, let ragged = CSVDiagnosis.firstRaggedLine(path: path, delimiter: delimiter) {
+            throw UDRError(
+                .invalidInput,
+                "cannot read \(path): line \(ragged.line) has \(ragged.fields) fields, but the header has \(ragged.expected). Every row of a \(resolved) file must have the same number of fields."
+            )
+        }
+        return (resolved.reader(path), "\(path) as \(resolved)")
+    }
+
+    /// A query as a relation: without surrounding blanks and trailing semicolons.
+    static func statement(_ sql: String) -> String {
+        sql.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: ";"))
     }
 }

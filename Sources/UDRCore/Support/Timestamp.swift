@@ -46,3 +46,17 @@ public enum Timestamp {
         return Date(timeIntervalSince1970: seconds)
     }
 }
+
+/// Durations as users write them: `90s`, `15m`, `2h`, `7d`, `1w` (or a
+/// plain number of seconds).
+public enum DurationText {
+    public static func parse(_ text: String) throws(UDRError) -> TimeInterval {
+        let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400), ("w", 604800)]
+        for (suffix, factor) in units.sorted(by: { $0.0.count > $1.0.count }) where trimmed.hasSuffix(suffix) {
+            if let value = Double(trimmed.dropLast(suffix.count)), value >= 0 { return value * factor }
+        }
+        if let value = Double(trimmed), value >= 0 { return value }
+        throw UDRError(.invalidArgument, "cannot read the duration '\(text)': use e.g. 90s, 15m, 2h, 7d or 2w")
+    }
+}

@@ -31,21 +31,7 @@ struct TableWriter {
         table: TableName, version: Int, source: String, inputName: String, key requestedKey: [String]?, previousKey: [String]
     ) throws(UDRError) -> WrittenTable {
         var clock = StepClock()
-        try run("SET preserve_insertion_order = true")
-        func unreadable(_ error: DuckDBError) -> UDRError {
-            // DuckDB's CSV errors end in a long list of generic fixes; keep the diagnosis.
-            let diagnosis = error.message.components(separatedBy: "\nPossible fixes:").first ?? error.message
-            return UDRError(
-                .invalidInput, "cannot read \(inputName): \(diagnosis.trimmingCharacters(in: .whitespacesAndNewlines))", underlying: error)
-        }
-        // DESCRIBE binds the input without reading its rows.
-        let columns: [Column]
-        do throws(DuckDBError) {
-            columns = try connection.query("SELECT column_name, column_type FROM (DESCRIBE \(source))").rows.map {
-                Column(name: $0[0].string ?? "", type: $0[1].string ?? "")
-            }
-        } catch { throw unreadable(error) }
-        guard !columns.isEmpty else { throw UDRError(.invalidInput, "\(inputName) has no columns") }
+        let columns = try describe(source, inputName: inputName)
         let names = Set(columns.map(\.name))
         let key = requestedKey ?? (previousKey.allSatisfy(names.contains) ? previousKey : [])
         for k in key where !names.contains(k) {
@@ -56,40 +42,118 @@ struct TableWriter {
         if Set(key).count != key.count { throw UDRError(.invalidArgument, "the key names a column twice: \(key.joined(separator: ","))") }
         clock.step("describe input")
 
-        // One pass reads the input, casts each column to its storage type
-        // and orders rows by key (compared as their logical type). A plain
-        // table (the database is private to this write) so that the segment
-        // writers' own connections can read it.
-        var storageSelect: [String] = []
+        defer { try? connection.execute("DROP TABLE IF EXISTS __udr_sorted") }
+        let order = key.map { "__udr_src." + quoteIdentifier($0) }
+        try sort(source, columns: columns, key: key, order: order, inputName: inputName)
+        clock.step("read and sort")
+        try checkKeys(key, in: "__udr_sorted")
+        clock.step("check keys")
+        let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
+        // An empty table still has one (empty) segment: it carries the schema.
+        let written = try writeSegments(ranges: try cut(runs: [0..<rowCount], keepEmpty: true), columns: columns, clock: &clock)
+        let segments = written.segments.isEmpty ? [] : written.segments[0]
+        cache.evictIfNeeded(keeping: Set(segments.map(\.id)))
+        let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
+        return WrittenTable(manifest: manifest, logicalBytes: written.logical, bytesAdded: written.added)
+    }
+
+    /// Writes rows of `source` (the table's `columns` in their logical
+    /// types, plus `__udr_run`, and `__udr_pos` for a keyless table) as
+    /// runs of segments: run `i` holds the rows whose `__udr_run` is `i`,
+    /// ordered by key (by `__udr_pos` when keyless) and cut by the usual
+    /// rule. Returns each run's segments (none for an empty run).
+    func writeRuns(source: String, columns: [Column], key: [String], runs: Int) throws(UDRError) -> (
+        segments: [[SegmentRef]], logical: Int64, added: Int64
+    ) {
+        var clock = StepClock()
+        defer { try? connection.execute("DROP TABLE IF EXISTS __udr_sorted") }
+        let order = ["__udr_src.__udr_run"] + (key.isEmpty ? ["__udr_src.__udr_pos"] : key.map { "__udr_src." + quoteIdentifier($0) })
+        try sort(source, columns: columns, key: key, order: order, inputName: "the changed rows", extra: ["__udr_run"])
+        let bounds = try query("SELECT __udr_run, min(rowid), max(rowid) + 1 FROM __udr_sorted GROUP BY ALL").rows
+        var spans = Array(repeating: 0..<0, count: runs)
+        for row in bounds {
+            guard let run = row[0].int, let low = row[1].int, let high = row[2].int, run >= 0, run < runs else { continue }
+            spans[Int(run)] = Int(low)..<Int(high)
+        }
+        let written = try writeSegments(ranges: try cut(runs: spans, keepEmpty: false), columns: columns, clock: &clock)
+        return written
+    }
+
+    /// The input's columns; DESCRIBE binds it without reading its rows.
+    func describe(_ source: String, inputName: String) throws(UDRError) -> [Column] {
+        let columns: [Column]
+        do throws(DuckDBError) {
+            columns = try connection.query("SELECT column_name, column_type FROM (DESCRIBE \(source))").rows.map {
+                Column(name: $0[0].string ?? "", type: $0[1].string ?? "")
+            }
+        } catch { throw Self.unreadable(error, inputName) }
+        guard !columns.isEmpty else { throw UDRError(.invalidInput, "\(inputName) has no columns") }
+        return columns
+    }
+
+    static func unreadable(_ error: DuckDBError, _ inputName: String) -> UDRError {
+        // DuckDB's CSV errors end in a long list of generic fixes; keep the diagnosis.
+        let diagnosis = error.message.components(separatedBy: "\nPossible fixes:").first ?? error.message
+        return UDRError(
+            .invalidInput, "cannot read \(inputName): \(diagnosis.trimmingCharacters(in: .whitespacesAndNewlines))", underlying: error)
+    }
+
+    /// One pass reads the input, casts each column to its storage type,
+    /// marks boundary candidates and orders rows (compared as their logical
+    /// type) into `__udr_sorted`: a plain table (the database is private to
+    /// this write) so that the segment writers' own connections can read it.
+    private func sort(
+        _ source: String, columns: [Column], key: [String], order: [String], inputName: String, extra: [String] = []
+    ) throws(UDRError) {
+        try run("SET preserve_insertion_order = true")
+        var select: [String] = []
         for column in columns {
             let storage = try TypeNode.parse(column.type).storage().sql
-            storageSelect.append("CAST(__udr_src.\(quoteIdentifier(column.name)) AS \(storage)) AS \(quoteIdentifier(column.name))")
+            select.append("CAST(__udr_src.\(quoteIdentifier(column.name)) AS \(storage)) AS \(quoteIdentifier(column.name))")
         }
-        let order = key.isEmpty ? "" : " ORDER BY " + key.map { "__udr_src." + quoteIdentifier($0) }.joined(separator: ", ")
         // The boundary hash: MD5 of the key's (or keyless row's) text form,
         // which does not depend on DuckDB's internal hash function.
         let hashed = (key.isEmpty ? columns.map(\.name) : key).map {
             "coalesce(CAST(__udr_src.\(quoteIdentifier($0)) AS VARCHAR), chr(30))"
         }
         let hashInput = hashed.count == 1 ? hashed[0] : "concat_ws(chr(31), \(hashed.joined(separator: ", ")))"
-        storageSelect.append("(md5_number_lower(\(hashInput)) & \(policy.mask)) = 0 AS __udr_cut")
-        defer { try? connection.execute("DROP TABLE IF EXISTS __udr_sorted") }
+        select.append("(md5_number_lower(\(hashInput)) & \(policy.mask)) = 0 AS __udr_cut")
+        select += extra.map { "__udr_src.\($0)" }
+        let orderBy = order.isEmpty ? "" : " ORDER BY " + order.joined(separator: ", ")
         do throws(DuckDBError) {
             try connection.execute(
-                "CREATE OR REPLACE TABLE __udr_sorted AS SELECT \(storageSelect.joined(separator: ", ")) FROM (\(source)) AS __udr_src\(order)"
-            )
-        } catch { throw unreadable(error) }
-        let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
-        clock.step("read and sort")
-        try checkKeys(key)
-        clock.step("check keys")
+                "CREATE OR REPLACE TABLE __udr_sorted AS SELECT \(select.joined(separator: ", ")) FROM (\(source)) AS __udr_src\(orderBy)")
+        } catch { throw Self.unreadable(error, inputName) }
+    }
 
+    /// Segment row ranges of `__udr_sorted`, cut within each run.
+    private func cut(runs: [Range<Int>], keepEmpty: Bool) throws(UDRError) -> [[Range<Int>]] {
         let candidates = try query("SELECT rowid FROM __udr_sorted WHERE __udr_cut ORDER BY rowid").rows.compactMap {
             $0[0].int.map(Int.init)
         }
-        let ranges = policy.ranges(rowCount: rowCount, candidates: candidates)
-        clock.step("boundaries")
+        var out: [[Range<Int>]] = []
+        var next = 0
+        for span in runs {
+            guard !span.isEmpty || keepEmpty else {
+                out.append([])
+                continue
+            }
+            while next < candidates.count && candidates[next] < span.lowerBound { next += 1 }
+            var inside: [Int] = []
+            while next < candidates.count && candidates[next] < span.upperBound {
+                inside.append(candidates[next] - span.lowerBound)
+                next += 1
+            }
+            out.append(policy.ranges(rowCount: span.count, candidates: inside).map { ($0.lowerBound + span.lowerBound)..<($0.upperBound + span.lowerBound) })
+        }
+        return out
+    }
 
+    /// Writes each range of `__udr_sorted` as a segment and stores its blobs.
+    private func writeSegments(ranges runs: [[Range<Int>]], columns: [Column], clock: inout StepClock) throws(UDRError) -> (
+        segments: [[SegmentRef]], logical: Int64, added: Int64
+    ) {
+        let ranges = runs.flatMap { $0 }
         let directory = scratch.appendingPathComponent("write-" + UUID().uuidString)
         do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
             throw UDRError(.io, "cannot create \(directory.path): \(error.localizedDescription)")
@@ -98,10 +162,9 @@ struct TableWriter {
 
         let columnList = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
         let files = ranges.indices.map { directory.path + "/\($0).parquet" }
-        try writeSegments(ranges: ranges, files: files, columnList: columnList)
-
+        try copySegments(ranges: ranges, files: files, columnList: columnList)
         clock.step("write segments")
-        let chunks = try chunkLayout(files: files, columns: names)
+        let chunks = try chunkLayout(files: files, columns: Set(columns.map(\.name)))
         clock.step("parquet metadata")
         // Segments are handled in batches of up to 64: each file is hashed
         // and cut into blobs on several threads, then the batch's new blobs
@@ -121,10 +184,14 @@ struct TableWriter {
                         stats: chunks[files[index]]?.stats ?? [:]))
             }
         }
-        cache.evictIfNeeded(keeping: Set(segments.map(\.id)))
         clock.step("store blobs")
-        let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
-        return WrittenTable(manifest: manifest, logicalBytes: logical, bytesAdded: added)
+        var grouped: [[SegmentRef]] = []
+        var offset = 0
+        for run in runs {
+            grouped.append(Array(segments[offset..<(offset + run.count)]))
+            offset += run.count
+        }
+        return (grouped, logical, added)
     }
 
     struct PreparedSegment {
@@ -173,7 +240,7 @@ struct TableWriter {
 
     /// Writes each segment's rows to its file with DuckDB's Parquet writer,
     /// on as many connections as there are cores.
-    private func writeSegments(ranges: [Range<Int>], files: [String], columnList: String) throws(UDRError) {
+    private func copySegments(ranges: [Range<Int>], files: [String], columnList: String) throws(UDRError) {
         let database = connection.database
         let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, ranges.count, 4))
         let failures = FailureBox()
@@ -196,13 +263,13 @@ struct TableWriter {
 
     /// Rejects duplicate and NULL keys, naming the offending keys. Runs on
     /// the storage form of the rows, where equal keys stay equal.
-    private func checkKeys(_ key: [String]) throws(UDRError) {
+    func checkKeys(_ key: [String], in relation: String) throws(UDRError) {
         guard !key.isEmpty else { return }
         let cols = key.map(quoteIdentifier).joined(separator: ", ")
         let nullCondition = key.map { "\(quoteIdentifier($0)) IS NULL" }.joined(separator: " OR ")
-        let nulls = try query("SELECT count(*) FROM __udr_sorted WHERE \(nullCondition)").scalar.int ?? 0
+        let nulls = try query("SELECT count(*) FROM \(relation) WHERE \(nullCondition)").scalar.int ?? 0
         if nulls > 0 {
-            let examples = try query("SELECT CAST(row(\(cols)) AS VARCHAR) FROM __udr_sorted WHERE \(nullCondition) LIMIT 5").rows.map {
+            let examples = try query("SELECT CAST(row(\(cols)) AS VARCHAR) FROM \(relation) WHERE \(nullCondition) LIMIT 5").rows.map {
                 $0[0].description
             }
             throw UDRError(
@@ -211,10 +278,10 @@ struct TableWriter {
             )
         }
         let dupes = try query(
-            "SELECT CAST(row(\(cols)) AS VARCHAR) AS k, count(*) AS n FROM __udr_sorted GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC, k LIMIT 10"
+            "SELECT CAST(row(\(cols)) AS VARCHAR) AS k, count(*) AS n FROM \(relation) GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC, k LIMIT 10"
         )
         if dupes.count > 0 {
-            let total = try query("SELECT count(*) FROM (SELECT 1 FROM __udr_sorted GROUP BY \(cols) HAVING count(*) > 1)").scalar.int ?? 0
+            let total = try query("SELECT count(*) FROM (SELECT 1 FROM \(relation) GROUP BY \(cols) HAVING count(*) > 1)").scalar.int ?? 0
             let shown = dupes.rows.map { "\($0[0]) (\($0[1].description) rows)" }.joined(separator: ", ")
             throw UDRError(
                 .duplicateKey,

@@ -1,0 +1,68 @@
+import DuckDB
+import Foundation
+
+extension Repository {
+    /// Applies a row-level edit to a table as one commit on `branch`. Only
+    /// the segments holding touched rows are rewritten. An edit that
+    /// changes nothing commits nothing.
+    public func apply(
+        _ edit: RowEdit, to table: TableName, message: String? = nil, author: String? = nil, branch: String = Repository.defaultBranch
+    ) async throws(UDRError) -> WriteResult {
+        try await blocking { () throws(UDRError) -> WriteResult in
+            try self.autocommit(table, branch: branch, message: message, author: author) { (tx) throws(UDRError) in
+                try self.stageRows(edit, to: table, in: tx)
+            }
+        }
+    }
+
+    /// Applies a row-level edit to the table's current version in `tx` and stages the result.
+    func stageRows(_ edit: RowEdit, to table: TableName, in tx: Transaction) throws(UDRError) -> StagedWrite {
+        let current = try tx.current(table)
+        guard let manifest = current.manifest else {
+            throw UDRError(.notFound, "there is no table '\(table)' to \(edit.verb); create it with `udr write`")
+        }
+        let version = try catalog.latestVersionNumber(table) + 1
+        let base = manifest.renumbered(version)
+        var streams: [UnsafeMutablePointer<ArrowArrayStream>] = []
+        defer {
+            for stream in streams {
+                stream.pointee.release?(stream)
+                stream.deallocate()
+            }
+        }
+        let result = try withDuckDB { (connection) throws(UDRError) -> RowEditor.Result? in
+            var snapshot = try tx.snapshot(for: edit.sqlText)
+            // A predicate reads the table itself, whatever it names.
+            switch edit.base {
+            case .deleteWhere, .update: snapshot = ResolvedSnapshot(commit: snapshot.commit, tables: snapshot.tables.merging([table: manifest]) { a, _ in a })
+            default: break
+            }
+            try attach(snapshot, to: connection, for: nil)
+            var input: (select: String, name: String)?
+            if let source = edit.source {
+                switch source.base {
+                case .file(let path, let format): input = try Self.fileReader(path, format: format)
+                case .sql(let query): input = (Self.statement(query), "the query")
+                case .arrow(let box):
+                    let stream = box.result.makeStream()
+                    streams.append(stream)
+                    do throws(DuckDBError) { try connection.register(stream, as: "__udr_arrow_input") } catch {
+                        throw UDRError(.invalidInput, "cannot read the Arrow input: \(error.message)", underlying: error)
+                    }
+                    input = ("SELECT * FROM __udr_arrow_input", "the Arrow input")
+                }
+            }
+            let editor = RowEditor(
+                connection: connection, writer: writer(connection), table: table, manifest: base, policy: configuration.segmentation,
+                materialize: { (segment) throws(UDRError) -> String in try self.cache.materialize(segment, store: self.store).path })
+            return try editor.apply(edit, input: input)
+        }
+        guard let result else {
+            return StagedWrite(
+                table: table, changed: false, rows: manifest.rows, segments: manifest.segments.count, logicalBytes: 0, bytesAdded: 0,
+                counts: RowCounts())
+        }
+        let kind: ChangeKind = manifest.key.isEmpty ? .replace : .rows
+        return try stage(result.written, of: table, in: tx, current: current, kind: kind, counts: result.counts)
+    }
+}

@@ -1,0 +1,303 @@
+import DuckDB
+import Foundation
+
+/// A unit of work on one branch: it reads the snapshot the branch head was
+/// when it began plus its own writes, stages table versions, and commits
+/// them as one commit (or nothing).
+///
+/// Explicit transactions (``Repository/beginTransaction(on:timeToLive:)``,
+/// ``Repository/transaction(on:message:author:timeToLive:_:)``) keep their
+/// staged state in the catalog, so separate processes can add to one
+/// transaction by id, and GC keeps what they staged. A single write outside
+/// a transaction runs in a private one that commits at once.
+public final class Transaction: Sendable {
+    public let id: String
+    public let branch: String
+    /// The commit the transaction reads (nil on a branch without commits).
+    public let base: ObjectID?
+    let repository: Repository
+    /// Staged state in memory, for a single write's private transaction;
+    /// nil when the catalog holds it.
+    private let memory: StagedMemory?
+
+    /// The transaction an enclosing `Repository.transaction { }` runs.
+    @TaskLocal static var enclosing: String?
+
+    init(repository: Repository, id: String, branch: String, base: ObjectID?, inMemory: Bool) {
+        self.repository = repository
+        self.id = id
+        self.branch = branch
+        self.base = base
+        self.memory = inMemory ? StagedMemory() : nil
+    }
+
+    var isPersistent: Bool { memory == nil }
+
+    /// What the transaction has staged, by table.
+    func staged() throws(UDRError) -> [TableName: StagedTable] {
+        if let memory { return memory.tables }
+        let rows = try repository.catalog.stagedTables(in: id)
+        return Dictionary(uniqueKeysWithValues: rows.map { ($0.table, $0) })
+    }
+
+    /// Stages a table version; `replacing` is the manifest staged before
+    /// (compare-and-swap against another process staging the same table).
+    func stage(_ table: StagedTable, replacing: ObjectID?) throws(UDRError) {
+        if let memory {
+            memory.set(table)
+        } else {
+            try repository.catalog.stage(table, in: id, replacing: replacing, now: Date())
+        }
+    }
+
+    /// Fails unless the transaction can still take work.
+    func checkLive() throws(UDRError) {
+        guard isPersistent else { return }
+        guard let record = try repository.catalog.transaction(id) else {
+            throw UDRError(.transaction, "there is no transaction \(id); `udr tx list` shows the open ones")
+        }
+        if let reason = record.closedReason() { throw UDRError(.transaction, reason) }
+    }
+
+    /// The tables the transaction reads: its snapshot with its own writes
+    /// over it. With `sql`, only the tables it may mention.
+    func snapshot(pins: [TablePin] = [], for sql: String?) throws(UDRError) -> ResolvedSnapshot {
+        let snapshot = try repository.snapshot(at: base, pins: pins, for: sql)
+        var tables = snapshot.tables
+        let pinned = Set(pins.map(\.alias))
+        for (name, staged) in try staged() where !pinned.contains(name) && Repository.mentions(sql, name) {
+            tables[name] = try repository.manifest(staged.manifest)
+        }
+        return ResolvedSnapshot(commit: base, tables: tables)
+    }
+
+    /// The table's current version in this transaction (staged, else the
+    /// snapshot's) and the snapshot's manifest id for it.
+    func current(_ table: TableName) throws(UDRError) -> (manifest: Manifest?, staged: StagedTable?, base: ObjectID?) {
+        let baseID = try base.flatMap { (id) throws(UDRError) in try repository.commit(id).tables[table]?.manifest }
+        if let staged = try staged()[table] { return (try repository.manifest(staged.manifest), staged, baseID) }
+        return (try baseID.map { (id) throws(UDRError) in try repository.manifest(id) }, nil, baseID)
+    }
+
+    // MARK: Public API
+
+    /// Replaces a table's content (see ``Repository/write(_:from:key:message:author:branch:)``), staged.
+    @discardableResult
+    public func write(_ table: TableName, from source: WriteSource, key: [String]? = nil) async throws(UDRError) -> StagedWrite {
+        try await repository.blocking { () throws(UDRError) -> StagedWrite in
+            try self.checkLive()
+            return try self.repository.stageWrite(table, from: source, key: key, in: self)
+        }
+    }
+
+    /// Applies a row-level edit (append, upsert, delete, update), staged.
+    @discardableResult
+    public func apply(_ edit: RowEdit, to table: TableName) async throws(UDRError) -> StagedWrite {
+        try await repository.blocking { () throws(UDRError) -> StagedWrite in
+            try self.checkLive()
+            return try self.repository.stageRows(edit, to: table, in: self)
+        }
+    }
+
+    /// Runs SQL over the transaction's snapshot and its own writes.
+    public func query(_ sql: String, pins: [TablePin] = []) async throws(UDRError) -> ResultSet {
+        try await repository.blocking { () throws(UDRError) -> ResultSet in
+            try self.checkLive()
+            let snapshot = try self.snapshot(pins: pins, for: sql)
+            return try self.repository.withSession(snapshot, sql: sql) { (connection) throws(UDRError) -> ResultSet in
+                do throws(DuckDBError) { return try connection.query(sql) } catch {
+                    throw UDRError(.query, error.message, underlying: error)
+                }
+            }
+        }
+    }
+
+    /// Commits everything staged as one commit; nil when nothing changed.
+    @discardableResult
+    public func commit(message: String? = nil, author: String? = nil) async throws(UDRError) -> CommitRecord? {
+        try await repository.blocking { () throws(UDRError) -> CommitRecord? in
+            try self.repository.commit(self, message: message, author: author)
+        }
+    }
+
+    /// Discards everything staged.
+    public func abort() async throws(UDRError) {
+        guard isPersistent else { return }
+        try await repository.blocking { () throws(UDRError) in try self.repository.catalog.abortTransaction(self.id) }
+    }
+}
+
+/// What a staged write did to its table.
+public struct StagedWrite: Sendable, Codable {
+    public let table: TableName
+    /// False when the table's content stayed the same (nothing was staged).
+    public let changed: Bool
+    /// Rows of the table after the write.
+    public let rows: Int64
+    public let segments: Int
+    /// Bytes of the Parquet segments of the new version.
+    public let logicalBytes: Int64
+    /// Bytes newly stored: new blobs, recipes and the manifest.
+    public let bytesAdded: Int64
+    /// Rows inserted, deleted and updated, when the write knows them.
+    public let counts: RowCounts?
+}
+
+/// A single write's staged tables.
+private final class StagedMemory: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var entries: [TableName: StagedTable] = [:]
+
+    var tables: [TableName: StagedTable] { lock.withLock { entries } }
+    func set(_ table: StagedTable) { lock.withLock { entries[table.table] = table } }
+}
+
+extension Repository {
+    /// How long an explicit transaction lives without activity.
+    public static let defaultTransactionTimeToLive: TimeInterval = 24 * 3600
+
+    /// Begins a transaction on `branch` whose staged state lives in the
+    /// catalog; any process may continue it by id (``openTransaction(_:)``).
+    public func beginTransaction(on branch: String = Repository.defaultBranch, timeToLive: TimeInterval? = nil) async throws(UDRError)
+        -> Transaction
+    {
+        try await blocking { () throws(UDRError) -> Transaction in
+            try self.beginTransactionNow(on: branch, timeToLive: timeToLive ?? Self.defaultTransactionTimeToLive)
+        }
+    }
+
+    func beginTransactionNow(on branch: String, timeToLive: TimeInterval) throws(UDRError) -> Transaction {
+        guard timeToLive > 0 else { throw UDRError(.invalidArgument, "a transaction's time to live must be positive") }
+        let head = try catalog.head(of: branch)
+        if head == nil, branch != Repository.defaultBranch { throw UDRError(.notFound, "there is no branch '\(branch)'") }
+        var random = SystemRandomNumberGenerator()
+        let id = "tx-" + String(format: "%012llx", random.next() & 0xffff_ffff_ffff)
+        try catalog.beginTransaction(TransactionRecord(id: id, branch: branch, base: head, began: Date(), timeToLive: timeToLive))
+        return Transaction(repository: self, id: id, branch: branch, base: head, inMemory: false)
+    }
+
+    /// A transaction begun earlier, possibly by another process.
+    public func openTransaction(_ id: String) async throws(UDRError) -> Transaction {
+        try await blocking { () throws(UDRError) -> Transaction in try self.openTransactionNow(id) }
+    }
+
+    func openTransactionNow(_ id: String) throws(UDRError) -> Transaction {
+        guard let record = try catalog.transaction(id) else {
+            throw UDRError(.transaction, "there is no transaction \(id); `udr tx list` shows the open ones")
+        }
+        if let reason = record.closedReason() { throw UDRError(.transaction, reason) }
+        return Transaction(repository: self, id: id, branch: record.branch, base: record.base, inMemory: false)
+    }
+
+    /// Transactions not yet committed or aborted, with what each staged.
+    public func openTransactions() async throws(UDRError) -> [(TransactionRecord, [StagedTable])] {
+        try await blocking { () throws(UDRError) -> [(TransactionRecord, [StagedTable])] in
+            try self.catalog.openTransactions().map { (record) throws(UDRError) in (record, try self.catalog.stagedTables(in: record.id)) }
+        }
+    }
+
+    /// Runs `body` in a transaction on `branch` and commits what it staged
+    /// as one commit when it returns; when it throws, everything it staged
+    /// is discarded and the error is rethrown. Transactions do not nest.
+    public func transaction<T: Sendable>(
+        on branch: String = Repository.defaultBranch, message: String? = nil, author: String? = nil, timeToLive: TimeInterval? = nil,
+        _ body: (Transaction) async throws -> T
+    ) async throws -> T {
+        if let outer = Transaction.enclosing {
+            throw UDRError(
+                .transaction,
+                "transactions cannot be nested: this one began inside transaction \(outer). Stage the writes in the outer transaction instead."
+            )
+        }
+        let tx = try await beginTransaction(on: branch, timeToLive: timeToLive)
+        let value: T
+        do {
+            value = try await Transaction.$enclosing.withValue(tx.id) { try await body(tx) }
+        } catch {
+            try? await tx.abort()
+            throw error
+        }
+        try await tx.commit(message: message, author: author)
+        return value
+    }
+
+    /// A single write's private transaction on the head of `branch`.
+    func autocommitTransaction(on branch: String) throws(UDRError) -> Transaction {
+        Transaction(repository: self, id: "write", branch: branch, base: try catalog.head(of: branch), inMemory: true)
+    }
+
+    /// Commits what `tx` staged as one commit on its branch, moving the
+    /// head by compare-and-swap. When other commits landed since the
+    /// transaction began and touched none of its tables, the commit is
+    /// rebased onto them; otherwise it fails with a conflict naming the
+    /// tables. Retries with backoff while the head keeps moving.
+    func commit(_ tx: Transaction, message: String?, author: String?) throws(UDRError) -> CommitRecord? {
+        let staged = try tx.staged()
+        var delay: UInt32 = 1_000
+        for attempt in 0..<60 {
+            let head = try catalog.head(of: tx.branch)
+            let headCommit: Commit? = try head.map { (id) throws(UDRError) in try self.commit(id) }
+            var entries: [TableName: Commit.TableEntry] = [:]
+            var changes: [Commit.Change] = []
+            var versions: [(TableName, Int, ObjectID, Int64)] = []
+            var conflicts: [String] = []
+            for (name, table) in staged.sorted(by: { $0.key < $1.key }) {
+                let current = headCommit?.tables[name]
+                guard current?.manifest == table.base else {
+                    conflicts.append(name.rawValue)
+                    continue
+                }
+                var manifest = try self.manifest(table.manifest)
+                if let current, try self.manifest(current.manifest).hasSameContent(as: manifest) { continue }
+                let version = try catalog.latestVersionNumber(name) + 1
+                var id = table.manifest
+                if manifest.version != version {
+                    manifest = manifest.renumbered(version)
+                    id = try store.putJSON(manifest).id
+                }
+                entries[name] = Commit.TableEntry(version: version, manifest: id)
+                changes.append(
+                    Commit.Change(table: name, oldVersion: current?.version, newVersion: version, kind: table.kind, rows: table.counts))
+                versions.append((name, version, id, manifest.rows))
+            }
+            if !conflicts.isEmpty {
+                throw UDRError(
+                    .conflict,
+                    "conflict: \(conflicts.joined(separator: ", ")) changed on \(tx.branch) since \(tx.isPersistent ? "transaction \(tx.id)" : "this write") began; nothing was committed. Retry it."
+                )
+            }
+            if changes.isEmpty {
+                if tx.isPersistent { try catalog.closeEmptyTransaction(tx.id, now: Date()) }
+                return nil
+            }
+            var tables = headCommit?.tables ?? [:]
+            for (name, entry) in entries { tables[name] = entry }
+            let txID = try catalog.allocateTxID()
+            let commit = Commit(
+                parents: head.map { [$0] } ?? [], txID: txID, time: Date(), author: author ?? configuration.defaultAuthor,
+                message: message ?? Self.defaultMessage(changes), branch: tx.branch, tables: tables, changes: changes)
+            let stored = try store.putJSON(commit)
+            let record = CommitRecord(id: stored.id, commit: commit)
+            let records = versions.map { name, version, manifest, rows in
+                TableVersionRecord(
+                    table: name, version: version, manifest: manifest, commit: stored.id, txID: txID, time: commit.time, rows: rows)
+            }
+            do {
+                try catalog.recordCommit(
+                    record, tableVersions: records, branch: tx.branch, expectedHead: head, closing: tx.isPersistent ? tx.id : nil)
+                return record
+            } catch where error.code == .conflict && attempt < 59 {
+                usleep(delay + UInt32.random(in: 0...delay))
+                delay = min(delay * 2, 100_000)
+            }
+        }
+        throw UDRError(.conflict, "could not commit to \(tx.branch): the head kept moving")
+    }
+
+    static func defaultMessage(_ changes: [Commit.Change]) -> String {
+        let names = changes.map(\.table.rawValue)
+        if names.count <= 3 { return "write " + names.joined(separator: ", ") }
+        return "write \(names.count) tables"
+    }
+}

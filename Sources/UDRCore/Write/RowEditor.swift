@@ -1,0 +1,446 @@
+import DuckDB
+import Foundation
+
+/// Applies a row-level edit to a table version, rewriting only the
+/// segments that hold touched rows.
+///
+/// Keyed tables: the edit becomes a delta — rows to upsert (`__udr_up`) and
+/// keys to delete (`__udr_del`). Each touched key is placed by the key
+/// ranges in the segments' statistics: inside a segment (that segment is
+/// rewritten) or in the gap between two (its new rows become segments of
+/// their own, or join a neighbour when they are too few for one).
+/// Consecutive touched places form a run, re-cut by the usual boundary
+/// rule; segments elsewhere are kept as they are.
+///
+/// Keyless tables: appended rows go after the last segment; a delete or
+/// update rewrites the segments where its predicate matched a row.
+struct RowEditor {
+    let connection: Connection
+    let writer: TableWriter
+    let table: TableName
+    let manifest: Manifest
+    let policy: SegmentationPolicy
+    /// The materialized file of a segment.
+    let materialize: (SegmentRef) throws(UDRError) -> String
+
+    struct Result {
+        let written: WrittenTable
+        let counts: RowCounts
+    }
+
+    /// nil when the edit changes nothing.
+    func apply(_ edit: RowEdit, input: (select: String, name: String)?) throws(UDRError) -> Result? {
+        let key = manifest.key
+        switch edit.base {
+        case .upsert, .deleteKeys:
+            guard !key.isEmpty else {
+                throw UDRError(
+                    .invalidArgument,
+                    "cannot \(edit.verb) \(table) by key: it has no key. Use `udr delete --where`, or rewrite it with `udr write --key COLUMNS`.")
+            }
+        default: break
+        }
+        var columns = manifest.columns
+        switch edit.base {
+        case .append, .upsert:
+            guard let input else { return nil }
+            columns = try loadRows(input, verb: edit.verb)
+        case .deleteKeys:
+            guard let input else { return nil }
+            try loadKeys(input)
+        case .deleteWhere(let predicate):
+            if key.isEmpty { return try rewriteMatching(predicate: predicate, assignments: nil) }
+            try run(
+                "CREATE TABLE __udr_del AS SELECT \(keyList("t")) FROM \(table.sqlReference) AS t WHERE coalesce((\(predicate)), false)",
+                what: "the predicate")
+        case .update(let assignments, let predicate):
+            try checkAssignments(assignments)
+            if key.isEmpty { return try rewriteMatching(predicate: predicate ?? "true", assignments: assignments) }
+            let set = Dictionary(assignments.map { ($0.column, $0.expression) }, uniquingKeysWith: { $1 })
+            let select = manifest.columns.map { column in
+                set[column.name].map { "CAST((\($0)) AS \(column.type)) AS \(quoteIdentifier(column.name))" } ?? "t.\(quoteIdentifier(column.name))"
+            }
+            let filter = "coalesce((\(predicate ?? "true")), false)"
+            try run(
+                "CREATE TABLE __udr_matched AS SELECT * FROM \(table.sqlReference) AS t WHERE \(filter)", what: "the update's WHERE clause")
+            try run(
+                "CREATE TABLE __udr_up AS SELECT \(select.joined(separator: ", ")) FROM __udr_matched AS t", what: "the update's SET clause")
+            try run("CREATE TABLE __udr_del AS SELECT \(keyList("t")) FROM __udr_matched AS t", what: "the update")
+            try writer.checkKeys(key, in: "__udr_up")
+        }
+        if key.isEmpty {
+            return try appendKeyless(columns: columns)
+        }
+        return try applyDelta(columns: columns, rejectExisting: { if case .append = edit.base { return true } else { return false } }())
+    }
+
+    // MARK: Input
+
+    /// Loads appended/upserted rows into `__udr_up` in the table's schema,
+    /// extended by any new columns of the input; returns that schema.
+    private func loadRows(_ input: (select: String, name: String), verb: String) throws(UDRError) -> [Column] {
+        let given = try writer.describe(input.select, inputName: input.name)
+        var columns = manifest.columns
+        let known = Dictionary(manifest.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+        var problems: [String] = []
+        for column in given {
+            guard let type = known[column.name] else {
+                columns.append(column)
+                continue
+            }
+            if column.type != type, !(try canCastImplicitly(column.type, type)) {
+                problems.append("\(column.name) is \(type) in \(table) but \(column.type) in \(input.name)")
+            }
+        }
+        if !problems.isEmpty {
+            throw UDRError(
+                .invalidInput,
+                "cannot \(verb) \(table): incompatible column types: \(problems.joined(separator: "; ")). Cast them in the input (e.g. --sql \"SELECT CAST(col AS TYPE) ...\"), or rewrite the table with `udr write`."
+            )
+        }
+        let givenNames = Set(given.map(\.name))
+        let missingKey = manifest.key.filter { !givenNames.contains($0) }
+        if !missingKey.isEmpty {
+            throw UDRError(.invalidInput, "cannot \(verb) \(table): \(input.name) lacks the key column(s) \(missingKey.joined(separator: ", "))")
+        }
+        let select = columns.map { column in
+            givenNames.contains(column.name)
+                ? "CAST(i.\(quoteIdentifier(column.name)) AS \(column.type)) AS \(quoteIdentifier(column.name))"
+                : "CAST(NULL AS \(column.type)) AS \(quoteIdentifier(column.name))"
+        }
+        do throws(DuckDBError) {
+            try connection.execute("CREATE TABLE __udr_up AS SELECT \(select.joined(separator: ", ")) FROM (\(input.select)) AS i")
+        } catch { throw TableWriter.unreadable(error, input.name) }
+        try writer.checkKeys(manifest.key, in: "__udr_up")
+        return columns
+    }
+
+    /// Loads the keys to delete into `__udr_del`.
+    private func loadKeys(_ input: (select: String, name: String)) throws(UDRError) {
+        let given = Set(try writer.describe(input.select, inputName: input.name).map(\.name))
+        let missing = manifest.key.filter { !given.contains($0) }
+        if !missing.isEmpty {
+            throw UDRError(.invalidInput, "cannot delete from \(table) by key: \(input.name) lacks the key column(s) \(missing.joined(separator: ", "))")
+        }
+        let types = Dictionary(manifest.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+        let select = manifest.key.map { "CAST(i.\(quoteIdentifier($0)) AS \(types[$0] ?? "VARCHAR")) AS \(quoteIdentifier($0))" }
+        do throws(DuckDBError) {
+            try connection.execute("CREATE TABLE __udr_del AS SELECT DISTINCT \(select.joined(separator: ", ")) FROM (\(input.select)) AS i")
+        } catch { throw TableWriter.unreadable(error, input.name) }
+    }
+
+    private func checkAssignments(_ assignments: [Assignment]) throws(UDRError) {
+        let names = Set(manifest.columns.map(\.name))
+        for assignment in assignments where !names.contains(assignment.column) {
+            throw UDRError(
+                .invalidArgument,
+                "cannot update \(table): it has no column '\(assignment.column)'; its columns are \(manifest.columns.map(\.name).joined(separator: ", "))"
+            )
+        }
+    }
+
+    private func canCastImplicitly(_ from: String, _ to: String) throws(UDRError) -> Bool {
+        do throws(DuckDBError) {
+            return try connection.query("SELECT can_cast_implicitly(NULL::\(from), NULL::\(to))").scalar == .bool(true)
+        } catch { return false }
+    }
+
+    // MARK: Keyed tables
+
+    private func keyList(_ alias: String) -> String {
+        manifest.key.map { "\(alias).\(quoteIdentifier($0))" }.joined(separator: ", ")
+    }
+
+    private func keyMatch(_ a: String, _ b: String) -> String {
+        manifest.key.map { "\(a).\(quoteIdentifier($0)) = \(b).\(quoteIdentifier($0))" }.joined(separator: " AND ")
+    }
+
+    /// Key types whose Parquet min/max order like DuckDB's ORDER BY
+    /// (string statistics may be truncated, but stay valid bounds).
+    private static let orderedStatTypes: Set<String> = [
+        "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "VARCHAR", "DATE", "TIMESTAMP",
+    ]
+
+    private func applyDelta(columns: [Column], rejectExisting: Bool) throws(UDRError) -> Result? {
+        let key = manifest.key
+        try run("CREATE TABLE IF NOT EXISTS __udr_up AS SELECT \(columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")) WHERE false")
+        try run("CREATE TABLE IF NOT EXISTS __udr_del AS SELECT \(keyList("u")) FROM __udr_up AS u WHERE false")
+
+        // Where each touched key falls: by the first key column's range in
+        // each segment (unknown ranges match every key).
+        let first = key[0]
+        let firstType = manifest.columns.first { $0.name == first }?.type ?? "VARCHAR"
+        let usable = Self.orderedStatTypes.contains(firstType)
+        let segments = manifest.segments
+        var values: [String] = []
+        for (index, segment) in segments.enumerated() {
+            let stats = usable ? segment.stats[first] : nil
+            let low = stats?.min.map { "TRY_CAST(\(quoteLiteral($0)) AS \(firstType))" } ?? "NULL"
+            let high = stats?.max.map { "TRY_CAST(\(quoteLiteral($0)) AS \(firstType))" } ?? "NULL"
+            values.append("(\(index), \(low), \(high))")
+        }
+        let q = quoteIdentifier(first)
+        try self.values("__udr_bounds", ["seg", "lo", "hi"], values)
+        try run(
+            """
+            CREATE TABLE __udr_place AS
+            SELECT k,
+                (SELECT min(seg) FROM __udr_bounds b WHERE b.hi IS NULL OR b.hi >= k) AS f,
+                (SELECT max(seg) FROM __udr_bounds b WHERE b.lo IS NULL OR b.lo <= k) AS l
+            FROM (SELECT DISTINCT \(q) AS k FROM (SELECT \(q) FROM __udr_up UNION ALL SELECT \(q) FROM __udr_del))
+            """)
+        // Touched segments, and new rows per gap (gap g lies before segment g).
+        var touched = Set<Int>()
+        var gapRows: [Int: Int] = [:]
+        let n = segments.count
+        for row in try query("SELECT f, l, count(*) FROM __udr_place GROUP BY ALL").rows {
+            let f = row[0].int.map(Int.init)
+            let l = row[1].int.map(Int.init)
+            if let f, let l, f <= l { touched.formUnion(f...l) }
+        }
+        let gapQuery = """
+            SELECT coalesce(p.f, \(n)) AS gap, count(*) FROM __udr_up u JOIN __udr_place p ON u.\(q) = p.k
+            WHERE NOT coalesce(p.f <= p.l, false) GROUP BY ALL
+            """
+        for row in try query(gapQuery).rows {
+            if let gap = row[0].int, let count = row[1].int { gapRows[Int(gap), default: 0] += Int(count) }
+        }
+        if touched.isEmpty && gapRows.isEmpty { return nil }
+
+        // Too few new rows for a segment of their own join a neighbour.
+        var gapTarget: [Int: Int] = [:]
+        for (gap, rows) in gapRows where rows < policy.minimumRows && n > 0 {
+            let neighbour = gap > 0 ? gap - 1 : 0
+            touched.insert(neighbour)
+            gapTarget[gap] = neighbour
+        }
+        // Runs over the places gap 0, segment 0, gap 1, …, segment n-1, gap n.
+        var runOfSegment: [Int: Int] = [:]
+        var runOfGap: [Int: Int] = [:]
+        var runs = 0
+        var open = false
+        for place in 0...(2 * n) {
+            let isGap = place % 2 == 0
+            let index = place / 2
+            if isGap {
+                if gapRows[index] != nil, gapTarget[index] == nil {
+                    if !open { runs += 1; open = true }
+                    runOfGap[index] = runs - 1
+                }
+            } else if touched.contains(index) {
+                if !open { runs += 1; open = true }
+                runOfSegment[index] = runs - 1
+            } else {
+                open = false
+            }
+        }
+        for (gap, segment) in gapTarget { runOfGap[gap] = runOfSegment[segment] }
+
+        // The touched segments' rows, each with its run.
+        var files: [String] = []
+        var fileRuns: [String] = []
+        let touchedSegments = touched.sorted()
+        for index in touchedSegments {
+            let file = try materialize(segments[index])
+            files.append(file)
+            fileRuns.append("(\(quoteLiteral(file)), \(runOfSegment[index]!))")
+        }
+        let extended = Manifest(table: table, version: manifest.version, columns: columns, key: key, segments: manifest.segments)
+        if files.isEmpty {
+            try run(
+                "CREATE TABLE __udr_old AS SELECT \(columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")), 0 AS __udr_run WHERE false"
+            )
+        } else {
+            try self.values("__udr_file_run", ["file", "run"], fileRuns)
+            let oldSelect = RowEditor.select(extended, segments: touchedSegments.map { segments[$0] }, files: files, extra: ["filename"])
+            try run(
+                "CREATE TABLE __udr_old AS SELECT o.* EXCLUDE (filename), r.run AS __udr_run FROM (\(oldSelect)) AS o JOIN __udr_file_run AS r ON o.filename = r.file"
+            )
+        }
+        try self.values("__udr_gap_run", ["gap", "run"], runOfGap.map { "(\($0.key), \($0.value))" })
+        try self.values("__udr_seg_run", ["seg", "run"], runOfSegment.map { "(\($0.key), \($0.value))" })
+
+        if rejectExisting {
+            let existing = try query(
+                "SELECT CAST(row(\(keyList("u"))) AS VARCHAR) FROM __udr_up u JOIN __udr_old o ON \(keyMatch("u", "o")) LIMIT 10")
+            if existing.count > 0 {
+                let total = try query("SELECT count(*) FROM __udr_up u JOIN __udr_old o ON \(keyMatch("u", "o"))").scalar.int ?? 0
+                throw UDRError(
+                    .duplicateKey,
+                    "cannot append to \(table): \(total) key value(s) already exist, e.g. \(existing.rows.map { $0[0].description }.joined(separator: ", ")). Use upsert to replace rows."
+                )
+            }
+        }
+
+        // What the edit does, row by row.
+        let names = columns.map { quoteIdentifier($0.name) }
+        let newRow = "row(\(names.map { "u.\($0)" }.joined(separator: ", ")))"
+        let oldRow = "row(\(names.map { "o.\($0)" }.joined(separator: ", ")))"
+        let counted = try query(
+            """
+            SELECT
+              (SELECT count(*) FROM __udr_up u WHERE NOT EXISTS (SELECT 1 FROM __udr_old o WHERE \(keyMatch("o", "u")))),
+              (SELECT count(*) FROM __udr_up u JOIN __udr_old o ON \(keyMatch("u", "o")) WHERE \(newRow) IS DISTINCT FROM \(oldRow)),
+              (SELECT count(*) FROM __udr_del d JOIN __udr_old o ON \(keyMatch("d", "o"))
+                 WHERE NOT EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "d"))))
+            """
+        ).rows[0]
+        let counts = RowCounts(inserted: counted[0].int ?? 0, deleted: counted[2].int ?? 0, updated: counted[1].int ?? 0)
+        if counts == RowCounts() && columns == manifest.columns { return nil }
+
+        let list = names.joined(separator: ", ")
+        let source = """
+            SELECT \(list), __udr_run FROM __udr_old o
+              WHERE NOT EXISTS (SELECT 1 FROM __udr_del d WHERE \(keyMatch("d", "o")))
+                AND NOT EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "o")))
+            UNION ALL
+            SELECT \(names.map { "u.\($0)" }.joined(separator: ", ")), coalesce(s.run, g.run) AS __udr_run
+              FROM __udr_up u JOIN __udr_place p ON u.\(q) = p.k
+              LEFT JOIN __udr_seg_run s ON coalesce(p.f <= p.l, false) AND s.seg = p.f
+              LEFT JOIN __udr_gap_run g ON NOT coalesce(p.f <= p.l, false) AND g.gap = coalesce(p.f, \(n))
+            """
+        let written = try writer.writeRuns(source: source, columns: columns, key: key, runs: runs)
+        var out: [SegmentRef] = []
+        var emitted = Set<Int>()
+        func emit(_ run: Int?) {
+            guard let run, !emitted.contains(run) else { return }
+            emitted.insert(run)
+            out += written.segments[run]
+        }
+        for index in 0...n {
+            emit(runOfGap[index])
+            guard index < n else { break }
+            if let run = runOfSegment[index] { emit(run) } else { out.append(kept(segments[index], extendedTo: columns)) }
+        }
+        return Result(
+            written: try finish(out, columns: columns, logical: written.logical, added: written.added), counts: counts)
+    }
+
+    // MARK: Keyless tables
+
+    /// Appends `__udr_up` after the last segment: as new segments, or, when
+    /// too few for one, rewritten together with the last segment.
+    private func appendKeyless(columns: [Column]) throws(UDRError) -> Result? {
+        let added = try query("SELECT count(*) FROM __udr_up").scalar.int ?? 0
+        if added == 0 && columns == manifest.columns { return nil }
+        let segments = manifest.segments
+        let joinLast = added < policy.minimumRows && !segments.isEmpty
+        let extended = Manifest(table: table, version: manifest.version, columns: columns, key: [], segments: segments)
+        let list = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
+        var source = "SELECT \(list), 0 AS __udr_run, 4294967296 + rowid AS __udr_pos FROM __udr_up"
+        if joinLast, let last = segments.last {
+            let file = try materialize(last)
+            let old = RowEditor.select(extended, segments: [last], files: [file], extra: ["file_row_number"])
+            source = "SELECT \(list), 0 AS __udr_run, file_row_number AS __udr_pos FROM (\(old)) UNION ALL " + source
+        }
+        let written = try writer.writeRuns(source: source, columns: columns, key: [], runs: 1)
+        let unchanged = (joinLast ? segments.dropLast() : segments[...]).filter { $0.rows > 0 }.map { kept($0, extendedTo: columns) }
+        return Result(
+            written: try finish(unchanged + written.segments[0], columns: columns, logical: written.logical, added: written.added),
+            counts: RowCounts(inserted: added))
+    }
+
+    /// Deletes (`assignments` nil) or updates the rows matching `predicate`
+    /// in the segments where it matches, keeping row order.
+    private func rewriteMatching(predicate: String, assignments: [Assignment]?) throws(UDRError) -> Result? {
+        let segments = manifest.segments
+        var files: [String] = []
+        for segment in segments { files.append(try materialize(segment)) }
+        let all = RowEditor.select(manifest, segments: segments, files: files, extra: ["filename", "file_row_number"])
+        let local = quoteIdentifier(table.localName)
+        let filter = "coalesce((\(predicate)), false)"
+        try run(
+            "CREATE TABLE __udr_hits AS SELECT filename, count(*) AS n FROM (\(all)) AS \(local) WHERE \(filter) GROUP BY ALL",
+            what: "the predicate")
+        let hits = try query("SELECT filename FROM __udr_hits").rows.compactMap { $0[0].string }
+        if hits.isEmpty { return nil }
+        let hitSet = Set(hits)
+        let touched = files.indices.filter { hitSet.contains(files[$0]) }
+        var fileRuns: [String] = []
+        for (run, index) in touched.enumerated() { fileRuns.append("(\(quoteLiteral(files[index])), \(run))") }
+        try self.values("__udr_file_run", ["file", "run"], fileRuns)
+        let old = RowEditor.select(
+            manifest, segments: touched.map { segments[$0] }, files: touched.map { files[$0] }, extra: ["filename", "file_row_number"])
+        let names = manifest.columns.map { quoteIdentifier($0.name) }
+        let source: String
+        let counts: RowCounts
+        if let assignments {
+            let set = Dictionary(assignments.map { ($0.column, $0.expression) }, uniquingKeysWith: { $1 })
+            let select = manifest.columns.map { column in
+                set[column.name].map { "CASE WHEN \(filter) THEN CAST((\($0)) AS \(column.type)) ELSE \(local).\(quoteIdentifier(column.name)) END AS \(quoteIdentifier(column.name))" }
+                    ?? "\(local).\(quoteIdentifier(column.name))"
+            }
+            try run(
+                "CREATE TABLE __udr_rewritten AS SELECT \(select.joined(separator: ", ")), r.run AS __udr_run, \(local).file_row_number AS __udr_pos, \(filter) AS __udr_hit, row(\(names.map { "\(local).\($0)" }.joined(separator: ", "))) AS __udr_before FROM (\(old)) AS \(local) JOIN __udr_file_run r ON \(local).filename = r.file",
+                what: "the update")
+            let updated = try query(
+                "SELECT count(*) FROM __udr_rewritten WHERE __udr_hit AND row(\(names.joined(separator: ", "))) IS DISTINCT FROM __udr_before"
+            ).scalar.int ?? 0
+            if updated == 0 { return nil }
+            counts = RowCounts(updated: updated)
+            source = "SELECT \(names.joined(separator: ", ")), __udr_run, __udr_pos FROM __udr_rewritten"
+        } else {
+            counts = RowCounts(deleted: try query("SELECT sum(n) FROM __udr_hits").scalar.int ?? 0)
+            source =
+                "SELECT \(names.map { "\(local).\($0)" }.joined(separator: ", ")), r.run AS __udr_run, \(local).file_row_number AS __udr_pos FROM (\(old)) AS \(local) JOIN __udr_file_run r ON \(local).filename = r.file WHERE NOT \(filter)"
+        }
+        let written = try writer.writeRuns(source: source, columns: manifest.columns, key: [], runs: touched.count)
+        var out: [SegmentRef] = []
+        let runOf = Dictionary(uniqueKeysWithValues: touched.enumerated().map { ($1, $0) })
+        for (index, segment) in segments.enumerated() {
+            if let run = runOf[index] { out += written.segments[run] } else { out.append(segment) }
+        }
+        return Result(written: try finish(out, columns: manifest.columns, logical: written.logical, added: written.added), counts: counts)
+    }
+
+    // MARK: Shared
+
+    /// A kept segment under a schema with more columns names the ones it has.
+    private func kept(_ segment: SegmentRef, extendedTo columns: [Column]) -> SegmentRef {
+        guard columns != manifest.columns, segment.columns == nil else { return segment }
+        var copy = segment
+        copy.columns = manifest.columns.map(\.name)
+        return copy
+    }
+
+    /// The new version; a table left without rows keeps one empty segment
+    /// (it carries the schema).
+    private func finish(_ segments: [SegmentRef], columns: [Column], logical: Int64, added: Int64) throws(UDRError) -> WrittenTable {
+        if segments.isEmpty {
+            let empty = "SELECT \(columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")) WHERE false"
+            return try writer.write(
+                table: table, version: manifest.version, source: empty, inputName: "the empty table", key: manifest.key,
+                previousKey: manifest.key)
+        }
+        let result = Manifest(table: table, version: manifest.version, columns: columns, key: manifest.key, segments: segments)
+        return WrittenTable(manifest: result, logicalBytes: logical, bytesAdded: added)
+    }
+
+    static func select(_ manifest: Manifest, segments: [SegmentRef], files: [String], extra: [String]) -> String {
+        Repository.segmentSelect(manifest, segments: segments, files: files, extra: extra)
+    }
+
+    /// A table of literal rows (`(1, 'a')`, …); with none, an empty one of integers.
+    private func values(_ name: String, _ columns: [String], _ rows: [String]) throws(UDRError) {
+        if rows.isEmpty {
+            try run("CREATE TABLE \(name) AS SELECT \(columns.map { "NULL::INTEGER AS \($0)" }.joined(separator: ", ")) WHERE false")
+        } else {
+            try run("CREATE TABLE \(name) AS SELECT * FROM (VALUES \(rows.joined(separator: ", "))) AS v(\(columns.joined(separator: ", ")))")
+        }
+    }
+
+    private func run(_ sql: String, what: String? = nil) throws(UDRError) {
+        do { try connection.execute(sql) } catch {
+            if let what {
+                throw UDRError(.query, "cannot \(RowEditor.describe(what)) of this edit on \(table): \(error.message)", underlying: error)
+            }
+            throw UDRError(.query, error.message, underlying: error)
+        }
+    }
+
+    private static func describe(_ what: String) -> String { "evaluate \(what)" }
+
+    private func query(_ sql: String) throws(UDRError) -> ResultSet {
+        do { return try connection.query(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
+    }
+}
