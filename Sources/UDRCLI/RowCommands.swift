@@ -52,7 +52,8 @@ struct Delete: AsyncParsableCommand {
         switch (predicate, input.isGiven) {
         case (let predicate?, false): edit = .delete(where: predicate)
         case (nil, true): edit = .delete(keysFrom: try input.source())
-        default: throw UDRError(.invalidArgument, "give either --where PREDICATE or the keys to delete (FILE or --sql), not both or neither")
+        default:
+            throw UDRError(.invalidArgument, "give either --where PREDICATE or the keys to delete (FILE or --sql), not both or neither")
         }
         try await perform(edit, table: table, repo: repo, commit: commit)
     }
@@ -142,7 +143,9 @@ struct Tx: AsyncParsableCommand {
 
         func run() async throws {
             let now = Date()
-            let open = try await repo.open().openTransactions().map { Entry(transaction: $0.0, expired: !$0.0.isLive(at: now), staged: $0.1) }
+            let open = try await repo.open().openTransactions().map {
+                Entry(transaction: $0.0, expired: !$0.0.isLive(at: now), staged: $0.1)
+            }
             if json {
                 print(Output.json(open))
                 return

@@ -85,13 +85,16 @@ struct CommitOptions: ParsableArguments {
     ) async throws {
         if let transaction {
             if branch != Repository.defaultBranch || message != nil || author != nil {
-                throw UDRError(.invalidArgument, "--branch, --message and --author belong to `udr tx begin` and `udr tx commit` when --tx is given")
+                throw UDRError(
+                    .invalidArgument, "--branch, --message and --author belong to `udr tx begin` and `udr tx commit` when --tx is given")
             }
             let result = try await staged(try await repository.openTransaction(transaction))
             if json {
                 print(Output.json(result))
             } else if result.changed {
-                print("\(table): staged in \(transaction): \(Output.describe(result.counts, rows: result.rows)), \(Output.bytes(result.bytesAdded)) new")
+                print(
+                    "\(table): staged in \(transaction): \(Output.describe(result.counts, rows: result.rows)), \(Output.bytes(result.bytesAdded)) new"
+                )
             } else {
                 print("\(table) is unchanged: nothing staged")
             }

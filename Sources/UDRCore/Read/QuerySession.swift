@@ -113,7 +113,8 @@ extension Repository {
                 schemas.insert(namespace)
             }
             try execute(
-                "CREATE OR REPLACE VIEW \(name.sqlReference) AS \(Self.segmentSelect(manifest, segments: pruned, files: files))", on: connection)
+                "CREATE OR REPLACE VIEW \(name.sqlReference) AS \(Self.segmentSelect(manifest, segments: pruned, files: files))",
+                on: connection)
         }
         if materialized {
             cache.evictIfNeeded(keeping: Set(snapshot.tables.values.flatMap { $0.segments.map(\.id) }))

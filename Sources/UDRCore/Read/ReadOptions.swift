@@ -47,7 +47,8 @@ public struct ReadOptions: Sendable {
     public var transaction: String?
 
     public init(
-        branch: String = Repository.defaultBranch, commit: String? = nil, asOf: Date? = nil, pins: [TablePin] = [], transaction: String? = nil
+        branch: String = Repository.defaultBranch, commit: String? = nil, asOf: Date? = nil, pins: [TablePin] = [],
+        transaction: String? = nil
     ) {
         self.branch = branch
         self.commit = commit

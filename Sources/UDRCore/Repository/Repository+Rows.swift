@@ -34,7 +34,8 @@ extension Repository {
             var snapshot = try tx.snapshot(for: edit.sqlText)
             // A predicate reads the table itself, whatever it names.
             switch edit.base {
-            case .deleteWhere, .update: snapshot = ResolvedSnapshot(commit: snapshot.commit, tables: snapshot.tables.merging([table: manifest]) { a, _ in a })
+            case .deleteWhere, .update:
+                snapshot = ResolvedSnapshot(commit: snapshot.commit, tables: snapshot.tables.merging([table: manifest]) { a, _ in a })
             default: break
             }
             try attach(snapshot, to: connection, for: nil)

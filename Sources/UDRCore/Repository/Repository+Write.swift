@@ -175,7 +175,8 @@ extension Repository {
 
     /// Stages a written table version unless its content equals the current one.
     func stage(
-        _ written: WrittenTable, of table: TableName, in tx: Transaction, current: (manifest: Manifest?, staged: StagedTable?, base: ObjectID?),
+        _ written: WrittenTable, of table: TableName, in tx: Transaction,
+        current: (manifest: Manifest?, staged: StagedTable?, base: ObjectID?),
         kind: ChangeKind, counts: RowCounts?
     ) throws(UDRError) -> StagedWrite {
         let manifest = written.manifest
@@ -199,7 +200,8 @@ extension Repository {
     }
 
     func writer(_ connection: Connection) -> TableWriter {
-        TableWriter(connection: connection, store: store, cache: cache, scratch: layout.scratchDirectory, policy: configuration.segmentation)
+        TableWriter(
+            connection: connection, store: store, cache: cache, scratch: layout.scratchDirectory, policy: configuration.segmentation)
     }
 
     /// A SELECT over an input file, and how errors name it.

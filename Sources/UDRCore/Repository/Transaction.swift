@@ -287,7 +287,7 @@ extension Repository {
                 try catalog.recordCommit(
                     record, tableVersions: records, branch: tx.branch, expectedHead: head, closing: tx.isPersistent ? tx.id : nil)
                 return record
-            } catch where error.code == .conflict && attempt < 59 {
+            } catch  where error.code == .conflict && attempt < 59 {
                 usleep(delay + UInt32.random(in: 0...delay))
                 delay = min(delay * 2, 100_000)
             }

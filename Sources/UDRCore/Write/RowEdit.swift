@@ -88,7 +88,8 @@ struct Assignment: Sendable, Hashable {
         var out: [Assignment] = []
         for part in parts {
             guard let eq = part.firstIndex(of: "=") else {
-                throw UDRError(.invalidArgument, "'\(part.trimmingCharacters(in: .whitespaces))' is not an assignment: use COLUMN = EXPRESSION")
+                throw UDRError(
+                    .invalidArgument, "'\(part.trimmingCharacters(in: .whitespaces))' is not an assignment: use COLUMN = EXPRESSION")
             }
             var column = part[..<eq].trimmingCharacters(in: .whitespaces)
             if column.count >= 2, column.hasPrefix("\""), column.hasSuffix("\"") {
@@ -96,7 +97,8 @@ struct Assignment: Sendable, Hashable {
             }
             let expression = part[part.index(after: eq)...].trimmingCharacters(in: .whitespaces)
             guard !column.isEmpty, !expression.isEmpty else {
-                throw UDRError(.invalidArgument, "'\(part.trimmingCharacters(in: .whitespaces))' is not an assignment: use COLUMN = EXPRESSION")
+                throw UDRError(
+                    .invalidArgument, "'\(part.trimmingCharacters(in: .whitespaces))' is not an assignment: use COLUMN = EXPRESSION")
             }
             out.append(Assignment(column: column, expression: expression))
         }

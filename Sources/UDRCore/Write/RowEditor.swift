@@ -36,7 +36,8 @@ struct RowEditor {
             guard !key.isEmpty else {
                 throw UDRError(
                     .invalidArgument,
-                    "cannot \(edit.verb) \(table) by key: it has no key. Use `udr delete --where`, or rewrite it with `udr write --key COLUMNS`.")
+                    "cannot \(edit.verb) \(table) by key: it has no key. Use `udr delete --where`, or rewrite it with `udr write --key COLUMNS`."
+                )
             }
         default: break
         }
@@ -58,13 +59,15 @@ struct RowEditor {
             if key.isEmpty { return try rewriteMatching(predicate: predicate ?? "true", assignments: assignments) }
             let set = Dictionary(assignments.map { ($0.column, $0.expression) }, uniquingKeysWith: { $1 })
             let select = manifest.columns.map { column in
-                set[column.name].map { "CAST((\($0)) AS \(column.type)) AS \(quoteIdentifier(column.name))" } ?? "t.\(quoteIdentifier(column.name))"
+                set[column.name].map { "CAST((\($0)) AS \(column.type)) AS \(quoteIdentifier(column.name))" }
+                    ?? "t.\(quoteIdentifier(column.name))"
             }
             let filter = "coalesce((\(predicate ?? "true")), false)"
             try run(
                 "CREATE TABLE __udr_matched AS SELECT * FROM \(table.sqlReference) AS t WHERE \(filter)", what: "the update's WHERE clause")
             try run(
-                "CREATE TABLE __udr_up AS SELECT \(select.joined(separator: ", ")) FROM __udr_matched AS t", what: "the update's SET clause")
+                "CREATE TABLE __udr_up AS SELECT \(select.joined(separator: ", ")) FROM __udr_matched AS t", what: "the update's SET clause"
+            )
             try run("CREATE TABLE __udr_del AS SELECT \(keyList("t")) FROM __udr_matched AS t", what: "the update")
             try writer.checkKeys(key, in: "__udr_up")
         }
@@ -101,7 +104,8 @@ struct RowEditor {
         let givenNames = Set(given.map(\.name))
         let missingKey = manifest.key.filter { !givenNames.contains($0) }
         if !missingKey.isEmpty {
-            throw UDRError(.invalidInput, "cannot \(verb) \(table): \(input.name) lacks the key column(s) \(missingKey.joined(separator: ", "))")
+            throw UDRError(
+                .invalidInput, "cannot \(verb) \(table): \(input.name) lacks the key column(s) \(missingKey.joined(separator: ", "))")
         }
         let select = columns.map { column in
             givenNames.contains(column.name)
@@ -120,12 +124,15 @@ struct RowEditor {
         let given = Set(try writer.describe(input.select, inputName: input.name).map(\.name))
         let missing = manifest.key.filter { !given.contains($0) }
         if !missing.isEmpty {
-            throw UDRError(.invalidInput, "cannot delete from \(table) by key: \(input.name) lacks the key column(s) \(missing.joined(separator: ", "))")
+            throw UDRError(
+                .invalidInput,
+                "cannot delete from \(table) by key: \(input.name) lacks the key column(s) \(missing.joined(separator: ", "))")
         }
         let types = Dictionary(manifest.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
         let select = manifest.key.map { "CAST(i.\(quoteIdentifier($0)) AS \(types[$0] ?? "VARCHAR")) AS \(quoteIdentifier($0))" }
         do throws(DuckDBError) {
-            try connection.execute("CREATE TABLE __udr_del AS SELECT DISTINCT \(select.joined(separator: ", ")) FROM (\(input.select)) AS i")
+            try connection.execute(
+                "CREATE TABLE __udr_del AS SELECT DISTINCT \(select.joined(separator: ", ")) FROM (\(input.select)) AS i")
         } catch { throw TableWriter.unreadable(error, input.name) }
     }
 
@@ -163,7 +170,9 @@ struct RowEditor {
 
     private func applyDelta(columns: [Column], rejectExisting: Bool) throws(UDRError) -> Result? {
         let key = manifest.key
-        try run("CREATE TABLE IF NOT EXISTS __udr_up AS SELECT \(columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")) WHERE false")
+        try run(
+            "CREATE TABLE IF NOT EXISTS __udr_up AS SELECT \(columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")) WHERE false"
+        )
         try run("CREATE TABLE IF NOT EXISTS __udr_del AS SELECT \(keyList("u")) FROM __udr_up AS u WHERE false")
 
         // Where each touched key falls: by the first key column's range in
@@ -252,7 +261,8 @@ struct RowEditor {
             )
         } else {
             try self.values("__udr_file_run", ["file", "run"], fileRuns)
-            let oldSelect = RowEditor.select(extended, segments: touchedSegments.map { segments[$0] }, files: files, extra: ["filename"])
+            let oldSelect = RowEditor.select(
+                extended, segments: touchedSegments.map { kept(segments[$0], extendedTo: columns) }, files: files, extra: ["filename"])
             try run(
                 "CREATE TABLE __udr_old AS SELECT o.* EXCLUDE (filename), r.run AS __udr_run FROM (\(oldSelect)) AS o JOIN __udr_file_run AS r ON o.filename = r.file"
             )
@@ -330,7 +340,7 @@ struct RowEditor {
         var source = "SELECT \(list), 0 AS __udr_run, 4294967296 + rowid AS __udr_pos FROM __udr_up"
         if joinLast, let last = segments.last {
             let file = try materialize(last)
-            let old = RowEditor.select(extended, segments: [last], files: [file], extra: ["file_row_number"])
+            let old = RowEditor.select(extended, segments: [kept(last, extendedTo: columns)], files: [file], extra: ["file_row_number"])
             source = "SELECT \(list), 0 AS __udr_run, file_row_number AS __udr_pos FROM (\(old)) UNION ALL " + source
         }
         let written = try writer.writeRuns(source: source, columns: columns, key: [], runs: 1)
@@ -366,16 +376,22 @@ struct RowEditor {
         let counts: RowCounts
         if let assignments {
             let set = Dictionary(assignments.map { ($0.column, $0.expression) }, uniquingKeysWith: { $1 })
-            let select = manifest.columns.map { column in
-                set[column.name].map { "CASE WHEN \(filter) THEN CAST((\($0)) AS \(column.type)) ELSE \(local).\(quoteIdentifier(column.name)) END AS \(quoteIdentifier(column.name))" }
-                    ?? "\(local).\(quoteIdentifier(column.name))"
+            var select: [String] = []
+            var differs: [String] = []
+            for column in manifest.columns {
+                let name = "\(local).\(quoteIdentifier(column.name))"
+                guard let expression = set[column.name] else {
+                    select.append(name)
+                    continue
+                }
+                let value = "CAST((\(expression)) AS \(column.type))"
+                select.append("CASE WHEN \(filter) THEN \(value) ELSE \(name) END AS \(quoteIdentifier(column.name))")
+                differs.append("\(value) IS DISTINCT FROM \(name)")
             }
             try run(
-                "CREATE TABLE __udr_rewritten AS SELECT \(select.joined(separator: ", ")), r.run AS __udr_run, \(local).file_row_number AS __udr_pos, \(filter) AS __udr_hit, row(\(names.map { "\(local).\($0)" }.joined(separator: ", "))) AS __udr_before FROM (\(old)) AS \(local) JOIN __udr_file_run r ON \(local).filename = r.file",
+                "CREATE TABLE __udr_rewritten AS SELECT \(select.joined(separator: ", ")), r.run AS __udr_run, \(local).file_row_number AS __udr_pos, \(filter) AND (\(differs.joined(separator: " OR "))) AS __udr_changed FROM (\(old)) AS \(local) JOIN __udr_file_run r ON \(local).filename = r.file",
                 what: "the update")
-            let updated = try query(
-                "SELECT count(*) FROM __udr_rewritten WHERE __udr_hit AND row(\(names.joined(separator: ", "))) IS DISTINCT FROM __udr_before"
-            ).scalar.int ?? 0
+            let updated = try query("SELECT count(*) FROM __udr_rewritten WHERE __udr_changed").scalar.int ?? 0
             if updated == 0 { return nil }
             counts = RowCounts(updated: updated)
             source = "SELECT \(names.joined(separator: ", ")), __udr_run, __udr_pos FROM __udr_rewritten"
@@ -407,7 +423,8 @@ struct RowEditor {
     /// (it carries the schema).
     private func finish(_ segments: [SegmentRef], columns: [Column], logical: Int64, added: Int64) throws(UDRError) -> WrittenTable {
         if segments.isEmpty {
-            let empty = "SELECT \(columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")) WHERE false"
+            let empty =
+                "SELECT \(columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")) WHERE false"
             return try writer.write(
                 table: table, version: manifest.version, source: empty, inputName: "the empty table", key: manifest.key,
                 previousKey: manifest.key)
@@ -425,7 +442,8 @@ struct RowEditor {
         if rows.isEmpty {
             try run("CREATE TABLE \(name) AS SELECT \(columns.map { "NULL::INTEGER AS \($0)" }.joined(separator: ", ")) WHERE false")
         } else {
-            try run("CREATE TABLE \(name) AS SELECT * FROM (VALUES \(rows.joined(separator: ", "))) AS v(\(columns.joined(separator: ", ")))")
+            try run(
+                "CREATE TABLE \(name) AS SELECT * FROM (VALUES \(rows.joined(separator: ", "))) AS v(\(columns.joined(separator: ", ")))")
         }
     }
 

@@ -144,7 +144,10 @@ struct TableWriter {
                 inside.append(candidates[next] - span.lowerBound)
                 next += 1
             }
-            out.append(policy.ranges(rowCount: span.count, candidates: inside).map { ($0.lowerBound + span.lowerBound)..<($0.upperBound + span.lowerBound) })
+            out.append(
+                policy.ranges(rowCount: span.count, candidates: inside).map {
+                    ($0.lowerBound + span.lowerBound)..<($0.upperBound + span.lowerBound)
+                })
         }
         return out
     }

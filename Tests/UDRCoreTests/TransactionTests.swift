@@ -1,0 +1,168 @@
+import DuckDB
+import Foundation
+import Testing
+import UDRCore
+import UDRSQLite
+import UDRTesting
+
+struct InjectedFailure: Error {}
+
+@Suite struct TransactionTests {
+    @Test func aThreeTableTransactionIsOneCommitAndAnErrorLeavesAllAsTheyWere() async throws {
+        let (repo, _) = try makeRepository()
+        let names = try ["sales", "permits", "zoning"].map { try TableName($0) }
+        for (i, name) in names.enumerated() {
+            _ = try await repo.write(name, from: .sql("SELECT i AS id, \(i) AS v FROM range(100) t(i)"), key: ["id"])
+        }
+        let before = try await repo.log()
+        let digest = "SELECT (SELECT sum(v)::BIGINT FROM sales), (SELECT sum(v)::BIGINT FROM permits), (SELECT sum(v)::BIGINT FROM zoning)"
+        let original = try await repo.query(digest).rows
+
+        try await repo.transaction(message: "nightly refresh") { tx in
+            for name in names {
+                try await tx.write(name, from: .sql("SELECT i AS id, 7 AS v FROM range(100) t(i)"))
+            }
+        }
+        let after = try await repo.log()
+        #expect(after.count == before.count + 1)
+        #expect(after[0].commit.message == "nightly refresh")
+        #expect(Set(after[0].commit.changes.map(\.table)) == Set(names))
+        #expect(try await repo.query(digest).rows == [[.int(700), .int(700), .int(700)]])
+
+        // An error after two of three writes: nothing of it is visible.
+        let failed = await #expect(throws: InjectedFailure.self) {
+            try await repo.transaction { tx in
+                try await tx.write(names[0], from: .sql("SELECT i AS id, 1 AS v FROM range(100) t(i)"))
+                try await tx.apply(try .update(set: "v = 2", where: nil), to: names[1])
+                throw InjectedFailure()
+            }
+        }
+        #expect(failed != nil)
+        #expect(try await repo.log().map(\.id) == after.map(\.id))
+        #expect(try await repo.query(digest).rows == [[.int(700), .int(700), .int(700)]])
+        #expect(original != [[.int(700), .int(700), .int(700)]])
+        #expect(try await repo.openTransactions().isEmpty)
+    }
+
+    /// Sources → derived → master: a failure in phase 2 leaves phase 1
+    /// committed and nothing of phase 2; rerunning phase 2 succeeds.
+    @Test func aPhasedPipelineKeepsTheLastGoodState() async throws {
+        let (repo, _) = try makeRepository()
+        let sources = try (1...4).map { try TableName("src.s\($0)") }
+        func phase1() async throws {
+            try await repo.transaction(message: "phase 1: sources") { tx in
+                for (i, name) in sources.enumerated() {
+                    try await tx.write(name, from: .sql("SELECT i AS bbl, i * \(i + 1) AS v FROM range(1000) t(i)"), key: ["bbl"])
+                }
+            }
+        }
+        func phase2(failing: Bool) async throws {
+            try await repo.transaction(message: "phase 2: derived") { tx in
+                try await tx.write(
+                    try TableName("derived.totals"),
+                    from: .sql("SELECT s1.bbl, s1.v + s2.v AS total FROM src.s1 JOIN src.s2 USING (bbl)"), key: ["bbl"])
+                // Reads its own write.
+                let n = try await tx.query("SELECT count(*) FROM derived.totals").scalar.int
+                #expect(n == 1000)
+                if failing { throw InjectedFailure() }
+                try await tx.write(
+                    try TableName("derived.maxima"),
+                    from: .sql("SELECT s3.bbl, greatest(s3.v, s4.v) AS m FROM src.s3 JOIN src.s4 USING (bbl)"), key: ["bbl"])
+            }
+        }
+        try await phase1()
+        let afterPhase1 = try await repo.tables()
+        await #expect(throws: InjectedFailure.self) { try await phase2(failing: true) }
+        #expect(try await repo.tables().map(\.name) == afterPhase1.map(\.name))
+        await #expect(throws: UDRError.self) { try await repo.query("SELECT * FROM derived.totals") }
+        try await phase2(failing: false)
+        try await repo.transaction(message: "phase 3: master") { tx in
+            try await tx.write(
+                try TableName("master"),
+                from: .sql("SELECT t.bbl, t.total, m.m FROM derived.totals t JOIN derived.maxima m USING (bbl)"), key: ["bbl"])
+        }
+        #expect(try await repo.log().map(\.commit.message) == ["phase 3: master", "phase 2: derived", "phase 1: sources"])
+        let expected: Int64 = (0..<1000).reduce(0) { sum, i in sum + Int64(i * 3 + i * 4) }
+        #expect(try await count(repo, "SELECT sum(total) + sum(m) FROM master") == expected)
+    }
+
+    @Test func snapshotIsolation() async throws {
+        let (repo, _) = try makeRepository()
+        let a = try TableName("a")
+        let b = try TableName("b")
+        _ = try await repo.write(a, from: .sql("SELECT 1 AS x"))
+        _ = try await repo.write(b, from: .sql("SELECT 1 AS y"))
+        let tx = try await repo.beginTransaction()
+        // A commit lands after the transaction began: it does not see it.
+        _ = try await repo.write(a, from: .sql("SELECT 2 AS x"))
+        #expect(try await tx.query("SELECT x FROM a").scalar == .int(1))
+        // It reads its own writes.
+        try await tx.write(b, from: .sql("SELECT 5 AS y"))
+        #expect(try await tx.query("SELECT y FROM b").scalar == .int(5))
+        #expect(try await count(repo, "SELECT y FROM b") == 1)
+        // It touched another table than the commit that landed: it rebases.
+        let record = try #require(try await tx.commit())
+        #expect(try await repo.query("SELECT (SELECT x FROM a), (SELECT y FROM b)").rows == [[.int(2), .int(5)]])
+        #expect(record.parents.count == 1)
+
+        // Two transactions writing the same table in sequence both succeed.
+        for value in [10, 11] {
+            try await repo.transaction { tx in try await tx.write(a, from: .sql("SELECT \(value) AS x")) }
+        }
+        #expect(try await count(repo, "SELECT x FROM a") == 11)
+
+        // The same table replaced by two overlapping transactions: the second is a conflict naming it.
+        let first = try await repo.beginTransaction()
+        let second = try await repo.beginTransaction()
+        try await first.write(a, from: .sql("SELECT 20 AS x"))
+        try await second.write(a, from: .sql("SELECT 21 AS x"))
+        try await first.commit()
+        let conflict = await #expect(throws: UDRError.self) { try await second.commit() }
+        #expect(conflict?.code == .conflict)
+        #expect(conflict?.message.contains("a changed on main") == true)
+        #expect(try await count(repo, "SELECT x FROM a") == 20)
+    }
+
+    @Test func transactionsDoNotNest() async throws {
+        let (repo, _) = try makeRepository()
+        let error = await #expect(throws: UDRError.self) {
+            try await repo.transaction { _ in
+                try await repo.transaction { _ in }
+            }
+        }
+        #expect(error?.code == .transaction)
+        #expect(error?.message.contains("cannot be nested") == true)
+    }
+
+    @Test func closedAndUnknownTransactionsAreClearErrorsThatChangeNothing() async throws {
+        let (repo, _) = try makeRepository()
+        let t = try TableName("t")
+        _ = try await repo.write(t, from: .sql("SELECT i AS k, 0 AS v FROM range(10) t(i)"), key: ["k"])
+        let head = try await repo.log().first?.id
+
+        let aborted = try await repo.beginTransaction()
+        try await aborted.write(t, from: .sql("SELECT 1 AS k, 1 AS v"))
+        try await aborted.abort()
+        let e1 = await #expect(throws: UDRError.self) { try await aborted.commit() }
+        #expect(e1?.code == .transaction)
+        #expect(e1?.message.contains("was aborted") == true)
+
+        let expiring = try await repo.beginTransaction(timeToLive: 0.2)
+        try await expiring.write(t, from: .sql("SELECT 1 AS k, 1 AS v"))
+        try await Task.sleep(for: .milliseconds(400))
+        let e2 = await #expect(throws: UDRError.self) { try await expiring.commit() }
+        #expect(e2?.message.contains("expired") == true)
+        let e3 = await #expect(throws: UDRError.self) { try await expiring.write(t, from: .sql("SELECT 2 AS k, 1 AS v")) }
+        #expect(e3?.message.contains("expired") == true)
+
+        let e4 = await #expect(throws: UDRError.self) { try await repo.openTransaction("tx-000000000000") }
+        #expect(e4?.message.contains("there is no transaction tx-000000000000") == true)
+
+        let e5 = await #expect(throws: UDRError.self) { try await repo.apply(try .update(set: "v = v +", where: "k = 1"), to: t) }
+        #expect(e5?.message.contains("cannot evaluate the update's SET clause") == true)
+        let e6 = await #expect(throws: UDRError.self) { try await repo.apply(try .update(set: "nope = 1", where: nil), to: t) }
+        #expect(e6?.message.contains("has no column 'nope'") == true)
+        #expect(try await repo.log().first?.id == head)
+        #expect(try await count(repo, "SELECT sum(v) FROM t") == 0)
+    }
+}
