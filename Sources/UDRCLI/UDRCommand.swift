@@ -11,6 +11,7 @@ public struct UDRCommand: AsyncParsableCommand {
         abstract: "UDR: a versioned, transactional store for tables, queried with DuckDB.",
         subcommands: [
             Init.self, Write.self, Append.self, Upsert.self, Delete.self, Update.self, Tx.self, Query.self, Export.self, Log.self,
+            Changes.self, GC.self, Expire.self,
             Show.self, Tables.self, Versions.self, Info.self, Verify.self, Demo.self,
         ])
 

@@ -61,6 +61,9 @@ public final class SQLiteCatalog: Catalog {
                     CREATE INDEX transactions_state ON transactions(state);
                     """)
         }
+        migrator.registerMigration("v3-retention") { db in
+            try db.execute(sql: "CREATE TABLE expired_commits(id TEXT PRIMARY KEY, tx_id INTEGER NOT NULL, expired_at TEXT NOT NULL)")
+        }
         return migrator
     }
 
@@ -301,6 +304,40 @@ public final class SQLiteCatalog: Catalog {
         try read { db in
             try Int.fetchOne(db, sql: "SELECT max(version) FROM table_versions WHERE table_name = ?", arguments: [table.rawValue]) ?? 0
         }
+    }
+
+    public func tags() throws(UDRError) -> [String: ObjectID] {
+        try read { db in
+            var out: [String: ObjectID] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT name, commit_id FROM refs WHERE kind = 'tag'") {
+                out[row["name"]] = try ObjectID(hex: row["commit_id"])
+            }
+            return out
+        }
+    }
+
+    public func expire(commits: [ObjectID], tableVersions: [TableVersionKey], at time: Date) throws(UDRError) {
+        try write { db in
+            for id in commits {
+                if let ref = try String.fetchOne(db, sql: "SELECT name FROM refs WHERE commit_id = ?", arguments: [id.hex]) {
+                    throw UDRError(
+                        .conflict, "\(ref) moved to commit \(id.short) while history was being expired; nothing was expired. Retry.")
+                }
+                let txID = try Int64.fetchOne(db, sql: "SELECT tx_id FROM commits WHERE id = ?", arguments: [id.hex]) ?? 0
+                try db.execute(sql: "DELETE FROM commits WHERE id = ?", arguments: [id.hex])
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO expired_commits(id, tx_id, expired_at) VALUES (?, ?, ?)",
+                    arguments: [id.hex, txID, Timestamp.format(time)])
+            }
+            for key in tableVersions {
+                try db.execute(
+                    sql: "DELETE FROM table_versions WHERE table_name = ? AND version = ?", arguments: [key.table.rawValue, key.version])
+            }
+        }
+    }
+
+    public func isExpired(_ commit: ObjectID) throws(UDRError) -> Bool {
+        try read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM expired_commits WHERE id = ?", arguments: [commit.hex]) ?? false }
     }
 
     public func branches() throws(UDRError) -> [String: ObjectID] {

@@ -52,6 +52,17 @@ public struct TableVersionRecord: Hashable, Sendable, Codable {
     }
 }
 
+/// A table and one of its version numbers.
+public struct TableVersionKey: Hashable, Sendable {
+    public let table: TableName
+    public let version: Int
+
+    public init(table: TableName, version: Int) {
+        self.table = table
+        self.version = version
+    }
+}
+
 /// A transaction as the catalog keeps it while it is open: the snapshot it
 /// reads and, in ``StagedTable`` rows, the table versions it will commit.
 public struct TransactionRecord: Hashable, Sendable, Codable {
@@ -175,4 +186,16 @@ public protocol Catalog: Sendable {
     func latestVersionNumber(_ table: TableName) throws(UDRError) -> Int
     /// Branch name → head commit.
     func branches() throws(UDRError) -> [String: ObjectID]
+    /// Tag name → commit.
+    func tags() throws(UDRError) -> [String: ObjectID]
+
+    // MARK: Retention
+
+    /// Forgets expired history: removes the commits' records and the named
+    /// table versions, and remembers the commits as expired (so that a
+    /// retained commit naming one as parent is not a broken repository).
+    /// Fails with `.conflict`, changing nothing, if a branch or tag now
+    /// points at one of them.
+    func expire(commits: [ObjectID], tableVersions: [TableVersionKey], at time: Date) throws(UDRError)
+    func isExpired(_ commit: ObjectID) throws(UDRError) -> Bool
 }

@@ -53,7 +53,7 @@ extension Repository {
                     out.append(CommitInfo(id: id, commit: commit))
                     if let limit, out.count >= limit { break }
                 }
-                current = commit.parents.first
+                current = try self.firstParent(commit)
             }
             return out
         }

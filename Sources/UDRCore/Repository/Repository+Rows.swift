@@ -9,7 +9,8 @@ extension Repository {
         _ edit: RowEdit, to table: TableName, message: String? = nil, author: String? = nil, branch: String = Repository.defaultBranch
     ) async throws(UDRError) -> WriteResult {
         try await blocking { () throws(UDRError) -> WriteResult in
-            try self.autocommit(table, branch: branch, message: message, author: author) { (tx) throws(UDRError) in
+            try self.autocommit(table, branch: branch, message: message ?? "\(edit.verb) \(table)", author: author) {
+                (tx) throws(UDRError) in
                 try self.stageRows(edit, to: table, in: tx)
             }
         }

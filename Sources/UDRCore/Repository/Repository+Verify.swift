@@ -44,6 +44,7 @@ extension Repository {
                     continue
                 }
                 for parent in commit.parents where try self.catalog.commitRecord(parent) == nil {
+                    if try self.catalog.isExpired(parent) { continue }
                     problems.append("commit \(record.id) names parent \(parent), which the catalog does not know")
                 }
                 for (table, entry) in commit.tables where !checkedManifests.contains(entry.manifest) {

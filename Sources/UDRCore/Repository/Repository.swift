@@ -73,7 +73,9 @@ public final class Repository: Sendable {
     private let queue = DispatchQueue(label: "udr.repository", attributes: .concurrent)
     private let readDatabase = ReadDatabase()
     /// Decoded commits and manifests: immutable, so safe to keep.
-    private let decoded = DecodedObjectCache(limit: 1024)
+    private let decoded = BoundedCache<ObjectID, any Sendable>(limit: 1024)
+    /// Row counts the change log computed, by the two versions' segments.
+    let countCache = BoundedCache<String, RowCounts>(limit: 4096)
 
     /// Opens a repository over the given backends. The CLI and
     /// `LocalRepository` wire the default ones.
@@ -160,18 +162,19 @@ private final class ReadDatabase: @unchecked Sendable {
     var database: Database?
 }
 
-/// A bounded map from object id to a decoded immutable object.
-final class DecodedObjectCache: @unchecked Sendable {
-    // @unchecked: every access holds `lock`; values are immutable Sendable structs.
+/// A bounded map of immutable values (decoded objects, computed counts);
+/// cleared when full.
+final class BoundedCache<Key: Hashable & Sendable, Value: Sendable>: @unchecked Sendable {
+    // @unchecked: every access holds `lock`; values are immutable Sendable values.
     private let lock = NSLock()
-    private var entries: [ObjectID: any Sendable] = [:]
+    private var entries: [Key: Value] = [:]
     private let limit: Int
 
     init(limit: Int) { self.limit = limit }
 
-    func get(_ id: ObjectID) -> (any Sendable)? { lock.withLock { entries[id] } }
+    func get(_ id: Key) -> Value? { lock.withLock { entries[id] } }
 
-    func put(_ id: ObjectID, _ value: any Sendable) {
+    func put(_ id: Key, _ value: Value) {
         lock.withLock {
             if entries.count >= limit { entries.removeAll(keepingCapacity: true) }
             entries[id] = value

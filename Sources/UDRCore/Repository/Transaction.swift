@@ -244,27 +244,43 @@ extension Repository {
             var conflicts: [String] = []
             for (name, table) in staged.sorted(by: { $0.key < $1.key }) {
                 let current = headCommit?.tables[name]
-                guard current?.manifest == table.base else {
-                    conflicts.append(name.rawValue)
-                    continue
-                }
-                var manifest = try self.manifest(table.manifest)
-                if let current, try self.manifest(current.manifest).hasSameContent(as: manifest) { continue }
                 let version = try catalog.latestVersionNumber(name) + 1
                 var id = table.manifest
+                var counts = table.counts
+                if current?.manifest != table.base {
+                    // Others changed the table meanwhile: only row-level
+                    // changes on both sides, on different keys, rebase.
+                    guard table.kind == .rows, let base = table.base, let theirs = current?.manifest, let head,
+                        try onlyRowChanges(of: name, from: head, back: tx.base)
+                    else {
+                        conflicts.append(name.rawValue)
+                        continue
+                    }
+                    do {
+                        guard let rebased = try rebaseRows(name, base: base, ours: table.manifest, theirs: theirs, version: version) else {
+                            continue
+                        }
+                        (id, counts) = rebased
+                    } catch  where error.code == .conflict {
+                        conflicts.append(error.message)
+                        continue
+                    }
+                }
+                var manifest = try self.manifest(id)
+                if let current, try self.manifest(current.manifest).hasSameContent(as: manifest) { continue }
                 if manifest.version != version {
                     manifest = manifest.renumbered(version)
                     id = try store.putJSON(manifest).id
                 }
                 entries[name] = Commit.TableEntry(version: version, manifest: id)
                 changes.append(
-                    Commit.Change(table: name, oldVersion: current?.version, newVersion: version, kind: table.kind, rows: table.counts))
+                    Commit.Change(table: name, oldVersion: current?.version, newVersion: version, kind: table.kind, rows: counts))
                 versions.append((name, version, id, manifest.rows))
             }
             if !conflicts.isEmpty {
                 throw UDRError(
                     .conflict,
-                    "conflict: \(conflicts.joined(separator: ", ")) changed on \(tx.branch) since \(tx.isPersistent ? "transaction \(tx.id)" : "this write") began; nothing was committed. Retry it."
+                    "conflict: \(conflicts.joined(separator: "; ")) changed on \(tx.branch) since \(tx.isPersistent ? "transaction \(tx.id)" : "this write") began; nothing was committed. Retry it."
                 )
             }
             if changes.isEmpty {
@@ -293,6 +309,78 @@ extension Repository {
             }
         }
         throw UDRError(.conflict, "could not commit to \(tx.branch): the head kept moving")
+    }
+
+    /// Whether every commit from `head` back to `base` (first parents)
+    /// changed `table` only row by row.
+    func onlyRowChanges(of table: TableName, from head: ObjectID, back base: ObjectID?) throws(UDRError) -> Bool {
+        var current: ObjectID? = head
+        while let id = current, id != base {
+            let commit = try self.commit(id)
+            if commit.changes.contains(where: { $0.table == table && $0.kind != .rows }) { return false }
+            current = try firstParent(commit)
+        }
+        return current == base
+    }
+
+    /// Re-applies the rows a transaction changed in `table` (from `base` to
+    /// `ours`) onto the version others committed meanwhile (`theirs`). Fails
+    /// with a conflict naming the keys both changed. nil when `theirs`
+    /// already holds our change.
+    func rebaseRows(_ table: TableName, base: ObjectID, ours: ObjectID, theirs: ObjectID, version: Int) throws(UDRError) -> (
+        ObjectID, RowCounts
+    )? {
+        let baseManifest = try manifest(base)
+        let ourManifest = try manifest(ours)
+        let theirManifest = try manifest(theirs)
+        let key = baseManifest.key
+        guard !key.isEmpty, ourManifest.key == key, theirManifest.key == key else {
+            throw UDRError(.conflict, "\(table) (its key changed)")
+        }
+        return try withDuckDB { (connection) throws(UDRError) -> (ObjectID, RowCounts)? in
+            let diff = TableDiff(
+                connection: connection,
+                materialize: { (segment) throws(UDRError) -> String in try self.cache.materialize(segment, store: self.store).path })
+            let ourColumns = TableDiff.columns(baseManifest, ourManifest)
+            try diff.load(old: baseManifest, new: ourManifest, columns: ourColumns, prefix: "__udr_ours")
+            try diff.touchedKeys(prefix: "__udr_ours", columns: ourColumns, key: key)
+            let counts = try diff.counts(prefix: "__udr_ours", columns: ourColumns, key: key)
+            let theirColumns = TableDiff.columns(baseManifest, theirManifest)
+            try diff.load(old: baseManifest, new: theirManifest, columns: theirColumns, prefix: "__udr_theirs")
+            try diff.touchedKeys(prefix: "__udr_theirs", columns: theirColumns, key: key)
+            let cols = key.map(quoteIdentifier).joined(separator: ", ")
+            let both: ResultSet
+            do throws(DuckDBError) {
+                both = try connection.query(
+                    "SELECT CAST(row(\(cols)) AS VARCHAR) FROM (SELECT \(cols) FROM __udr_ours_touched INTERSECT SELECT \(cols) FROM __udr_theirs_touched) LIMIT 10"
+                )
+            } catch { throw UDRError(.query, error.message, underlying: error) }
+            if both.count > 0 {
+                throw UDRError(
+                    .conflict,
+                    "\(table) key (\(key.joined(separator: ", "))) = \(both.rows.map { $0[0].description }.joined(separator: ", "))")
+            }
+            // Our upserted rows and deleted keys, in their version's columns plus ours.
+            let columns = TableDiff.columns(theirManifest, ourManifest)
+            let ourNames = Set(ourColumns.map(\.name))
+            let select = columns.map { column in
+                ourNames.contains(column.name)
+                    ? "n.\(quoteIdentifier(column.name))" : "CAST(NULL AS \(column.type)) AS \(quoteIdentifier(column.name))"
+            }
+            let match = key.map { "n.\(quoteIdentifier($0)) = t.\(quoteIdentifier($0))" }.joined(separator: " AND ")
+            try execute(
+                "CREATE TABLE __udr_up AS SELECT \(select.joined(separator: ", ")) FROM __udr_ours_new n WHERE EXISTS (SELECT 1 FROM __udr_ours_touched t WHERE \(match))",
+                on: connection)
+            try execute(
+                "CREATE TABLE __udr_del AS SELECT \(cols) FROM __udr_ours_touched EXCEPT SELECT \(cols) FROM __udr_ours_new", on: connection
+            )
+            let editor = RowEditor(
+                connection: connection, writer: writer(connection), table: table, manifest: theirManifest.renumbered(version),
+                policy: configuration.segmentation,
+                materialize: { (segment) throws(UDRError) -> String in try self.cache.materialize(segment, store: self.store).path })
+            guard let result = try editor.applyDelta(columns: columns, rejectExisting: false) else { return nil }
+            return (try store.putJSON(result.written.manifest).id, counts)
+        }
     }
 
     static func defaultMessage(_ changes: [Commit.Change]) -> String {

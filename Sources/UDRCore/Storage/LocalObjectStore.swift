@@ -66,7 +66,9 @@ public struct LocalObjectStore: ObjectStore {
         var pending: [(id: ObjectID, data: Data, temp: String)] = []
         for object in objects where !seen.contains(object.id) {
             seen.insert(object.id)
-            if try contains(object.id) { continue }
+            // Present: refresh its time so a concurrent GC spares it. A GC
+            // that moved it away meanwhile makes this fail; write it anew.
+            if utimensat(AT_FDCWD, path(object.id), nil, 0) == 0 { continue }
             pending.append((object.id, object.data, temporaryDirectory.path + "/" + object.id.hex + "." + UUID().uuidString + ".tmp"))
         }
         if pending.isEmpty { return 0 }
@@ -116,6 +118,30 @@ public struct LocalObjectStore: ObjectStore {
             }
         }
         return ids
+    }
+
+    public func modificationTime(_ id: ObjectID) throws(UDRError) -> Date? {
+        var info = stat()
+        guard stat(path(id), &info) == 0 else { return nil }
+        return Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+    }
+
+    public func delete(_ id: ObjectID, unlessModifiedSince cutoff: Date) throws(UDRError) -> Int64? {
+        let source = path(id)
+        let trash = temporaryDirectory.path + "/" + id.hex + ".gc." + UUID().uuidString
+        // Out of reach first: from here a writer storing the object finds
+        // it absent and writes it anew; one that refreshed it just before
+        // left a recent time, and the object goes back.
+        guard rename(source, trash) == 0 else { return nil }
+        var info = stat()
+        guard stat(trash, &info) == 0 else { return nil }
+        let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+        if modified >= cutoff {
+            if access(source, F_OK) == 0 || rename(trash, source) != 0 { unlink(trash) }
+            return nil
+        }
+        guard unlink(trash) == 0 else { throw UDRError(.io, "cannot delete \(trash): \(String(cString: strerror(errno)))") }
+        return Int64(info.st_size)
     }
 
     /// Writes a new file; with `sync`, flushes it to disk before returning.

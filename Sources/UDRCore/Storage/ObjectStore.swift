@@ -2,7 +2,8 @@ import Foundation
 
 /// Content-addressed storage of immutable objects. An object's id is the
 /// BLAKE3 hash of its bytes; reads check it. Writing an object that exists
-/// is a no-op, so writers never coordinate.
+/// only refreshes its modification time (so GC spares it), so writers never
+/// coordinate.
 public protocol ObjectStore: Sendable {
     /// Whether an object is present (its bytes are not checked).
     func contains(_ id: ObjectID) throws(UDRError) -> Bool
@@ -19,6 +20,14 @@ public protocol ObjectStore: Sendable {
     func put(hashed objects: [(id: ObjectID, data: Data)]) throws(UDRError) -> Int64
     /// Every object id.
     func list() throws(UDRError) -> [ObjectID]
+    /// When the object was last written, or last stored again by a writer
+    /// that found it present (nil when absent). GC spares recent objects.
+    func modificationTime(_ id: ObjectID) throws(UDRError) -> Date?
+    /// Deletes an object unless it was written or stored again at or after
+    /// `cutoff` (checked after it is out of readers' and writers' reach, so a
+    /// writer storing it concurrently keeps it). Returns the bytes freed,
+    /// nil when the object was kept or absent.
+    func delete(_ id: ObjectID, unlessModifiedSince cutoff: Date) throws(UDRError) -> Int64?
 }
 
 extension ObjectStore {

@@ -168,7 +168,9 @@ struct RowEditor {
         "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "VARCHAR", "DATE", "TIMESTAMP",
     ]
 
-    private func applyDelta(columns: [Column], rejectExisting: Bool) throws(UDRError) -> Result? {
+    /// Applies the delta in `__udr_up` (rows in `columns`) and `__udr_del`
+    /// (keys); either may be absent.
+    func applyDelta(columns: [Column], rejectExisting: Bool) throws(UDRError) -> Result? {
         let key = manifest.key
         try run(
             "CREATE TABLE IF NOT EXISTS __udr_up AS SELECT \(columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")) WHERE false"

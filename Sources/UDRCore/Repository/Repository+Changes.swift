@@ -1,0 +1,89 @@
+import Foundation
+
+/// One commit in the change log: what it changed, table by table.
+public struct ChangeEntry: Sendable, Codable, Hashable {
+    public struct TableChange: Sendable, Codable, Hashable {
+        public let table: TableName
+        public let oldVersion: Int?
+        public let newVersion: Int?
+        public let kind: ChangeKind
+        public let inserted: Int64
+        public let deleted: Int64
+        public let updated: Int64
+    }
+
+    public let txID: Int64
+    public let commit: ObjectID
+    public let time: Date
+    public let branch: String
+    public let author: String
+    public let message: String
+    public let tables: [TableChange]
+
+    enum CodingKeys: String, CodingKey { case txID = "tx_id", commit, time, branch, author, message, tables }
+}
+
+extension Repository {
+    /// The tx id of the latest commit on `branch` (nil before the first).
+    public func latestTxID(branch: String = Repository.defaultBranch) async throws(UDRError) -> Int64? {
+        try await blocking { () throws(UDRError) -> Int64? in
+            try self.catalog.head(of: branch).map { (id) throws(UDRError) in try self.commit(id).txID }
+        }
+    }
+
+    /// The commits of `branch` after transaction `since` (all when nil),
+    /// oldest first, each with its tables' old and new versions and the rows
+    /// inserted, deleted and updated. With `table`, only commits that
+    /// changed it (and only its entry). With `since`, `limit` keeps the
+    /// first commits after it; without, the latest.
+    public func changes(
+        since: Int64? = nil, table: TableName? = nil, branch: String = Repository.defaultBranch, limit: Int? = nil
+    ) async throws(UDRError) -> [ChangeEntry] {
+        try await blocking { () throws(UDRError) -> [ChangeEntry] in
+            var picked: [(ObjectID, Commit)] = []
+            var current = try self.catalog.head(of: branch)
+            if current == nil, branch != Repository.defaultBranch { throw UDRError(.notFound, "there is no branch '\(branch)'") }
+            while let id = current {
+                let commit = try self.commit(id)
+                if let since, commit.txID <= since { break }
+                if table == nil || commit.changes.contains(where: { $0.table == table }) { picked.append((id, commit)) }
+                if since == nil, let limit, picked.count >= limit { break }
+                current = try self.firstParent(commit)
+            }
+            picked.reverse()
+            if since != nil, let limit { picked = Array(picked.prefix(limit)) }
+            return try picked.map { (id, commit) throws(UDRError) -> ChangeEntry in
+                let changes = commit.changes.filter { table == nil || $0.table == table }
+                return ChangeEntry(
+                    txID: commit.txID, commit: id, time: commit.time, branch: commit.branch, author: commit.author, message: commit.message,
+                    tables: try changes.map { (change) throws(UDRError) in try self.describe(change, in: commit) })
+            }
+        }
+    }
+
+    private func describe(_ change: Commit.Change, in commit: Commit) throws(UDRError) -> ChangeEntry.TableChange {
+        let counts: RowCounts
+        if let known = change.rows { counts = known } else { counts = try rowCounts(change, in: commit) }
+        return ChangeEntry.TableChange(
+            table: change.table, oldVersion: change.oldVersion, newVersion: change.newVersion, kind: change.kind ?? .replace,
+            inserted: counts.inserted, deleted: counts.deleted, updated: counts.updated)
+    }
+
+    /// Counts a change did not record, from the two versions' differing segments.
+    private func rowCounts(_ change: Commit.Change, in commit: Commit) throws(UDRError) -> RowCounts {
+        let old = try change.oldVersion.map { (v) throws(UDRError) in try manifest(of: change.table, version: v) }
+        let new = try change.newVersion.map { (v) throws(UDRError) in try manifest(of: change.table, version: v) }
+        let key = "counts:\(old?.segments.map(\.id.hex).joined() ?? "")>\(new?.segments.map(\.id.hex).joined() ?? "")"
+        if let cached = countCache.get(key) { return cached }
+        let counts = try withDuckDB { (connection) throws(UDRError) -> RowCounts in
+            let diff = TableDiff(
+                connection: connection,
+                materialize: { (segment) throws(UDRError) -> String in try self.cache.materialize(segment, store: self.store).path })
+            let columns = TableDiff.columns(old, new)
+            try diff.load(old: old, new: new, columns: columns, prefix: "__udr_change")
+            return try diff.counts(prefix: "__udr_change", columns: columns, key: TableDiff.key(old, new))
+        }
+        countCache.put(key, counts)
+        return counts
+    }
+}
