@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SETUP_STAMP := $(or $(UDR_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/udr)/duckdb-1.5.5/.complete
 
-.PHONY: run test setup build bench clean-demo
+.PHONY: run test setup build bench stress clean-demo
 
 ## Build, set up, and show UDR's main job on a demo repository.
 run: setup build
@@ -26,6 +26,11 @@ build:
 bench: setup
 	$(SWIFT) build -c release --product udr-bench
 	.build/release/udr-bench $(BENCH_ARGS)
+
+## Crash safety at length: 2,000 writers killed at random instants (STRESS_KILLS to change).
+stress: setup
+	$(SWIFT) build --product udr-harness
+	.build/debug/udr-harness crash --kills $(or $(STRESS_KILLS),2000) --parallel 2
 
 clean-demo:
 	rm -rf demo-repo

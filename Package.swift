@@ -42,11 +42,12 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "udr", dependencies: ["UDRCLI"]),
+        .executableTarget(name: "udr-harness", dependencies: ["UDRCore", "UDRSQLite", "DuckDB"]),
         .executableTarget(name: "udr-bench", dependencies: ["UDRCore", "UDRSQLite", "UDRTesting"]),
         .target(name: "UDRTesting", dependencies: ["UDRCore", "UDRSQLite", "DuckDB"], path: "Tests/UDRTesting"),
         .testTarget(name: "DuckDBTests", dependencies: ["DuckDB"]),
         .testTarget(name: "UDRCoreTests", dependencies: ["UDRCore", "UDRSQLite", "UDRTesting", "CBLAKE3"]),
-        .testTarget(name: "UDRCLITests", dependencies: ["UDRCLI", "UDRTesting"]),
+        .testTarget(name: "UDRCLITests", dependencies: ["UDRCLI", "UDRTesting", "DuckDB"]),
     ]
 )
 

@@ -63,6 +63,7 @@ public final class SQLiteCatalog: Catalog {
         }
         migrator.registerMigration("v3-retention") { db in
             try db.execute(sql: "CREATE TABLE expired_commits(id TEXT PRIMARY KEY, tx_id INTEGER NOT NULL, expired_at TEXT NOT NULL)")
+            try db.execute(sql: "CREATE TABLE branch_locks(branch TEXT PRIMARY KEY, holder TEXT NOT NULL, expires TEXT NOT NULL)")
         }
         return migrator
     }
@@ -333,6 +334,27 @@ public final class SQLiteCatalog: Catalog {
                 try db.execute(
                     sql: "DELETE FROM table_versions WHERE table_name = ? AND version = ?", arguments: [key.table.rawValue, key.version])
             }
+        }
+    }
+
+    public func lockBranch(_ branch: String, holder: String, expires: Date, replacingStale stale: String?) throws(UDRError) -> String? {
+        try write { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT holder, expires FROM branch_locks WHERE branch = ?", arguments: [branch]) {
+                let current: String = row["holder"]
+                let until = Timestamp.parse(row["expires"]) ?? .distantPast
+                if current != holder, current != stale, until > Date() { return current }
+            }
+            try db.execute(
+                sql:
+                    "INSERT INTO branch_locks(branch, holder, expires) VALUES (?, ?, ?) ON CONFLICT(branch) DO UPDATE SET holder = excluded.holder, expires = excluded.expires",
+                arguments: [branch, holder, Timestamp.format(expires)])
+            return nil
+        }
+    }
+
+    public func unlockBranch(_ branch: String, holder: String) throws(UDRError) {
+        try write { db in
+            try db.execute(sql: "DELETE FROM branch_locks WHERE branch = ? AND holder = ?", arguments: [branch, holder])
         }
     }
 

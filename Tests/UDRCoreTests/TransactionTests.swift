@@ -123,6 +123,45 @@ struct InjectedFailure: Error {}
         #expect(try await count(repo, "SELECT x FROM a") == 20)
     }
 
+    @Test func rowLevelWritesOnDifferentKeysRebaseAndTheSameKeyConflicts() async throws {
+        let (repo, _) = try makeRepository(segmentation: SegmentationPolicy(bits: 4, minimumRows: 8, maximumRows: 64))
+        let t = try TableName("accounts")
+        _ = try await repo.write(t, from: .sql("SELECT r AS id, 100 AS balance FROM range(500) t(r)"), key: ["id"])
+        // Different keys, even in the same segment: both commit.
+        let a = try await repo.beginTransaction()
+        let b = try await repo.beginTransaction()
+        try await a.apply(try .update(set: "balance = balance - 10", where: "id = 7"), to: t)
+        try await b.apply(try .update(set: "balance = balance + 10", where: "id = 8"), to: t)
+        try await b.apply(.upsert(.sql("SELECT 1000 AS id, 1 AS balance")), to: t)
+        try await a.commit()
+        try await b.commit()
+        let rows = try await repo.query("SELECT id, balance FROM accounts WHERE id IN (7, 8, 1000) ORDER BY id").rows
+        #expect(rows == [[.int(7), .int(90)], [.int(8), .int(110)], [.int(1000), .int(1)]])
+        #expect(try await count(repo, "SELECT count(*) FROM accounts") == 501)
+        let changes = try await repo.changes(table: t, limit: 1)
+        #expect(changes.first?.tables.first.map { [$0.inserted, $0.updated, $0.deleted] } == [1, 1, 0])
+
+        // The same key: the first commits, the second is a conflict naming the key; no update is lost.
+        let c = try await repo.beginTransaction()
+        let d = try await repo.beginTransaction()
+        try await c.apply(try .update(set: "balance = balance - 1", where: "id = 42"), to: t)
+        try await d.apply(try .update(set: "balance = balance - 2", where: "id = 42"), to: t)
+        try await c.commit()
+        let conflict = await #expect(throws: UDRError.self) { try await d.commit() }
+        #expect(conflict?.code == .conflict)
+        #expect(conflict?.message.contains("accounts key (id) = (42)") == true)
+        _ = try await repo.apply(try .update(set: "balance = balance - 2", where: "id = 42"), to: t)
+        #expect(try await count(repo, "SELECT balance FROM accounts WHERE id = 42") == 97)
+
+        // A whole-table replacement meanwhile: no row-level rebase.
+        let e = try await repo.beginTransaction()
+        try await e.apply(try .update(set: "balance = 0", where: "id = 1"), to: t)
+        _ = try await repo.write(t, from: .sql("SELECT id, balance + 1 AS balance FROM accounts"))
+        let replaced = await #expect(throws: UDRError.self) { try await e.commit() }
+        #expect(replaced?.message.contains("accounts changed on main") == true)
+        #expect(try await repo.verify().ok)
+    }
+
     @Test func transactionsDoNotNest() async throws {
         let (repo, _) = try makeRepository()
         let error = await #expect(throws: UDRError.self) {

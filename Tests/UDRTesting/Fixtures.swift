@@ -54,23 +54,33 @@ public struct CommandResult: Sendable {
 }
 
 /// The `udr` executable built next to the tests (or `UDR_BINARY`).
-public func udrExecutable() -> URL {
-    if let explicit = ProcessInfo.processInfo.environment["UDR_BINARY"] { return URL(fileURLWithPath: explicit) }
+public func udrExecutable() -> URL { builtExecutable("udr", override: "UDR_BINARY") }
+
+/// The `udr-harness` executable built next to the tests.
+public func harnessExecutable() -> URL { builtExecutable("udr-harness", override: "UDR_HARNESS") }
+
+private func builtExecutable(_ name: String, override: String) -> URL {
+    if let explicit = ProcessInfo.processInfo.environment[override] { return URL(fileURLWithPath: explicit) }
     var dir = Bundle.main.bundleURL
     for _ in 0..<4 {
-        let candidate = dir.appendingPathComponent("udr")
+        let candidate = dir.appendingPathComponent(name)
         if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
         dir = dir.deletingLastPathComponent()
     }
     let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-    return cwd.appendingPathComponent(".build/debug/udr")
+    return cwd.appendingPathComponent(".build/debug/\(name)")
 }
 
 /// Runs `udr` with arguments in a directory and waits for it.
 @discardableResult
 public func udr(_ arguments: [String], in directory: URL) throws -> CommandResult {
+    try run(udrExecutable(), arguments, in: directory)
+}
+
+/// Runs an executable with arguments in a directory and waits for it.
+public func run(_ executable: URL, _ arguments: [String], in directory: URL) throws -> CommandResult {
     let process = Process()
-    process.executableURL = udrExecutable()
+    process.executableURL = executable
     process.arguments = arguments
     process.currentDirectoryURL = directory
     let out = Pipe()

@@ -189,6 +189,16 @@ public protocol Catalog: Sendable {
     /// Tag name → commit.
     func tags() throws(UDRError) -> [String: ObjectID]
 
+    // MARK: Commit lock
+
+    /// Takes the commit lock of `branch` for `holder` until `expires` when it
+    /// is free, expired, or held by `stale`; otherwise returns the holder.
+    /// The lock only keeps committers from starving each other (a commit
+    /// that must rebase would otherwise lose every race); correctness rests
+    /// on the compare-and-swap in ``recordCommit``.
+    func lockBranch(_ branch: String, holder: String, expires: Date, replacingStale stale: String?) throws(UDRError) -> String?
+    func unlockBranch(_ branch: String, holder: String) throws(UDRError)
+
     // MARK: Retention
 
     /// Forgets expired history: removes the commits' records and the named

@@ -234,6 +234,52 @@ extension Repository {
     /// tables. Retries with backoff while the head keeps moving.
     func commit(_ tx: Transaction, message: String?, author: String?) throws(UDRError) -> CommitRecord? {
         let staged = try tx.staged()
+        if !staged.isEmpty {
+            let holder = try lockBranch(tx.branch)
+            defer { try? catalog.unlockBranch(tx.branch, holder: holder) }
+            return try commitLocked(tx, staged: staged, message: message, author: author)
+        }
+        return try commitLocked(tx, staged: staged, message: message, author: author)
+    }
+
+    /// Waits for the branch's commit lock (see ``Catalog/lockBranch``); a
+    /// lock whose holder process on this machine is gone is taken over.
+    private func lockBranch(_ branch: String) throws(UDRError) -> String {
+        let holder = "\(Self.machineName):\(getpid()):\(UUID().uuidString)"
+        var delay: UInt32 = 500
+        let deadline = Date().addingTimeInterval(300)
+        var stale: String?
+        while true {
+            guard
+                let current = try catalog.lockBranch(branch, holder: holder, expires: Date().addingTimeInterval(30), replacingStale: stale)
+            else { return holder }
+            stale = Self.holderIsGone(current) ? current : nil
+            if stale != nil { continue }
+            guard Date() < deadline else {
+                throw UDRError(
+                    .conflict, "could not commit to \(branch): another commit held it for 5 minutes (\(current)); nothing was committed")
+            }
+            usleep(delay + UInt32.random(in: 0...delay))
+            delay = min(delay * 2, 20_000)
+        }
+    }
+
+    static let machineName: String = {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
+        return String(cString: buffer).replacingOccurrences(of: ":", with: "_")
+    }()
+
+    /// Whether a lock holder (`host:pid:nonce`) is a process of this machine that no longer runs.
+    static func holderIsGone(_ holder: String) -> Bool {
+        let parts = holder.split(separator: ":")
+        guard parts.count >= 3, String(parts[0]) == machineName, let pid = Int32(parts[1]) else { return false }
+        return kill(pid, 0) != 0 && errno == ESRCH
+    }
+
+    private func commitLocked(_ tx: Transaction, staged: [TableName: StagedTable], message: String?, author: String?) throws(UDRError)
+        -> CommitRecord?
+    {
         var delay: UInt32 = 1_000
         for attempt in 0..<60 {
             let head = try catalog.head(of: tx.branch)
