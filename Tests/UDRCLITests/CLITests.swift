@@ -189,3 +189,59 @@ struct CLIRepository {
         print("crash safety: \(committed - 1) of 8 killed writers had committed before the kill")
     }
 }
+
+@Suite struct CLITransactionTests {
+    /// A pipeline whose steps are separate processes sharing one transaction.
+    @Test func aTransactionSpansProcesses() throws {
+        let repo = try CLIRepository()
+        #expect(
+            try repo.run("write", "parcels", "--sql", "SELECT r AS bbl, 'open' AS status FROM range(100) t(r)", "--key", "bbl").status == 0)
+        #expect(try repo.run("changes", "--latest").stdout == "1\n")
+        let tx = try repo.run("tx", "begin").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(tx.hasPrefix("tx-"))
+        let steps: [[String]] = [
+            ["write", "sales", "--sql", "SELECT r AS id, r * 2 AS price FROM range(10) t(r)", "--tx", tx],
+            ["update", "parcels", "--set", "status = 'sold'", "--where", "bbl IN (SELECT id FROM sales)", "--tx", tx],
+            ["delete", "parcels", "--where", "bbl >= 95", "--tx", tx],
+            ["upsert", "parcels", "--sql", "SELECT 500 AS bbl, 'new' AS status", "--tx", tx],
+        ]
+        for step in steps {
+            let result = try repo.run(step)
+            #expect(result.status == 0, "\(step): \(result.stderr)")
+            #expect(result.stdout.contains("staged in \(tx)"))
+        }
+        // Inside, the transaction's own writes; outside, nothing yet.
+        let inside = try repo.run(
+            "query", "--tx", tx, "SELECT count(*) FILTER (WHERE status = 'sold') AS sold, count(*) AS n FROM parcels", "--format", "csv")
+        #expect(inside.stdout == "sold,n\n10,96\n")
+        #expect(try repo.run("query", "SELECT count(*) AS n FROM parcels", "--format", "csv").stdout == "n\n100\n")
+        #expect(try repo.run("tx", "list").stdout.contains("parcels, sales"))
+
+        let commit = try repo.run("tx", "commit", tx, "-m", "nightly")
+        #expect(commit.status == 0, "\(commit.stderr)")
+        #expect(try repo.run("changes", "--latest").stdout == "2\n")
+        let changes = try repo.run("changes", "--since", "1", "--json")
+        #expect(changes.stdout.contains("\"message\" : \"nightly\""))
+        #expect(changes.stdout.contains("\"updated\" : 10"))
+        #expect(try repo.run("query", "SELECT count(*) AS n FROM parcels", "--format", "csv").stdout == "n\n96\n")
+
+        // Bad input: a clear error, nothing changed.
+        let before = try repo.state()
+        let again = try repo.run("tx", "commit", tx)
+        #expect(again.status != 0 && again.stderr.contains("already committed"))
+        let unknown = try repo.run("write", "sales", "--sql", "SELECT 1 AS id", "--tx", "tx-123")
+        #expect(unknown.status != 0 && unknown.stderr.contains("there is no transaction tx-123"))
+        let keyless = try repo.run("upsert", "sales", "--sql", "SELECT 1 AS id, 2 AS price")
+        #expect(keyless.status != 0 && keyless.stderr.contains("it has no key"))
+        let badSQL = try repo.run("update", "parcels", "--set", "status = ", "--where", "bbl = 1")
+        #expect(badSQL.status != 0 && badSQL.stderr.contains("not an assignment"))
+        let badType = try repo.run("append", "parcels", "--sql", "SELECT 'x' AS bbl")
+        #expect(badType.status != 0 && badType.stderr.contains("bbl is BIGINT in parcels but VARCHAR"))
+        #expect(try repo.state() == before)
+
+        #expect(try repo.run("expire", "--keep-last", "1").stdout.contains("expired 1 commits"))
+        let gc = try repo.run("gc", "--grace", "0s")
+        #expect(gc.status == 0 && gc.stdout.contains("freed"))
+        #expect(try repo.run("verify").status == 0)
+    }
+}

@@ -1,0 +1,124 @@
+import DuckDB
+import Foundation
+import Testing
+import UDRCore
+import UDRSQLite
+import UDRTesting
+
+@Suite struct ChangeLogTests {
+    /// Writes, transactions and row-level writes, and the log they leave.
+    @Test func theChangeLogOfAScriptedSequenceIsExact() async throws {
+        let (repo, _) = try makeRepository(segmentation: SegmentationPolicy(bits: 4, minimumRows: 8, maximumRows: 64))
+        let parcels = try TableName("parcels")
+        let sales = try TableName("sales")
+        #expect(try await repo.latestTxID() == nil)
+        _ = try await repo.write(parcels, from: .sql("SELECT r AS bbl, 'open' AS status FROM range(1000) t(r)"), key: ["bbl"])
+        let afterFirst = try #require(try await repo.latestTxID())
+        _ = try await repo.write(sales, from: .sql("SELECT r AS id, r * 10 AS price FROM range(50) t(r)"))
+        try await repo.transaction(message: "night 2") { tx in
+            // Replace: 3 rows changed, 2 deleted, 2 added.
+            try await tx.write(
+                parcels,
+                from: .sql(
+                    "SELECT bbl, CASE WHEN bbl < 3 THEN 'closed' ELSE status END AS status FROM parcels WHERE bbl >= 5 OR bbl < 3 UNION ALL SELECT 5000 + r, 'new' FROM range(2) t(r)"
+                ))
+            try await tx.apply(.append(.sql("SELECT 100 + r AS id, 1 AS price FROM range(4) t(r)")), to: sales)
+        }
+        _ = try await repo.apply(.upsert(.sql("SELECT 10 AS bbl, 'x' AS status UNION ALL SELECT 9000, 'y'")), to: parcels)
+        _ = try await repo.apply(.delete(where: "status = 'new'"), to: parcels)
+        _ = try await repo.apply(try .update(set: "price = price + 1", where: "id < 5"), to: sales)
+        // Edits that change nothing leave no commit.
+        let unchanged = try await repo.apply(.delete(where: "bbl < 0"), to: parcels)
+        #expect(unchanged.unchanged)
+
+        struct Line: Equatable {
+            let table: String
+            let from: Int?
+            let to: Int?
+            let counts: [Int64]
+            let kind: ChangeKind
+        }
+        let all = try await repo.changes()
+        #expect(all.map(\.txID) == all.map(\.txID).sorted())
+        let lines = all.map { entry in
+            entry.tables.map {
+                Line(
+                    table: $0.table.rawValue, from: $0.oldVersion, to: $0.newVersion, counts: [$0.inserted, $0.deleted, $0.updated],
+                    kind: $0.kind)
+            }
+        }
+        #expect(
+            lines == [
+                [Line(table: "parcels", from: nil, to: 1, counts: [1000, 0, 0], kind: .replace)],
+                [Line(table: "sales", from: nil, to: 1, counts: [50, 0, 0], kind: .replace)],
+                [
+                    Line(table: "parcels", from: 1, to: 2, counts: [2, 2, 3], kind: .replace),
+                    Line(table: "sales", from: 1, to: 2, counts: [4, 0, 0], kind: .replace),
+                ],
+                [Line(table: "parcels", from: 2, to: 3, counts: [1, 0, 1], kind: .rows)],
+                [Line(table: "parcels", from: 3, to: 4, counts: [0, 2, 0], kind: .rows)],
+                [Line(table: "sales", from: 2, to: 3, counts: [0, 0, 5], kind: .replace)],
+            ])
+        #expect(all[2].message == "night 2")
+        #expect(all[4].message == "delete from parcels")
+
+        let since = try await repo.changes(since: afterFirst)
+        #expect(since.count == 5)
+        let onlySales = try await repo.changes(since: afterFirst, table: sales, limit: 2)
+        #expect(onlySales.map { $0.tables.map(\.table.rawValue) } == [["sales"], ["sales"]])
+        #expect(onlySales.map(\.txID) == [all[1].txID, all[2].txID])
+        #expect(try await repo.changes(limit: 1).map(\.txID) == [all[5].txID])
+        #expect(try await repo.latestTxID() == all[5].txID)
+    }
+}
+
+@Suite struct RetentionTests {
+    @Test func expireAndGCFreeOldVersionsWhileATransactionStages() async throws {
+        let (repo, _) = try makeRepository()
+        let t = try TableName("master")
+        let keep = try TableName("sources")
+        _ = try await repo.write(keep, from: .sql("SELECT r AS id FROM range(1000) t(r)"), key: ["id"])
+        for night in 1...10 {
+            _ = try await repo.write(
+                t, from: .sql("SELECT r AS bbl, (r * \(night)) % 1009 AS score, 'n\(night)' AS tag FROM range(100000) t(r)"), key: ["bbl"])
+        }
+        let before = try await repo.storedBytes()
+        // A transaction staged before expire and gc, committed after.
+        let tx = try await repo.beginTransaction()
+        try await tx.write(try TableName("staged"), from: .sql("SELECT r AS id, 'pending' AS s FROM range(50000) t(r)"), key: ["id"])
+
+        let dry = try await repo.expire(.keepLast(2), dryRun: true)
+        #expect(dry.commitsExpired == 9)
+        #expect(try await repo.log().count == 11)
+        let expired = try await repo.expire(.keepLast(2))
+        #expect(expired.commitsExpired == 9)
+        #expect(try await repo.log().count == 2)
+        // Versions only expired commits read are gone; the rest stay readable.
+        #expect(try await repo.versions(t).map(\.version) == [9, 10])
+        #expect(try await repo.versions(keep).map(\.version) == [1])
+        let gone = await #expect(throws: UDRError.self) {
+            try await repo.query("SELECT 1 FROM master", options: ReadOptions(pins: [try TablePin(parsing: "master=3")]))
+        }
+        #expect(gone?.code == .notFound)
+
+        // Within the grace period nothing goes; without it, the old versions do.
+        let waiting = try await repo.gc()
+        #expect(waiting.objectsDeleted == 0 && waiting.objectsWaiting > 0)
+        let gc = try await repo.gc(grace: 0)
+        let after = try await repo.storedBytes()
+        print(
+            "gc: 10 versions of a 100,000-row table, 8 expired: freed \(gc.bytesFreed) bytes in \(gc.objectsDeleted) objects; \(before) → \(after) bytes stored"
+        )
+        #expect(gc.bytesFreed > 0)
+        #expect(after < before)
+        #expect(try await repo.verify().ok)
+
+        let committed = try await tx.commit()
+        #expect(committed != nil)
+        #expect(try await count(repo, "SELECT count(*) FROM staged") == 50000)
+        #expect(try await count(repo, "SELECT count(DISTINCT tag) FROM master") == 1)
+        #expect(try await repo.verify().ok)
+        let again = try await repo.gc(grace: 0)
+        #expect(again.objectsDeleted == 0)
+    }
+}
