@@ -186,9 +186,10 @@ struct InjectedFailure: Error {}
         #expect(e1?.code == .transaction)
         #expect(e1?.message.contains("was aborted") == true)
 
-        let expiring = try await repo.beginTransaction(timeToLive: 0.2)
+        // Time to live is counted from the last staged write.
+        let expiring = try await repo.beginTransaction(timeToLive: 3)
         try await expiring.write(t, from: .sql("SELECT 1 AS k, 1 AS v"))
-        try await Task.sleep(for: .milliseconds(400))
+        try await Task.sleep(for: .milliseconds(3500))
         let e2 = await #expect(throws: UDRError.self) { try await expiring.commit() }
         #expect(e2?.message.contains("expired") == true)
         let e3 = await #expect(throws: UDRError.self) { try await expiring.write(t, from: .sql("SELECT 2 AS k, 1 AS v")) }
