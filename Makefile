@@ -24,7 +24,9 @@ build:
 
 ## Benchmarks against raw DuckDB (release build).
 bench: setup
+	scripts/setup-bench.sh
 	$(SWIFT) build -c release --product udr-bench
+	$(SWIFT) build -c release --product udr-harness
 	.build/release/udr-bench $(BENCH_ARGS)
 
 ## Crash safety at length: 2,000 writers killed at random instants (STRESS_KILLS to change).

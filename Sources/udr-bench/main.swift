@@ -9,6 +9,8 @@ import UDRTesting
 
 let arguments = CommandLine.arguments
 let rows = arguments.firstIndex(of: "--rows").flatMap { Int(arguments[$0 + 1]) } ?? 5_000_000
+let updateRows = arguments.firstIndex(of: "--update-rows").flatMap { Int(arguments[$0 + 1]) } ?? 10_000_000
+let only = arguments.firstIndex(of: "--only").map { arguments[$0 + 1] }
 let repetitions = 7
 
 func seconds(_ body: () async throws -> Void) async rethrows -> Double {
@@ -47,72 +49,80 @@ print(
     "UDR benchmark: \(rows) rows × 10 columns, DuckDB \(try DuckDBLibrary.load().version), \(ProcessInfo.processInfo.activeProcessorCount) cores\n"
 )
 
-let duck = try Database().connect()
-let source = work.appendingPathComponent("source.parquet").path
-try duck.execute(
-    """
-    COPY (\(syntheticTableSQL(rows: rows))) TO '\(source)' (FORMAT parquet)
-    """)
+if only == nil || only == "core" {
+    let duck = try Database().connect()
+    let source = work.appendingPathComponent("source.parquet").path
+    try duck.execute(
+        """
+        COPY (\(syntheticTableSQL(rows: rows))) TO '\(source)' (FORMAT parquet)
+        """)
 
-// 1. Write.
-print("Write \(rows) rows")
-let copyTarget = work.appendingPathComponent("copy.parquet").path
-let duckWrite = try await seconds {
-    try duck.execute("COPY (SELECT * FROM read_parquet('\(source)')) TO '\(copyTarget)' (FORMAT parquet, COMPRESSION zstd)")
+    // 1. Write.
+    print("Write \(rows) rows")
+    let copyTarget = work.appendingPathComponent("copy.parquet").path
+    let duckWrite = try await seconds {
+        try duck.execute("COPY (SELECT * FROM read_parquet('\(source)')) TO '\(copyTarget)' (FORMAT parquet, COMPRESSION zstd)")
+    }
+    let repo = try LocalRepository.create(at: work.appendingPathComponent("repo"))
+    let t = try TableName("parcels")
+    var first: WriteResult!
+    let udrWrite = try await seconds {
+        first = try await repo.write(t, from: .file(source), key: ["k"], message: "v1")
+    }
+    report("write (throughput ratio = DuckDB time / UDR time)", udr: udrWrite, peer: duckWrite, target: "≥ 0.5× throughput")
+    lines[lines.count - 1] = Line(
+        name: "write \(rows) rows (throughput vs COPY)", udr: fmt(udrWrite), peer: fmt(duckWrite),
+        ratio: String(format: "%.2fx", duckWrite / udrWrite), target: "≥ 0.5×")
+
+    // 2. Scan and lookup at the head, against one Parquet file of the same rows.
+    print("Queries")
+    let scanSQL = "SELECT g, count(*), sum(e), avg(s) FROM parcels GROUP BY g ORDER BY g"
+    let lookupKey = (rows / 2) * 10 + 10
+    let lookupSQL = "SELECT * FROM parcels WHERE k = \(lookupKey)"
+    try duck.execute("CREATE VIEW parcels AS SELECT * FROM read_parquet('\(copyTarget)')")
+    _ = try await repo.query(scanSQL)
+    let udrScan = try await median { _ = try await repo.query(scanSQL) }
+    let duckScan = try await median { _ = try duck.query(scanSQL) }
+    report("full-scan aggregate", udr: udrScan, peer: duckScan, target: "≤ 1.15×")
+    let udrLookup = try await median { _ = try await repo.query(lookupSQL) }
+    let duckLookup = try await median { _ = try duck.query(lookupSQL) }
+    report("point lookup by key", udr: udrLookup, peer: duckLookup, target: "≤ 1.2×")
+
+    // 3. Churn: stored bytes of new versions, and time travel to version 1.
+    print("Churn")
+    let firstBytes = first.bytesAdded
+    var churn: [(String, Int64)] = []
+    let a = try await repo.write(
+        t, from: .sql("SELECT * FROM parcels UNION ALL SELECT * REPLACE (k + \(rows * 10) AS k) FROM parcels WHERE k % 1000 = 0"))
+    churn.append(("(a) 1% rows appended after the last key", a.bytesAdded))
+    let b = try await repo.write(
+        t, from: .sql("SELECT * REPLACE (CASE WHEN hash(k, 'b') % 200 = 0 THEN 'changed' ELSE g END AS g) FROM parcels"))
+    churn.append(("(b) one column changed in 0.5% of rows", b.bytesAdded))
+    let c = try await repo.write(t, from: .sql("SELECT * REPLACE ((hash(k, 'c') % 1000) / 10.0 AS s) FROM parcels"))
+    churn.append(("(c) one column recomputed for every row", c.bytesAdded))
+    let d = try await repo.write(
+        t, from: .sql("SELECT * FROM parcels UNION ALL SELECT * REPLACE (k + 5 AS k) FROM parcels WHERE hash(k, 'd') % 1000 = 0"))
+    churn.append(("(d) 0.1% rows inserted at random keys", d.bytesAdded))
+    for (name, bytes) in churn { print("  \(name): \(bytes) bytes = \(pct(bytes, firstBytes)) of version 1 (\(firstBytes) bytes)") }
+
+    let travel = ReadOptions(pins: [try TablePin(parsing: "parcels=1")])
+    try await repo.clearCache()
+    let cold = try await seconds { _ = try await repo.query(scanSQL, options: travel) }
+    let warm = try await median { _ = try await repo.query(scanSQL, options: travel) }
+    let head = try await median { _ = try await repo.query(scanSQL) }
+    report("time travel to v1, cold cache (vs warm head)", udr: cold, peer: head, target: "—")
+    report("time travel to v1, warm (vs head query)", udr: warm, peer: head, target: "≤ 1.15×")
+
+    print("\n| measure | UDR | alternative | ratio | target |\n|---|---|---|---|---|")
+    for l in lines { print("| \(l.name) | \(l.udr) | \(l.peer) | \(l.ratio) | \(l.target) |") }
+    for (name, bytes) in churn {
+        let target = name.hasPrefix("(a)") ? "≤ 3%" : name.hasPrefix("(b)") ? "≤ 25%" : name.hasPrefix("(c)") ? "≤ 20%" : "—"
+        print("| stored bytes \(name) | \(bytes) | full copy \(firstBytes) | \(pct(bytes, firstBytes)) | \(target) |")
+    }
 }
-let repo = try LocalRepository.create(at: work.appendingPathComponent("repo"))
-let t = try TableName("parcels")
-var first: WriteResult!
-let udrWrite = try await seconds {
-    first = try await repo.write(t, from: .file(source), key: ["k"], message: "v1")
-}
-report("write (throughput ratio = DuckDB time / UDR time)", udr: udrWrite, peer: duckWrite, target: "≥ 0.5× throughput")
-lines[lines.count - 1] = Line(
-    name: "write \(rows) rows (throughput vs COPY)", udr: fmt(udrWrite), peer: fmt(duckWrite),
-    ratio: String(format: "%.2fx", duckWrite / udrWrite), target: "≥ 0.5×")
 
-// 2. Scan and lookup at the head, against one Parquet file of the same rows.
-print("Queries")
-let scanSQL = "SELECT g, count(*), sum(e), avg(s) FROM parcels GROUP BY g ORDER BY g"
-let lookupKey = (rows / 2) * 10 + 10
-let lookupSQL = "SELECT * FROM parcels WHERE k = \(lookupKey)"
-try duck.execute("CREATE VIEW parcels AS SELECT * FROM read_parquet('\(copyTarget)')")
-_ = try await repo.query(scanSQL)
-let udrScan = try await median { _ = try await repo.query(scanSQL) }
-let duckScan = try await median { _ = try duck.query(scanSQL) }
-report("full-scan aggregate", udr: udrScan, peer: duckScan, target: "≤ 1.15×")
-let udrLookup = try await median { _ = try await repo.query(lookupSQL) }
-let duckLookup = try await median { _ = try duck.query(lookupSQL) }
-report("point lookup by key", udr: udrLookup, peer: duckLookup, target: "≤ 1.2×")
-
-// 3. Churn: stored bytes of new versions, and time travel to version 1.
-print("Churn")
-let firstBytes = first.bytesAdded
-var churn: [(String, Int64)] = []
-let a = try await repo.write(
-    t, from: .sql("SELECT * FROM parcels UNION ALL SELECT * REPLACE (k + \(rows * 10) AS k) FROM parcels WHERE k % 1000 = 0"))
-churn.append(("(a) 1% rows appended after the last key", a.bytesAdded))
-let b = try await repo.write(
-    t, from: .sql("SELECT * REPLACE (CASE WHEN hash(k, 'b') % 200 = 0 THEN 'changed' ELSE g END AS g) FROM parcels"))
-churn.append(("(b) one column changed in 0.5% of rows", b.bytesAdded))
-let c = try await repo.write(t, from: .sql("SELECT * REPLACE ((hash(k, 'c') % 1000) / 10.0 AS s) FROM parcels"))
-churn.append(("(c) one column recomputed for every row", c.bytesAdded))
-let d = try await repo.write(
-    t, from: .sql("SELECT * FROM parcels UNION ALL SELECT * REPLACE (k + 5 AS k) FROM parcels WHERE hash(k, 'd') % 1000 = 0"))
-churn.append(("(d) 0.1% rows inserted at random keys", d.bytesAdded))
-for (name, bytes) in churn { print("  \(name): \(bytes) bytes = \(pct(bytes, firstBytes)) of version 1 (\(firstBytes) bytes)") }
-
-let travel = ReadOptions(pins: [try TablePin(parsing: "parcels=1")])
-try await repo.clearCache()
-let cold = try await seconds { _ = try await repo.query(scanSQL, options: travel) }
-let warm = try await median { _ = try await repo.query(scanSQL, options: travel) }
-let head = try await median { _ = try await repo.query(scanSQL) }
-report("time travel to v1, cold cache (vs warm head)", udr: cold, peer: head, target: "—")
-report("time travel to v1, warm (vs head query)", udr: warm, peer: head, target: "≤ 1.15×")
-
-print("\n| measure | UDR | alternative | ratio | target |\n|---|---|---|---|---|")
-for l in lines { print("| \(l.name) | \(l.udr) | \(l.peer) | \(l.ratio) | \(l.target) |") }
-for (name, bytes) in churn {
-    let target = name.hasPrefix("(a)") ? "≤ 3%" : name.hasPrefix("(b)") ? "≤ 25%" : name.hasPrefix("(c)") ? "≤ 20%" : "—"
-    print("| stored bytes \(name) | \(bytes) | full copy \(firstBytes) | \(pct(bytes, firstBytes)) | \(target) |")
+if only == nil || only == "tx" {
+    try await transactionBenchmarks(work: work, updateRows: updateRows)
+    print("\n| measure | UDR | alternative | ratio | target |\n|---|---|---|---|---|")
+    for line in extraLines { print(line) }
 }

@@ -1,8 +1,9 @@
 // udr-harness: child-process drivers for UDR's concurrency and crash tests.
 //
-//   udr-harness worker REPO ID COMMITS
-//       Makes COMMITS commits: even ones replace the table own_ID, odd ones
-//       upsert key ID*1000+i of the shared table. Prints "ack TX" per commit.
+//   udr-harness worker REPO ID COMMITS [mixed|own|shared]
+//       Makes COMMITS commits that replace the table own_ID (own), upsert
+//       key ID*1000+i of the table `shared` (shared), or alternate (mixed,
+//       the default). Prints "ack TX" per commit, then its retries and waits.
 //   udr-harness victim REPO SEED
 //       Runs random writes, transactions, row-level edits, expire and gc
 //       until killed. Prints "op NAME" before each and "ack COMMIT" after
@@ -33,13 +34,13 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 
 // MARK: worker
 
-func worker(repoPath: String, id: Int, commits: Int) async throws {
+func worker(repoPath: String, id: Int, commits: Int, mode: String) async throws {
     let repo = try LocalRepository.open(at: URL(fileURLWithPath: repoPath))
     let own = try TableName("own_\(id)")
     let shared = try TableName("shared")
     for i in 0..<commits {
         let result: WriteResult
-        if i % 2 == 0 {
+        if mode == "own" || (mode == "mixed" && i % 2 == 0) {
             result = try await repo.write(own, from: .sql("SELECT r AS k, \(i) AS gen FROM range(100) t(r)"), key: ["k"])
         } else {
             result = try await repo.apply(.upsert(.sql("SELECT \(id * 1000 + i) AS k, \(i + 1) AS v")), to: shared)
@@ -47,6 +48,7 @@ func worker(repoPath: String, id: Int, commits: Int) async throws {
         guard let commit = result.commit else { fail("worker \(id): commit \(i) changed nothing") }
         say("ack \(commit.txID)")
     }
+    say("retries \(repo.commitStatistics.retries) waits \(repo.commitStatistics.lockWaits)")
 }
 
 // MARK: victim
@@ -236,8 +238,10 @@ func crash(_ options: [String]) async throws {
 do {
     switch arguments.first {
     case "worker":
-        guard arguments.count == 4, let id = Int(arguments[2]), let n = Int(arguments[3]) else { fail("usage: worker REPO ID COMMITS") }
-        try await worker(repoPath: arguments[1], id: id, commits: n)
+        guard arguments.count >= 4, let id = Int(arguments[2]), let n = Int(arguments[3]) else {
+            fail("usage: worker REPO ID COMMITS [mixed|own|shared]")
+        }
+        try await worker(repoPath: arguments[1], id: id, commits: n, mode: arguments.count > 4 ? arguments[4] : "mixed")
     case "victim":
         guard arguments.count == 3, let seed = UInt64(arguments[2]) else { fail("usage: victim REPO SEED") }
         try await victim(repoPath: arguments[1], seed: seed)

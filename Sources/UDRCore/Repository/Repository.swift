@@ -74,6 +74,8 @@ public final class Repository: Sendable {
     private let readDatabase = ReadDatabase()
     /// Decoded commits and manifests: immutable, so safe to keep.
     private let decoded = BoundedCache<ObjectID, any Sendable>(limit: 1024)
+    /// How often commits had to retry or wait, for benchmarks and diagnostics.
+    public let commitStatistics = CommitStatistics()
     /// Row counts the change log computed, by the two versions' segments.
     let countCache = BoundedCache<String, RowCounts>(limit: 4096)
 
@@ -180,4 +182,17 @@ final class BoundedCache<Key: Hashable & Sendable, Value: Sendable>: @unchecked 
             entries[id] = value
         }
     }
+}
+
+/// Counters of the commit path: compare-and-swap retries (the head moved)
+/// and waits for another committer's branch lock.
+public final class CommitStatistics: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var counts = (retries: 0, lockWaits: 0)
+
+    public var retries: Int { lock.withLock { counts.retries } }
+    public var lockWaits: Int { lock.withLock { counts.lockWaits } }
+    func retried() { lock.withLock { counts.retries += 1 } }
+    func waited() { lock.withLock { counts.lockWaits += 1 } }
 }

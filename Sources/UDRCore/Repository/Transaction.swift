@@ -255,6 +255,7 @@ extension Repository {
             else { return holder }
             stale = Self.holderIsGone(current) ? current : nil
             if stale != nil { continue }
+            commitStatistics.waited()
             guard Date() < deadline else {
                 throw UDRError(
                     .conflict, "could not commit to \(branch): another commit held it for 5 minutes (\(current)); nothing was committed")
@@ -350,6 +351,7 @@ extension Repository {
                     record, tableVersions: records, branch: tx.branch, expectedHead: head, closing: tx.isPersistent ? tx.id : nil)
                 return record
             } catch  where error.code == .conflict && attempt < 59 {
+                commitStatistics.retried()
                 usleep(delay + UInt32.random(in: 0...delay))
                 delay = min(delay * 2, 100_000)
             }
