@@ -42,7 +42,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "udr", dependencies: ["UDRCLI"]),
-        .executableTarget(name: "udr-harness", dependencies: ["UDRCore", "UDRSQLite", "DuckDB"]),
+        .executableTarget(name: "udr-harness", dependencies: ["UDRCore", "UDRSQLite", "UDRTesting", "DuckDB"]),
         .executableTarget(name: "udr-bench", dependencies: ["UDRCore", "UDRSQLite", "UDRTesting"]),
         .target(name: "UDRTesting", dependencies: ["UDRCore", "UDRSQLite", "DuckDB"], path: "Tests/UDRTesting"),
         .testTarget(name: "DuckDBTests", dependencies: ["DuckDB"]),

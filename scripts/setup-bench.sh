@@ -3,6 +3,7 @@
 # the SQLite extension its catalog needs, from the official PyPI wheels of
 # the DuckDB version UDR uses. Cached next to the runtime; idempotent.
 set -euo pipefail
+. "$(dirname "$0")/wheels.sh"
 
 VERSION=1.5.5
 CACHE="${UDR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/udr}"
@@ -20,11 +21,7 @@ for e in "${EXTENSIONS[@]}"; do
   ls "$WHEELS"/duckdb_extension_"$e"-"$VERSION"-*.whl >/dev/null 2>&1 || packages+=("duckdb-extension-$e==$VERSION")
 done
 if [ "${#packages[@]}" -gt 0 ]; then
-  python3 -m pip download --quiet --no-deps --only-binary=:all: \
-    --python-version 3.11 --implementation cp --abi cp311 \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
-    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d "$WHEELS" "${packages[@]}"
+  download_wheels "$WHEELS" "${packages[@]}"
 fi
 work="$(mktemp -d "$CACHE/setup.XXXXXX")"
 trap 'rm -rf "$work"' EXIT

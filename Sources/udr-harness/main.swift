@@ -16,6 +16,7 @@ import DuckDB
 import Foundation
 import UDRCore
 import UDRSQLite
+import UDRTesting
 
 #if canImport(Glibc)
     import Glibc
@@ -85,7 +86,7 @@ enum Chaos {
 
 func victim(repoPath: String, seed: UInt64) async throws {
     let repo = try LocalRepository.open(at: URL(fileURLWithPath: repoPath))
-    var rng = SplitMix(seed: seed)
+    var rng = SeededGenerator(seed: seed)
     while true {
         let generation = Int(rng.next() % 1_000_000_000)
         var commit: CommitRecord?
@@ -127,18 +128,6 @@ func victim(repoPath: String, seed: UInt64) async throws {
     }
 }
 
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 // MARK: crash driver
 
 struct CrashStats {
@@ -153,7 +142,7 @@ struct CrashStats {
 /// One repository's rounds: victim, random sleep, SIGKILL, checks.
 func crashRounds(rounds: Int, seed: UInt64, directory: URL) async throws -> CrashStats {
     var stats = CrashStats()
-    var rng = SplitMix(seed: seed)
+    var rng = SeededGenerator(seed: seed)
     let path = directory.appendingPathComponent("repo")
     _ = try LocalRepository.create(at: path)
     try await Chaos.setUp(try LocalRepository.open(at: path))
