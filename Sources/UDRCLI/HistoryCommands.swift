@@ -60,6 +60,9 @@ struct GC: AsyncParsableCommand {
         print(
             "\(dryRun ? "would free" : "freed") \(Output.bytes(report.bytesFreed)) (\(report.bytesFreed) bytes) in \(report.objectsDeleted) objects; \(report.objectsReachable) reachable objects kept"
         )
+        if report.transactionsClosed > 0 {
+            print("\(dryRun ? "would close" : "closed") \(report.transactionsClosed) expired transaction(s)")
+        }
         if report.objectsWaiting > 0 {
             print(
                 "\(report.objectsWaiting) unreachable objects (\(Output.bytes(report.bytesWaiting))) are younger than the grace period; a later gc frees them"

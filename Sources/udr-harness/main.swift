@@ -94,12 +94,10 @@ func victim(repoPath: String, seed: UInt64) async throws {
         case 0, 1:
             say("op transaction")
             let rows = 1000 + Int(rng.next() % 20000)
-            commit = try await repo.transaction(message: "pair \(generation)") { tx -> CommitRecord? in
-                try await tx.write(Chaos.pairA, from: .sql("SELECT \(generation) AS gen, r AS k FROM range(\(rows)) t(r)"))
-                try await tx.write(Chaos.pairB, from: .sql("SELECT \(generation) AS gen, r AS k FROM range(\(rows)) t(r)"))
-                return nil
-            }
-            commit = try await repo.log(limit: 1).first.map { CommitRecord(id: $0.id, commit: $0.commit) }
+            let tx = try await repo.beginTransaction()
+            try await tx.write(Chaos.pairA, from: .sql("SELECT \(generation) AS gen, r AS k FROM range(\(rows)) t(r)"))
+            try await tx.write(Chaos.pairB, from: .sql("SELECT \(generation) AS gen, r AS k FROM range(\(rows)) t(r)"))
+            commit = try await tx.commit(message: "pair \(generation)")
         case 2:
             say("op row-level transaction")
             let tx = try await repo.beginTransaction()

@@ -194,6 +194,10 @@ struct InjectedFailure: Error {}
         #expect(e2?.message.contains("expired") == true)
         let e3 = await #expect(throws: UDRError.self) { try await expiring.write(t, from: .sql("SELECT 2 AS k, 1 AS v")) }
         #expect(e3?.message.contains("expired") == true)
+        // GC closes it; its staged writes become garbage.
+        let gc = try await repo.gc()
+        #expect(gc.transactionsClosed == 1)
+        #expect(try await repo.openTransactions().isEmpty)
 
         let e4 = await #expect(throws: UDRError.self) { try await repo.openTransaction("tx-000000000000") }
         #expect(e4?.message.contains("there is no transaction tx-000000000000") == true)

@@ -35,7 +35,7 @@ struct TableDiff {
 
     private func loadSide(_ manifest: Manifest?, only: (SegmentRef) -> Bool, columns: [Column], into table: String) throws(UDRError) {
         let empty =
-            "SELECT \(columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")) WHERE false"
+            "SELECT \(typedNulls(columns)) WHERE false"
         guard let manifest else { return try run("CREATE TABLE \(table) AS \(empty)") }
         // Read as the wider schema: the side's segments name their own columns.
         let segments = manifest.segments.filter(only).map { segment -> SegmentRef in

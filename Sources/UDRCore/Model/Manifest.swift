@@ -212,10 +212,6 @@ public struct RowCounts: Hashable, Sendable, Codable {
         self.deleted = deleted
         self.updated = updated
     }
-
-    public static func + (a: RowCounts, b: RowCounts) -> RowCounts {
-        RowCounts(inserted: a.inserted + b.inserted, deleted: a.deleted + b.deleted, updated: a.updated + b.updated)
-    }
 }
 
 /// Canonical JSON for objects: sorted keys, so equal values give equal ids.

@@ -78,7 +78,7 @@ extension Repository {
         let counts = try withDuckDB { (connection) throws(UDRError) -> RowCounts in
             let diff = TableDiff(
                 connection: connection,
-                materialize: { (segment) throws(UDRError) -> String in try self.cache.materialize(segment, store: self.store).path })
+                materialize: materializedPath)
             let columns = TableDiff.columns(old, new)
             try diff.load(old: old, new: new, columns: columns, prefix: "__udr_change")
             return try diff.counts(prefix: "__udr_change", columns: columns, key: TableDiff.key(old, new))

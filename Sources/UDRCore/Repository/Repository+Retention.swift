@@ -18,6 +18,8 @@ public struct GCReport: Sendable, Codable {
     /// period (or than the oldest live transaction).
     public let objectsWaiting: Int
     public let bytesWaiting: Int64
+    /// Expired transactions closed (their staged writes discarded).
+    public let transactionsClosed: Int
     public let dryRun: Bool
 }
 
@@ -97,7 +99,7 @@ extension Repository {
 
     /// Deletes objects that no retained commit, ref or live transaction
     /// reaches and that are older than `grace` (and than the oldest live
-    /// transaction). Safe while writers and readers work: a writer storing
+    /// transaction). Expired transactions are closed first. Safe while writers and readers work: a writer storing
     /// an object again refreshes it, and readers of expired history have
     /// the grace period to finish.
     public func gc(grace: TimeInterval = Repository.defaultGracePeriod, dryRun: Bool = false) async throws(UDRError) -> GCReport {
@@ -109,7 +111,14 @@ extension Repository {
             // were read is younger than `cutoff` or refreshed.
             var manifests = Set<ObjectID>()
             var reachable = Set<ObjectID>()
-            for record in try self.catalog.openTransactions() where record.isLive(at: started) {
+            var closed = 0
+            for record in try self.catalog.openTransactions() {
+                guard record.isLive(at: started) else {
+                    // Expired: what it staged is garbage like the rest.
+                    if !dryRun { try self.catalog.abortTransaction(record.id) }
+                    closed += 1
+                    continue
+                }
                 cutoff = min(cutoff, record.began)
                 for staged in try self.catalog.stagedTables(in: record.id) { manifests.insert(staged.manifest) }
                 if let base = record.base { reachable.insert(base) }
@@ -151,7 +160,7 @@ extension Repository {
             }
             return GCReport(
                 objectsScanned: all.count, objectsReachable: all.count - deleted - waiting, objectsDeleted: deleted, bytesFreed: freed,
-                objectsWaiting: waiting, bytesWaiting: waitingBytes, dryRun: dryRun)
+                objectsWaiting: waiting, bytesWaiting: waitingBytes, transactionsClosed: closed, dryRun: dryRun)
         }
     }
 }

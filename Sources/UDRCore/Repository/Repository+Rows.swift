@@ -24,39 +24,22 @@ extension Repository {
         }
         let version = try catalog.latestVersionNumber(table) + 1
         let base = manifest.renumbered(version)
-        var streams: [UnsafeMutablePointer<ArrowArrayStream>] = []
-        defer {
-            for stream in streams {
-                stream.pointee.release?(stream)
-                stream.deallocate()
-            }
-        }
+        let streams = ArrowStreams()
+        defer { streams.release() }
         let result = try withDuckDB { (connection) throws(UDRError) -> RowEditor.Result? in
             var snapshot = try tx.snapshot(for: edit.sqlText)
-            // A predicate reads the table itself, whatever it names.
-            switch edit.base {
-            case .deleteWhere, .update:
+            // A predicate reads the table itself, whatever it names; a key
+            // equality in it prunes the segments read, as in a query.
+            var pruning: String?
+            if let predicate = edit.predicate {
                 snapshot = ResolvedSnapshot(commit: snapshot.commit, tables: snapshot.tables.merging([table: manifest]) { a, _ in a })
-            default: break
+                pruning = "SELECT * FROM \(table.sqlReference) WHERE \(predicate)"
             }
-            try attach(snapshot, to: connection, for: nil)
-            var input: (select: String, name: String)?
-            if let source = edit.source {
-                switch source.base {
-                case .file(let path, let format): input = try Self.fileReader(path, format: format)
-                case .sql(let query): input = (Self.statement(query), "the query")
-                case .arrow(let box):
-                    let stream = box.result.makeStream()
-                    streams.append(stream)
-                    do throws(DuckDBError) { try connection.register(stream, as: "__udr_arrow_input") } catch {
-                        throw UDRError(.invalidInput, "cannot read the Arrow input: \(error.message)", underlying: error)
-                    }
-                    input = ("SELECT * FROM __udr_arrow_input", "the Arrow input")
-                }
-            }
+            try attach(snapshot, to: connection, for: pruning)
+            let input = try edit.source.map { (source) throws(UDRError) in try bind(source, to: connection, streams: streams) }
             let editor = RowEditor(
                 connection: connection, writer: writer(connection), table: table, manifest: base, policy: configuration.segmentation,
-                materialize: { (segment) throws(UDRError) -> String in try self.cache.materialize(segment, store: self.store).path })
+                materialize: materializedPath)
             return try editor.apply(edit, input: input)
         }
         guard let result else {

@@ -26,6 +26,27 @@ final class ArrowStreamBox: @unchecked Sendable {
     init(result: ArrowResult) { self.result = result }
 }
 
+/// Arrow streams handed to DuckDB during one write; released together
+/// once DuckDB is done with them.
+final class ArrowStreams: @unchecked Sendable {
+    // @unchecked: used by one write, on one thread.
+    private var streams: [UnsafeMutablePointer<ArrowArrayStream>] = []
+
+    func make(from result: ArrowResult) -> UnsafeMutablePointer<ArrowArrayStream> {
+        let stream = result.makeStream()
+        streams.append(stream)
+        return stream
+    }
+
+    func release() {
+        for stream in streams {
+            stream.pointee.release?(stream)
+            stream.deallocate()
+        }
+        streams.removeAll()
+    }
+}
+
 /// Input file formats.
 public struct FileFormat: Sendable, Hashable, CustomStringConvertible {
     private enum Base: String, Sendable { case parquet, csv, tsv, json }
@@ -138,35 +159,14 @@ extension Repository {
         let previous = current.manifest
         let version = try catalog.latestVersionNumber(table) + 1
 
-        var streams: [UnsafeMutablePointer<ArrowArrayStream>] = []
-        defer {
-            for stream in streams {
-                stream.pointee.release?(stream)
-                stream.deallocate()
-            }
-        }
+        let streams = ArrowStreams()
+        defer { streams.release() }
         let written = try withDuckDB { (connection) throws(UDRError) -> WrittenTable in
-            let selectSQL: String
-            let inputName: String
-            switch source.base {
-            case .file(let path, let format):
-                (selectSQL, inputName) = try Self.fileReader(path, format: format)
-            case .sql(let query):
-                try attach(try tx.snapshot(for: query), to: connection, for: query)
-                selectSQL = Self.statement(query)
-                inputName = "the query"
-            case .arrow(let box):
-                let stream = box.result.makeStream()
-                streams.append(stream)
-                do throws(DuckDBError) { try connection.register(stream, as: "__udr_arrow_input") } catch {
-                    throw UDRError(.invalidInput, "cannot read the Arrow input: \(error.message)", underlying: error)
-                }
-                selectSQL = "SELECT * FROM __udr_arrow_input"
-                inputName = "the Arrow input"
-            }
+            if case .sql(let query) = source.base { try attach(try tx.snapshot(for: query), to: connection, for: query) }
+            let input = try bind(source, to: connection, streams: streams)
             return try writer(connection).write(
-                table: table, version: version, source: selectSQL, inputName: inputName, key: requestedKey, previousKey: previous?.key ?? []
-            )
+                table: table, version: version, source: input.select, inputName: input.name, key: requestedKey,
+                previousKey: previous?.key ?? [])
         }
         return try stage(
             written, of: table, in: tx, current: current, kind: .replace,
@@ -176,7 +176,7 @@ extension Repository {
     /// Stages a written table version unless its content equals the current one.
     func stage(
         _ written: WrittenTable, of table: TableName, in tx: Transaction,
-        current: (manifest: Manifest?, staged: StagedTable?, base: ObjectID?),
+        current: Transaction.TableState,
         kind: ChangeKind, counts: RowCounts?
     ) throws(UDRError) -> StagedWrite {
         let manifest = written.manifest
@@ -202,6 +202,27 @@ extension Repository {
     func writer(_ connection: Connection) -> TableWriter {
         TableWriter(
             connection: connection, store: store, cache: cache, scratch: layout.scratchDirectory, policy: configuration.segmentation)
+    }
+
+    /// A write's input as a relation on `connection`: a SELECT over it and
+    /// how errors name it. A query's tables must be attached already; an
+    /// Arrow stream is registered and kept in `streams` until the write ends.
+    func bind(_ source: WriteSource, to connection: Connection, streams: ArrowStreams) throws(UDRError) -> (select: String, name: String) {
+        switch source.base {
+        case .file(let path, let format): return try Self.fileReader(path, format: format)
+        case .sql(let query): return (Self.statement(query), "the query")
+        case .arrow(let box):
+            let stream = streams.make(from: box.result)
+            do throws(DuckDBError) { try connection.register(stream, as: "__udr_arrow_input") } catch {
+                throw UDRError(.invalidInput, "cannot read the Arrow input: \(error.message)", underlying: error)
+            }
+            return ("SELECT * FROM __udr_arrow_input", "the Arrow input")
+        }
+    }
+
+    /// A segment's materialized file, rebuilt from the store if needed.
+    func materializedPath(_ segment: SegmentRef) throws(UDRError) -> String {
+        try cache.materialize(segment, store: store).path
     }
 
     /// A SELECT over an input file, and how errors name it.

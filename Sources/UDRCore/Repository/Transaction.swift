@@ -71,12 +71,22 @@ public final class Transaction: Sendable {
         return ResolvedSnapshot(commit: base, tables: tables)
     }
 
-    /// The table's current version in this transaction (staged, else the
-    /// snapshot's) and the snapshot's manifest id for it.
-    func current(_ table: TableName) throws(UDRError) -> (manifest: Manifest?, staged: StagedTable?, base: ObjectID?) {
+    /// A table as the transaction sees it.
+    struct TableState {
+        /// The current version: staged, else the snapshot's; nil for a new table.
+        let manifest: Manifest?
+        /// What the transaction staged for the table, if anything.
+        let staged: StagedTable?
+        /// The snapshot's manifest id for the table (what commit compares with the head).
+        let base: ObjectID?
+    }
+
+    func current(_ table: TableName) throws(UDRError) -> TableState {
         let baseID = try base.flatMap { (id) throws(UDRError) in try repository.commit(id).tables[table]?.manifest }
-        if let staged = try staged()[table] { return (try repository.manifest(staged.manifest), staged, baseID) }
-        return (try baseID.map { (id) throws(UDRError) in try repository.manifest(id) }, nil, baseID)
+        if let staged = try staged()[table] {
+            return TableState(manifest: try repository.manifest(staged.manifest), staged: staged, base: baseID)
+        }
+        return TableState(manifest: try baseID.map { (id) throws(UDRError) in try repository.manifest(id) }, staged: nil, base: baseID)
     }
 
     // MARK: Public API
@@ -388,7 +398,7 @@ extension Repository {
         return try withDuckDB { (connection) throws(UDRError) -> (ObjectID, RowCounts)? in
             let diff = TableDiff(
                 connection: connection,
-                materialize: { (segment) throws(UDRError) -> String in try self.cache.materialize(segment, store: self.store).path })
+                materialize: materializedPath)
             let ourColumns = TableDiff.columns(baseManifest, ourManifest)
             try diff.load(old: baseManifest, new: ourManifest, columns: ourColumns, prefix: "__udr_ours")
             try diff.touchedKeys(prefix: "__udr_ours", columns: ourColumns, key: key)
@@ -425,7 +435,7 @@ extension Repository {
             let editor = RowEditor(
                 connection: connection, writer: writer(connection), table: table, manifest: theirManifest.renumbered(version),
                 policy: configuration.segmentation,
-                materialize: { (segment) throws(UDRError) -> String in try self.cache.materialize(segment, store: self.store).path })
+                materialize: materializedPath)
             guard let result = try editor.applyDelta(columns: columns, rejectExisting: false) else { return nil }
             return (try store.putJSON(result.written.manifest).id, counts)
         }

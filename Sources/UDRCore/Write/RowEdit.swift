@@ -35,6 +35,16 @@ public struct RowEdit: Sendable {
         }
     }
 
+    /// The predicate of a delete or update: the rows it keeps to (`true`
+    /// for an update of every row); nil for edits that read an input.
+    var predicate: String? {
+        switch base {
+        case .deleteWhere(let p): return p
+        case .update(_, let p): return p ?? "true"
+        case .append, .upsert, .deleteKeys: return nil
+        }
+    }
+
     /// The SQL the edit evaluates over the repository's tables.
     var sqlText: String? {
         switch base {

@@ -173,7 +173,7 @@ struct RowEditor {
     func applyDelta(columns: [Column], rejectExisting: Bool) throws(UDRError) -> Result? {
         let key = manifest.key
         try run(
-            "CREATE TABLE IF NOT EXISTS __udr_up AS SELECT \(columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")) WHERE false"
+            "CREATE TABLE IF NOT EXISTS __udr_up AS SELECT \(typedNulls(columns)) WHERE false"
         )
         try run("CREATE TABLE IF NOT EXISTS __udr_del AS SELECT \(keyList("u")) FROM __udr_up AS u WHERE false")
 
@@ -259,11 +259,11 @@ struct RowEditor {
         let extended = Manifest(table: table, version: manifest.version, columns: columns, key: key, segments: manifest.segments)
         if files.isEmpty {
             try run(
-                "CREATE TABLE __udr_old AS SELECT \(columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")), 0 AS __udr_run WHERE false"
+                "CREATE TABLE __udr_old AS SELECT \(typedNulls(columns)), 0 AS __udr_run WHERE false"
             )
         } else {
             try self.values("__udr_file_run", ["file", "run"], fileRuns)
-            let oldSelect = RowEditor.select(
+            let oldSelect = Repository.segmentSelect(
                 extended, segments: touchedSegments.map { kept(segments[$0], extendedTo: columns) }, files: files, extra: ["filename"])
             try run(
                 "CREATE TABLE __udr_old AS SELECT o.* EXCLUDE (filename), r.run AS __udr_run FROM (\(oldSelect)) AS o JOIN __udr_file_run AS r ON o.filename = r.file"
@@ -342,7 +342,8 @@ struct RowEditor {
         var source = "SELECT \(list), 0 AS __udr_run, 4294967296 + rowid AS __udr_pos FROM __udr_up"
         if joinLast, let last = segments.last {
             let file = try materialize(last)
-            let old = RowEditor.select(extended, segments: [kept(last, extendedTo: columns)], files: [file], extra: ["file_row_number"])
+            let old = Repository.segmentSelect(
+                extended, segments: [kept(last, extendedTo: columns)], files: [file], extra: ["file_row_number"])
             source = "SELECT \(list), 0 AS __udr_run, file_row_number AS __udr_pos FROM (\(old)) UNION ALL " + source
         }
         let written = try writer.writeRuns(source: source, columns: columns, key: [], runs: 1)
@@ -358,7 +359,7 @@ struct RowEditor {
         let segments = manifest.segments
         var files: [String] = []
         for segment in segments { files.append(try materialize(segment)) }
-        let all = RowEditor.select(manifest, segments: segments, files: files, extra: ["filename", "file_row_number"])
+        let all = Repository.segmentSelect(manifest, segments: segments, files: files, extra: ["filename", "file_row_number"])
         let local = quoteIdentifier(table.localName)
         let filter = "coalesce((\(predicate)), false)"
         try run(
@@ -371,7 +372,7 @@ struct RowEditor {
         var fileRuns: [String] = []
         for (run, index) in touched.enumerated() { fileRuns.append("(\(quoteLiteral(files[index])), \(run))") }
         try self.values("__udr_file_run", ["file", "run"], fileRuns)
-        let old = RowEditor.select(
+        let old = Repository.segmentSelect(
             manifest, segments: touched.map { segments[$0] }, files: touched.map { files[$0] }, extra: ["filename", "file_row_number"])
         let names = manifest.columns.map { quoteIdentifier($0.name) }
         let source: String
@@ -426,17 +427,13 @@ struct RowEditor {
     private func finish(_ segments: [SegmentRef], columns: [Column], logical: Int64, added: Int64) throws(UDRError) -> WrittenTable {
         if segments.isEmpty {
             let empty =
-                "SELECT \(columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")) WHERE false"
+                "SELECT \(typedNulls(columns)) WHERE false"
             return try writer.write(
                 table: table, version: manifest.version, source: empty, inputName: "the empty table", key: manifest.key,
                 previousKey: manifest.key)
         }
         let result = Manifest(table: table, version: manifest.version, columns: columns, key: manifest.key, segments: segments)
         return WrittenTable(manifest: result, logicalBytes: logical, bytesAdded: added)
-    }
-
-    static func select(_ manifest: Manifest, segments: [SegmentRef], files: [String], extra: [String]) -> String {
-        Repository.segmentSelect(manifest, segments: segments, files: files, extra: extra)
     }
 
     /// A table of literal rows (`(1, 'a')`, …); with none, an empty one of integers.
@@ -452,13 +449,11 @@ struct RowEditor {
     private func run(_ sql: String, what: String? = nil) throws(UDRError) {
         do { try connection.execute(sql) } catch {
             if let what {
-                throw UDRError(.query, "cannot \(RowEditor.describe(what)) of this edit on \(table): \(error.message)", underlying: error)
+                throw UDRError(.query, "cannot evaluate \(what) of this edit on \(table): \(error.message)", underlying: error)
             }
             throw UDRError(.query, error.message, underlying: error)
         }
     }
-
-    private static func describe(_ what: String) -> String { "evaluate \(what)" }
 
     private func query(_ sql: String) throws(UDRError) -> ResultSet {
         do { return try connection.query(sql) } catch { throw UDRError(.query, error.message, underlying: error) }

@@ -202,6 +202,12 @@ private struct TypeParser {
 }
 
 /// `"name"` with embedded quotes doubled: safe for any identifier.
+/// A select list of typed NULLs named like `columns`: with `WHERE false`,
+/// an empty relation of that schema.
+func typedNulls(_ columns: [Column]) -> String {
+    columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")
+}
+
 public func quoteIdentifier(_ name: String) -> String {
     "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
 }
