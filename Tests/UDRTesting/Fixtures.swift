@@ -29,10 +29,17 @@ public struct TemporaryDirectory: Sendable {
     public func path(_ name: String) -> String { url.appendingPathComponent(name).path }
 }
 
+/// Read groups small enough that tests of a few thousand rows read through
+/// them (group files of several row groups, and single segments between).
+public let testReadGrouping = ReadGrouping(bits: 1, minimumRows: 256, maximumRows: 8192, rowGroupSize: 1000)
+
 /// A fresh local repository in a temporary directory.
-public func makeRepository(segmentation: SegmentationPolicy = .standard) throws -> (Repository, TemporaryDirectory) {
+public func makeRepository(
+    segmentation: SegmentationPolicy = .standard, readGrouping: ReadGrouping = testReadGrouping
+) throws -> (Repository, TemporaryDirectory) {
     let dir = TemporaryDirectory()
-    let repo = try LocalRepository.create(at: dir.url.appendingPathComponent("repo"), configuration: .init(segmentation: segmentation))
+    let repo = try LocalRepository.create(
+        at: dir.url.appendingPathComponent("repo"), configuration: .init(segmentation: segmentation, readGrouping: readGrouping))
     return (repo, dir)
 }
 

@@ -14,7 +14,9 @@ struct KeyPruning {
     private(set) var equalities: [String: [String: [Any]]] = [:]
 
     init(sql: String, connection: Connection) {
-        guard let text = try? connection.query("SELECT json_serialize_sql($1::VARCHAR)", [.text(sql)]).scalar.string,
+        // Without an `=` there is no equality to find: skip the parse.
+        guard sql.contains("="),
+            let text = try? connection.query("SELECT json_serialize_sql($1::VARCHAR)", [.text(sql)]).scalar.string,
             let tree = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
             (tree["error"] as? Bool) != true
         else { return }

@@ -1,5 +1,6 @@
 import DuckDB
 import Foundation
+import Logging
 
 /// A snapshot resolved to concrete table versions: which manifest each name
 /// in a query reads.
@@ -100,14 +101,26 @@ extension Repository {
         let pruning = sql.map { KeyPruning(sql: $0, connection: connection) }
         var schemas = Set<String>()
         var materialized = false
+        var read = Set<String>()
         for (name, manifest) in snapshot.tables.sorted(by: { $0.key < $1.key }) {
             let pruned = pruning?.segments(of: manifest, readAs: name) ?? manifest.segments
-            var files: [String] = []
-            for segment in pruned {
-                let (path, created) = try cache.materialize(segment, store: store)
-                files.append(path)
+            let materialize = { (segment: SegmentRef) throws(UDRError) -> String in
+                let (path, created) = try self.cache.materialize(segment, store: self.store)
                 materialized = materialized || created
+                return path
             }
+            var files: [String] = []
+            if pruned.count == manifest.segments.count {
+                // A full scan reads large read groups instead (ReadGrouping).
+                let grouped = try cache.readFiles(
+                    pruned, grouping: configuration.readGrouping, connection: connection, materialize: materialize
+                ) { logger.warning("\(name): \($0)") }
+                files = grouped.files
+                materialized = materialized || grouped.built
+            } else {
+                for segment in pruned { files.append(try materialize(segment)) }
+            }
+            read.formUnion(files)
             if let namespace = name.namespace, !schemas.contains(namespace) {
                 try execute("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(namespace))", on: connection)
                 schemas.insert(namespace)
@@ -116,9 +129,7 @@ extension Repository {
                 "CREATE OR REPLACE VIEW \(name.sqlReference) AS \(Self.segmentSelect(manifest, segments: pruned, files: files))",
                 on: connection)
         }
-        if materialized {
-            cache.evictIfNeeded(keeping: Set(snapshot.tables.values.flatMap { $0.segments.map(\.id) }))
-        }
+        if materialized { cache.evictIfNeeded(keeping: read) }
     }
 
     /// SQL reading materialized segment files as the table's columns in
@@ -144,16 +155,22 @@ extension Repository {
 
     /// Sets up a DuckDB session reading the snapshot and runs `body` in it.
     func withSession<T>(_ options: ReadOptions, sql: String?, _ body: (Connection) throws(UDRError) -> T) throws(UDRError) -> T {
-        try withSession(try resolveSnapshot(options, for: sql), sql: sql, body)
+        var clock = StepClock()
+        let snapshot = try resolveSnapshot(options, for: sql)
+        clock.step("resolve snapshot")
+        return try withSession(snapshot, sql: sql, body)
     }
 
     func withSession<T>(_ snapshot: ResolvedSnapshot, sql: String?, _ body: (Connection) throws(UDRError) -> T) throws(UDRError) -> T {
-        try withReadConnection { (connection) throws(UDRError) -> T in
+        var clock = StepClock()
+        return try withReadConnection { (connection) throws(UDRError) -> T in
             // The views live only inside this transaction: the next read,
             // at another snapshot, starts from a clean catalog.
             try execute("BEGIN TRANSACTION", on: connection)
             defer { try? connection.execute("ROLLBACK") }
             try attach(snapshot, to: connection, for: sql)
+            clock.step("attach views")
+            defer { clock.step("run query") }
             return try body(connection)
         }
     }

@@ -52,8 +52,9 @@ public struct SegmentCache: Sendable {
         return (target, true)
     }
 
-    /// Removes the oldest files until the cache fits its limit.
-    func evictIfNeeded(keeping: Set<ObjectID> = []) {
+    /// Removes the oldest files until the cache fits its limit, sparing
+    /// the files in `keeping` (paths).
+    func evictIfNeeded(keeping keep: Set<String> = []) {
         let fm = FileManager.default
         guard let names = try? fm.contentsOfDirectory(atPath: directory.path) else { return }
         var files: [(String, Int64, Double)] = []
@@ -67,7 +68,6 @@ public struct SegmentCache: Sendable {
             files.append((p, size, Double(info.st_mtim.tv_sec)))
         }
         guard total > limitBytes else { return }
-        let keep = Set(keeping.map { path($0) })
         for (p, size, _) in files.sorted(by: { $0.2 < $1.2 }) where !keep.contains(p) {
             unlink(p)
             total -= size

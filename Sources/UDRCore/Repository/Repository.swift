@@ -45,17 +45,20 @@ public final class Repository: Sendable {
         public var duckdb: Database.Configuration
         /// How rows are cut into segments.
         public var segmentation: SegmentationPolicy
+        /// How a full scan joins segments into larger local read files.
+        public var readGrouping: ReadGrouping
         /// The segment cache's size limit.
         public var cacheLimitBytes: Int64
         /// Author recorded in commits when a write names none.
         public var defaultAuthor: String
 
         public init(
-            duckdb: Database.Configuration = .init(), segmentation: SegmentationPolicy = .standard, cacheLimitBytes: Int64 = 20 << 30,
-            defaultAuthor: String? = nil
+            duckdb: Database.Configuration = .init(), segmentation: SegmentationPolicy = .standard, readGrouping: ReadGrouping = .standard,
+            cacheLimitBytes: Int64 = 20 << 30, defaultAuthor: String? = nil
         ) {
             self.duckdb = duckdb
             self.segmentation = segmentation
+            self.readGrouping = readGrouping
             self.cacheLimitBytes = cacheLimitBytes
             let env = ProcessInfo.processInfo.environment
             self.defaultAuthor = defaultAuthor ?? env["UDR_AUTHOR"] ?? env["USER"] ?? "unknown"

@@ -278,7 +278,8 @@ extension Repository {
     static let machineName: String = {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
-        return String(cString: buffer).replacingOccurrences(of: ":", with: "_")
+        let name = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: name, as: UTF8.self).replacingOccurrences(of: ":", with: "_")
     }()
 
     /// Whether a lock holder (`host:pid:nonce`) is a process of this machine that no longer runs.

@@ -52,7 +52,7 @@ struct TableWriter {
         // An empty table still has one (empty) segment: it carries the schema.
         let written = try writeSegments(ranges: try cut(runs: [0..<rowCount], keepEmpty: true), columns: columns, clock: &clock)
         let segments = written.segments.isEmpty ? [] : written.segments[0]
-        cache.evictIfNeeded(keeping: Set(segments.map(\.id)))
+        cache.evictIfNeeded(keeping: Set(segments.map { cache.path($0.id) }))
         let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
         return WrittenTable(manifest: manifest, logicalBytes: written.logical, bytesAdded: written.added)
     }
