@@ -63,6 +63,11 @@ struct GC: AsyncParsableCommand {
         if report.transactionsClosed > 0 {
             print("\(dryRun ? "would close" : "closed") \(report.transactionsClosed) expired transaction(s)")
         }
+        if report.abandonedBytesFreed > 0 {
+            print(
+                "\(dryRun ? "would remove" : "removed") \(Output.bytes(report.abandonedBytesFreed)) of temporary files interrupted writes left behind"
+            )
+        }
         if report.objectsWaiting > 0 {
             print(
                 "\(report.objectsWaiting) unreachable objects (\(Output.bytes(report.bytesWaiting))) are younger than the grace period; a later gc frees them"

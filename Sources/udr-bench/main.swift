@@ -60,12 +60,16 @@ if only == nil || only == "core" {
     // 1. Write.
     print("Write \(rows) rows")
     let copyTarget = work.appendingPathComponent("copy.parquet").path
+    // Each side starts with no dirty pages of earlier steps to write back
+    // (DuckDB's COPY does not flush; UDR's writes flush their objects).
+    sync()
     let duckWrite = try await seconds {
         try duck.execute("COPY (SELECT * FROM read_parquet('\(source)')) TO '\(copyTarget)' (FORMAT parquet)")
     }
     let repo = try LocalRepository.create(at: work.appendingPathComponent("repo"))
     let t = try TableName("parcels")
     var first: WriteResult!
+    sync()
     let udrWrite = try await seconds {
         first = try await repo.write(t, from: .file(source), key: ["k"], message: "v1")
     }

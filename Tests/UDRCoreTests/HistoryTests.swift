@@ -121,4 +121,29 @@ import UDRTesting
         let again = try await repo.gc(grace: 0)
         #expect(again.objectsDeleted == 0)
     }
+
+    @Test func gcRemovesWhatInterruptedWritesLeftBehind() async throws {
+        let (repo, _) = try makeRepository()
+        _ = try await repo.write(try TableName("t"), from: .sql("SELECT r AS id FROM range(1000) t(r)"), key: ["id"])
+        let fm = FileManager.default
+        let objects = repo.layout.metadata.appendingPathComponent("objects/ab")
+        try fm.createDirectory(at: objects, withIntermediateDirectories: true)
+        let scratch = repo.layout.scratchDirectory.appendingPathComponent("write-crashed")
+        try fm.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let stale = [objects.appendingPathComponent(".cdef.1.tmp"), scratch.appendingPathComponent("0.parquet")]
+        let fresh = objects.appendingPathComponent(".cdef.2.tmp")
+        for file in stale + [fresh] { try Data(repeating: 1, count: 1000).write(to: file) }
+        let old = Date().addingTimeInterval(-7200)
+        for path in stale + [scratch] { try fm.setAttributes([.modificationDate: old], ofItemAtPath: path.path) }
+
+        let dry = try await repo.gc(dryRun: true)
+        #expect(dry.abandonedBytesFreed == 2000)
+        #expect(stale.allSatisfy { fm.fileExists(atPath: $0.path) })
+        let report = try await repo.gc()
+        #expect(report.abandonedBytesFreed == 2000)
+        #expect(!fm.fileExists(atPath: stale[0].path) && !fm.fileExists(atPath: scratch.path))
+        #expect(fm.fileExists(atPath: fresh.path), "a temporary file younger than the grace period may belong to a running write")
+        #expect(try await repo.verify().ok)
+        #expect(try await count(repo, "SELECT count(*) FROM t") == 1000)
+    }
 }

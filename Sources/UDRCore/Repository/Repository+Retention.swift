@@ -20,6 +20,8 @@ public struct GCReport: Sendable, Codable {
     public let bytesWaiting: Int64
     /// Expired transactions closed (their staged writes discarded).
     public let transactionsClosed: Int
+    /// Bytes of temporary files that interrupted writes left behind.
+    public let abandonedBytesFreed: Int64
     public let dryRun: Bool
 }
 
@@ -158,9 +160,11 @@ extension Repository {
                     freed += bytes
                 }
             }
+            let abandoned = try self.store.removeAbandoned(before: started.addingTimeInterval(-grace), dryRun: dryRun)
             return GCReport(
                 objectsScanned: all.count, objectsReachable: all.count - deleted - waiting, objectsDeleted: deleted, bytesFreed: freed,
-                objectsWaiting: waiting, bytesWaiting: waitingBytes, transactionsClosed: closed, dryRun: dryRun)
+                objectsWaiting: waiting, bytesWaiting: waitingBytes, transactionsClosed: closed, abandonedBytesFreed: abandoned,
+                dryRun: dryRun)
         }
     }
 }

@@ -25,6 +25,15 @@ public struct LocalObjectStore: ObjectStore {
         }
     }
 
+    /// A temporary name beside the object's final one: writers spread over
+    /// the 256 prefix directories instead of contending for one, and the
+    /// rename stays within a directory. The leading dot keeps it out of
+    /// ``list()``; GC removes the ones a crash left behind.
+    func temporaryPath(_ id: ObjectID) -> String {
+        let hex = id.hex
+        return objectsDirectory.path + "/" + hex.prefix(2) + "/." + hex.dropFirst(2) + "." + UUID().uuidString + ".tmp"
+    }
+
     func path(_ id: ObjectID) -> String {
         let hex = id.hex
         return objectsDirectory.path + "/" + hex.prefix(2) + "/" + hex.dropFirst(2)
@@ -69,14 +78,19 @@ public struct LocalObjectStore: ObjectStore {
             // Present: refresh its time so a concurrent GC spares it. A GC
             // that moved it away meanwhile makes this fail; write it anew.
             if utimensat(AT_FDCWD, path(object.id), nil, 0) == 0 { continue }
-            pending.append((object.id, object.data, temporaryDirectory.path + "/" + object.id.hex + "." + UUID().uuidString + ".tmp"))
+            pending.append((object.id, object.data, temporaryPath(object.id)))
         }
         if pending.isEmpty { return 0 }
         defer { for object in pending { unlink(object.temp) } }
         // Temporary files are written and flushed on several threads; all
         // are durable before any is renamed into place.
+        var directories = Set<String>()
+        for object in pending {
+            let dir = (object.temp as NSString).deletingLastPathComponent
+            if directories.insert(dir).inserted { mkdir(dir, 0o755) }
+        }
         let failures = FailureBox()
-        let workers = min(4, pending.count)
+        let workers = min(8, pending.count)
         let snapshot = pending
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             for index in stride(from: worker, to: snapshot.count, by: workers) where !failures.failed {
@@ -86,21 +100,18 @@ public struct LocalObjectStore: ObjectStore {
             }
         }
         if let error = failures.first { throw error }
-        var directories = Set<String>()
         for object in pending {
-            let final = path(object.id)
-            let dir = (final as NSString).deletingLastPathComponent
-            if !directories.contains(dir) {
-                mkdir(dir, 0o755)
-                directories.insert(dir)
-            }
-            guard rename(object.temp, final) == 0 else {
+            guard rename(object.temp, path(object.id)) == 0 else {
                 throw UDRError(.io, "cannot move object \(object.id) into place: \(String(cString: strerror(errno)))")
             }
         }
         let added = pending.reduce(Int64(0)) { $0 + Int64($1.data.count) }
         pending.removeAll()
-        for dir in directories.union([objectsDirectory.path]) { Self.fsyncPath(dir) }
+        // Directory flushes, like file flushes, overlap on several threads.
+        let flushed = Array(directories.union([objectsDirectory.path]))
+        DispatchQueue.concurrentPerform(iterations: min(8, flushed.count)) { worker in
+            for index in stride(from: worker, to: flushed.count, by: min(8, flushed.count)) { Self.fsyncPath(flushed[index]) }
+        }
         return added
     }
 
@@ -118,6 +129,42 @@ public struct LocalObjectStore: ObjectStore {
             }
         }
         return ids
+    }
+
+    public func removeAbandoned(before cutoff: Date, dryRun: Bool) throws(UDRError) -> Int64 {
+        let fm = FileManager.default
+        var freed: Int64 = 0
+        // Temporary objects beside the objects, and anything under tmp/
+        // (trash of GC, scratch files of writes).
+        var candidates: [String] = []
+        for prefix in (try? fm.contentsOfDirectory(atPath: objectsDirectory.path)) ?? [] where prefix.count == 2 {
+            let dir = objectsDirectory.path + "/" + prefix
+            for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".tmp") {
+                candidates.append(dir + "/" + name)
+            }
+        }
+        for name in (try? fm.contentsOfDirectory(atPath: temporaryDirectory.path)) ?? [] {
+            candidates.append(temporaryDirectory.path + "/" + name)
+        }
+        for path in candidates {
+            guard let attributes = try? fm.attributesOfItem(atPath: path), let modified = attributes[.modificationDate] as? Date,
+                modified < cutoff
+            else { continue }
+            if attributes[.type] as? FileAttributeType == .typeDirectory {
+                // A write's scratch directory: its files are as old as it.
+                let files = (try? fm.subpathsOfDirectory(atPath: path)) ?? []
+                if files.contains(where: {
+                    ((try? fm.attributesOfItem(atPath: path + "/" + $0))?[.modificationDate] as? Date ?? .distantPast) >= cutoff
+                }) {
+                    continue
+                }
+                freed += files.reduce(Int64(0)) { $0 + (((try? fm.attributesOfItem(atPath: path + "/" + $1))?[.size] as? Int64) ?? 0) }
+            } else {
+                freed += (attributes[.size] as? Int64) ?? 0
+            }
+            if !dryRun { try? fm.removeItem(atPath: path) }
+        }
+        return freed
     }
 
     public func modificationTime(_ id: ObjectID) throws(UDRError) -> Date? {

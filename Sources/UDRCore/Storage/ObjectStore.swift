@@ -28,6 +28,10 @@ public protocol ObjectStore: Sendable {
     /// writer storing it concurrently keeps it). Returns the bytes freed,
     /// nil when the object was kept or absent.
     func delete(_ id: ObjectID, unlessModifiedSince cutoff: Date) throws(UDRError) -> Int64?
+    /// Removes what interrupted writers left behind (temporary files and
+    /// directories) last touched before `cutoff`; returns the bytes freed
+    /// (or that would be, with `dryRun`).
+    func removeAbandoned(before cutoff: Date, dryRun: Bool) throws(UDRError) -> Int64
 }
 
 extension ObjectStore {
