@@ -18,6 +18,7 @@ extension Repository {
 
     /// Applies a row-level edit to the table's current version in `tx` and stages the result.
     func stageRows(_ edit: RowEdit, to table: TableName, in tx: Transaction) throws(UDRError) -> StagedWrite {
+        var clock = StepClock()
         let current = try tx.current(table)
         guard let manifest = current.manifest else {
             throw UDRError(.notFound, "there is no table '\(table)' to \(edit.verb); create it with `udr write`")
@@ -27,6 +28,7 @@ extension Repository {
         let streams = ArrowStreams()
         defer { streams.release() }
         let result = try withDuckDB { (connection) throws(UDRError) -> RowEditor.Result? in
+            clock.step("open duckdb")
             var snapshot = try tx.snapshot(for: edit.sqlText)
             // A predicate reads the table itself, whatever it names; a key
             // equality in it prunes the segments read, as in a query.
@@ -36,10 +38,12 @@ extension Repository {
                 pruning = "SELECT * FROM \(table.sqlReference) WHERE \(predicate)"
             }
             try attach(snapshot, to: connection, for: pruning)
+            clock.step("attach")
             let input = try edit.source.map { (source) throws(UDRError) in try bind(source, to: connection, streams: streams) }
             let editor = RowEditor(
                 connection: connection, writer: writer(connection), table: table, manifest: base, policy: configuration.segmentation,
                 materialize: materializedPath)
+            defer { clock.step("edit") }
             return try editor.apply(edit, input: input)
         }
         guard let result else {
@@ -48,6 +52,7 @@ extension Repository {
                 counts: RowCounts())
         }
         let kind: ChangeKind = manifest.key.isEmpty ? .replace : .rows
+        defer { clock.step("stage") }
         return try stage(result.written, of: table, in: tx, current: current, kind: kind, counts: result.counts)
     }
 }
