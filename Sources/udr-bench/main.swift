@@ -11,7 +11,7 @@ let arguments = CommandLine.arguments
 let rows = arguments.firstIndex(of: "--rows").flatMap { Int(arguments[$0 + 1]) } ?? 5_000_000
 let updateRows = arguments.firstIndex(of: "--update-rows").flatMap { Int(arguments[$0 + 1]) } ?? 10_000_000
 let only = arguments.firstIndex(of: "--only").map { arguments[$0 + 1] }
-let repetitions = 7
+let repetitions = 15
 
 func seconds(_ body: () async throws -> Void) async rethrows -> Double {
     let start = DispatchTime.now().uptimeNanoseconds
