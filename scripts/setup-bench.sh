@@ -5,10 +5,6 @@
 set -euo pipefail
 . "$(dirname "$0")/wheels.sh"
 
-VERSION=1.5.5
-CACHE="${UDR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/udr}"
-DEST="$CACHE/duckdb-$VERSION"
-WHEELS="$CACHE/wheels-$VERSION"
 EXTENSIONS=(ducklake sqlite_scanner)
 
 [ -f "$DEST/.complete" ] || "$(dirname "$0")/setup-duckdb.sh"

@@ -6,10 +6,6 @@
 set -euo pipefail
 . "$(dirname "$0")/wheels.sh"
 
-VERSION=1.5.5
-CACHE="${UDR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/udr}"
-DEST="$CACHE/duckdb-$VERSION"
-WHEELS="$CACHE/wheels-$VERSION"
 EXTENSIONS=(spatial httpfs)
 
 if [ -f "$DEST/.complete" ]; then

@@ -1,5 +1,11 @@
-# Shared by the setup scripts: download PyPI wheels for the platform UDR
-# runs on (binary only, no dependencies) into a directory.
+# Shared by the setup scripts: where the runtime is cached, and how PyPI
+# wheels are downloaded for the platform UDR runs on.
+VERSION=1.5.5
+CACHE="${UDR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/udr}"
+DEST="$CACHE/duckdb-$VERSION"
+WHEELS="$CACHE/wheels-$VERSION"
+
+# Binary wheels only, no dependencies, into a directory.
 #   download_wheels DIR PACKAGE...
 download_wheels() {
   local dir="$1"

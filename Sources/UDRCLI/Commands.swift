@@ -154,8 +154,7 @@ struct Log: AsyncParsableCommand {
             print("Date:   \(Timestamp.format(c.time))")
             print("\n    \(c.message)\n")
             for change in c.changes {
-                let from = change.oldVersion.map { "v\($0)" } ?? "new"
-                let to = change.newVersion.map { "v\($0)" } ?? "dropped"
+                let (from, to) = Output.versions(change.oldVersion, change.newVersion)
                 print("    \(change.table): \(from) → \(to)")
             }
             print("")
@@ -185,9 +184,8 @@ struct Show: AsyncParsableCommand {
         if !info.parents.isEmpty { print("Parents: \(info.parents.map(\.short).joined(separator: " "))") }
         print("Author: \(info.author)\nDate:   \(Timestamp.format(info.time))\nBranch: \(info.branch)\n\n    \(info.message)\n")
         for change in info.changes {
-            print(
-                "    changed \(change.table): \(change.oldVersion.map { "v\($0)" } ?? "new") → \(change.newVersion.map { "v\($0)" } ?? "dropped")"
-            )
+            let (from, to) = Output.versions(change.oldVersion, change.newVersion)
+            print("    changed \(change.table): \(from) → \(to)")
         }
         print("\nTables:")
         for (name, entry) in info.tables.sorted(by: { $0.key < $1.key }) { print("    \(name) v\(entry.version)") }

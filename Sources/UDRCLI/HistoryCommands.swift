@@ -30,9 +30,9 @@ struct Changes: AsyncParsableCommand {
         var rows: [[String]] = []
         for entry in entries {
             for change in entry.tables {
+                let (from, to) = Output.versions(change.oldVersion, change.newVersion)
                 rows.append([
-                    String(entry.txID), Timestamp.format(entry.time), change.table.rawValue,
-                    change.oldVersion.map { "v\($0)" } ?? "new", change.newVersion.map { "v\($0)" } ?? "dropped",
+                    String(entry.txID), Timestamp.format(entry.time), change.table.rawValue, from, to,
                     String(change.inserted), String(change.deleted), String(change.updated), entry.message,
                 ])
             }

@@ -4,6 +4,11 @@ import UDRCore
 
 /// Printing for the CLI: aligned text tables and JSON.
 enum Output {
+    /// A table's version before and after a commit: `v3`, or `new` / `dropped`.
+    static func versions(_ old: Int?, _ new: Int?) -> (from: String, to: String) {
+        (old.map { "v\($0)" } ?? "new", new.map { "v\($0)" } ?? "dropped")
+    }
+
     static func json<T: Encodable>(_ value: T) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

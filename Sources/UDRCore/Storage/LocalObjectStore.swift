@@ -109,8 +109,9 @@ public struct LocalObjectStore: ObjectStore {
         pending.removeAll()
         // Directory flushes, like file flushes, overlap on several threads.
         let flushed = Array(directories.union([objectsDirectory.path]))
-        DispatchQueue.concurrentPerform(iterations: min(8, flushed.count)) { worker in
-            for index in stride(from: worker, to: flushed.count, by: min(8, flushed.count)) { Self.fsyncPath(flushed[index]) }
+        let flushers = min(8, flushed.count)
+        DispatchQueue.concurrentPerform(iterations: flushers) { worker in
+            for index in stride(from: worker, to: flushed.count, by: flushers) { Self.fsyncPath(flushed[index]) }
         }
         return added
     }
@@ -133,9 +134,8 @@ public struct LocalObjectStore: ObjectStore {
 
     public func removeAbandoned(before cutoff: Date, dryRun: Bool) throws(UDRError) -> Int64 {
         let fm = FileManager.default
-        var freed: Int64 = 0
         // Temporary objects beside the objects, and anything under tmp/
-        // (trash of GC, scratch files of writes).
+        // (trash of GC, scratch directories of writes).
         var candidates: [String] = []
         for prefix in (try? fm.contentsOfDirectory(atPath: objectsDirectory.path)) ?? [] where prefix.count == 2 {
             let dir = objectsDirectory.path + "/" + prefix
@@ -146,23 +146,20 @@ public struct LocalObjectStore: ObjectStore {
         for name in (try? fm.contentsOfDirectory(atPath: temporaryDirectory.path)) ?? [] {
             candidates.append(temporaryDirectory.path + "/" + name)
         }
+        var freed: Int64 = 0
         for path in candidates {
-            guard let attributes = try? fm.attributesOfItem(atPath: path), let modified = attributes[.modificationDate] as? Date,
-                modified < cutoff
-            else { continue }
-            if attributes[.type] as? FileAttributeType == .typeDirectory {
-                // A write's scratch directory: its files are as old as it.
-                let files = (try? fm.subpathsOfDirectory(atPath: path)) ?? []
-                if files.contains(where: {
-                    ((try? fm.attributesOfItem(atPath: path + "/" + $0))?[.modificationDate] as? Date ?? .distantPast) >= cutoff
-                }) {
-                    continue
-                }
-                freed += files.reduce(Int64(0)) { $0 + (((try? fm.attributesOfItem(atPath: path + "/" + $1))?[.size] as? Int64) ?? 0) }
-            } else {
-                freed += (attributes[.size] as? Int64) ?? 0
+            // A directory counts as touched when any file in it was.
+            let files = [path] + ((try? fm.subpathsOfDirectory(atPath: path)) ?? []).map { path + "/" + $0 }
+            var info = stat()
+            var bytes: Int64 = 0
+            var touched = false
+            for file in files where stat(file, &info) == 0 {
+                touched = touched || Self.modified(info) >= cutoff
+                if info.st_mode & S_IFMT == S_IFREG { bytes += Int64(info.st_size) }
             }
+            guard !touched else { continue }
             if !dryRun { try? fm.removeItem(atPath: path) }
+            freed += bytes
         }
         return freed
     }
@@ -170,7 +167,7 @@ public struct LocalObjectStore: ObjectStore {
     public func modificationTime(_ id: ObjectID) throws(UDRError) -> Date? {
         var info = stat()
         guard stat(path(id), &info) == 0 else { return nil }
-        return Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+        return Self.modified(info)
     }
 
     public func delete(_ id: ObjectID, unlessModifiedSince cutoff: Date) throws(UDRError) -> Int64? {
@@ -182,7 +179,7 @@ public struct LocalObjectStore: ObjectStore {
         guard rename(source, trash) == 0 else { return nil }
         var info = stat()
         guard stat(trash, &info) == 0 else { return nil }
-        let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+        let modified = Self.modified(info)
         if modified >= cutoff {
             if access(source, F_OK) == 0 || rename(trash, source) != 0 { unlink(trash) }
             return nil
@@ -210,6 +207,10 @@ public struct LocalObjectStore: ObjectStore {
         }
         if let failure { throw UDRError(.io, "cannot write \(path): \(String(cString: strerror(failure)))") }
         if sync, fsync(fd) != 0 { throw UDRError(.io, "cannot flush \(path) to disk: \(String(cString: strerror(errno)))") }
+    }
+
+    static func modified(_ info: stat) -> Date {
+        Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
     }
 
     static func fsyncPath(_ path: String) {
