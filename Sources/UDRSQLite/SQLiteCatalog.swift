@@ -65,6 +65,17 @@ public final class SQLiteCatalog: Catalog {
             try db.execute(sql: "CREATE TABLE expired_commits(id TEXT PRIMARY KEY, tx_id INTEGER NOT NULL, expired_at TEXT NOT NULL)")
             try db.execute(sql: "CREATE TABLE branch_locks(branch TEXT PRIMARY KEY, holder TEXT NOT NULL, expires TEXT NOT NULL)")
         }
+        migrator.registerMigration("v4-leases-counts") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE write_leases(id TEXT PRIMARY KEY, base TEXT, began TEXT NOT NULL, expires TEXT NOT NULL);
+                    CREATE TABLE row_counts(
+                        old_manifest TEXT NOT NULL, new_manifest TEXT NOT NULL,
+                        inserted INTEGER NOT NULL, deleted INTEGER NOT NULL, updated INTEGER NOT NULL,
+                        PRIMARY KEY (old_manifest, new_manifest));
+                    CREATE INDEX expired_commits_time ON expired_commits(expired_at);
+                    """)
+        }
         return migrator
     }
 
@@ -174,6 +185,11 @@ public final class SQLiteCatalog: Catalog {
 
     public func beginTransaction(_ record: TransactionRecord) throws(UDRError) {
         try write { db in
+            let head = try String.fetchOne(
+                db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'branch'", arguments: [record.branch])
+            guard head == record.base?.hex else {
+                throw UDRError(.conflict, "branch \(record.branch) moved while the transaction began")
+            }
             try db.execute(
                 sql: "INSERT INTO transactions(id, branch, base, began, expires, ttl, state) VALUES (?, ?, ?, ?, ?, ?, 'open')",
                 arguments: [
@@ -369,6 +385,59 @@ public final class SQLiteCatalog: Catalog {
                 out[row["name"]] = try ObjectID(hex: row["commit_id"])
             }
             return out
+        }
+    }
+
+    public func expiredCommits(since time: Date) throws(UDRError) -> [ObjectID] {
+        try read { db in
+            try String.fetchAll(db, sql: "SELECT id FROM expired_commits WHERE expired_at >= ?", arguments: [Timestamp.format(time)]).map {
+                try ObjectID(hex: $0)
+            }
+        }
+    }
+
+    // MARK: Write leases
+
+    public func beginLease(id: String, branch: String, began: Date, expires: Date) throws(UDRError) -> ObjectID? {
+        try write { db in
+            let head = try String.fetchOne(db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'branch'", arguments: [branch])
+            try db.execute(
+                sql: "INSERT INTO write_leases(id, base, began, expires) VALUES (?, ?, ?, ?)",
+                arguments: [id, head, Timestamp.format(began), Timestamp.format(expires)])
+            return try head.map { try ObjectID(hex: $0) }
+        }
+    }
+
+    public func endLease(_ id: String) throws(UDRError) {
+        try write { db in try db.execute(sql: "DELETE FROM write_leases WHERE id = ?", arguments: [id]) }
+    }
+
+    public func leases() throws(UDRError) -> [WriteLease] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM write_leases ORDER BY began").map { row in
+                WriteLease(
+                    id: row["id"], base: try (row["base"] as String?).map { try ObjectID(hex: $0) },
+                    began: Timestamp.parse(row["began"]) ?? .distantPast, expires: Timestamp.parse(row["expires"]) ?? .distantPast)
+            }
+        }
+    }
+
+    // MARK: Derived data
+
+    public func rowCounts(from old: ObjectID?, to new: ObjectID?) throws(UDRError) -> RowCounts? {
+        try read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT inserted, deleted, updated FROM row_counts WHERE old_manifest = ? AND new_manifest = ?",
+                arguments: [old?.hex ?? "", new?.hex ?? ""]
+            ).map { RowCounts(inserted: $0["inserted"], deleted: $0["deleted"], updated: $0["updated"]) }
+        }
+    }
+
+    public func recordRowCounts(_ counts: RowCounts, from old: ObjectID?, to new: ObjectID?) throws(UDRError) {
+        try write { db in
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO row_counts(old_manifest, new_manifest, inserted, deleted, updated) VALUES (?, ?, ?, ?, ?)",
+                arguments: [old?.hex ?? "", new?.hex ?? "", counts.inserted, counts.deleted, counts.updated])
         }
     }
 }

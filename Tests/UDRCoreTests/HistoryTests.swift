@@ -69,6 +69,12 @@ import UDRTesting
         #expect(onlySales.map(\.txID) == [all[1].txID, all[2].txID])
         #expect(try await repo.changes(limit: 1).map(\.txID) == [all[5].txID])
         #expect(try await repo.latestTxID() == all[5].txID)
+        // Counts a replace did not record were computed once and kept in
+        // the catalog, for every process that asks later.
+        let versions = try await repo.versions(parcels)
+        #expect(
+            try repo.catalog.rowCounts(from: versions[0].manifest, to: versions[1].manifest)
+                == RowCounts(inserted: 2, deleted: 2, updated: 3))
     }
 }
 
@@ -145,5 +151,57 @@ import UDRTesting
         #expect(fm.fileExists(atPath: fresh.path), "a temporary file younger than the grace period may belong to a running write")
         #expect(try await repo.verify().ok)
         #expect(try await count(repo, "SELECT count(*) FROM t") == 1000)
+    }
+
+    /// A write in progress holds a lease: GC (even with no grace period)
+    /// spares what it stored before committing, until the lease ends.
+    @Test func gcSparesWhatAWriteInProgressStored() async throws {
+        let (repo, _) = try makeRepository()
+        _ = try await repo.write(try TableName("t"), from: .sql("SELECT r AS id FROM range(1000) t(r)"), key: ["id"])
+        let now = Date()
+        let base = try repo.catalog.beginLease(
+            id: "elsewhere:1:write", branch: "main", began: now.addingTimeInterval(-60), expires: now.addingTimeInterval(3600))
+        #expect(base == (try repo.catalog.head(of: "main")))
+        let data = Data("a blob a write stored before its commit".utf8)
+        let id = ObjectID.of(data)
+        _ = try repo.store.put(hashed: [(id, data)])
+
+        let during = try await repo.gc(grace: 0)
+        #expect(during.objectsDeleted == 0)
+        #expect(try repo.store.contains(id))
+        // An expired lease (its writer died on another machine) protects nothing.
+        _ = try repo.catalog.beginLease(
+            id: "elsewhere:2:write", branch: "main", began: now.addingTimeInterval(-7200), expires: now.addingTimeInterval(-3600))
+        try repo.catalog.endLease("elsewhere:1:write")
+        let after = try await repo.gc(grace: 0)
+        #expect(after.objectsDeleted == 1)
+        #expect(!(try repo.store.contains(id)))
+        #expect(try repo.catalog.leases().isEmpty, "gc drops expired leases")
+        #expect(try await repo.verify().ok)
+    }
+
+    /// A reader may have resolved a commit just before it expired: GC keeps
+    /// what such a commit reaches for the grace period, however old the objects.
+    @Test func gcSparesCommitsExpiredWithinTheGracePeriod() async throws {
+        let (repo, _) = try makeRepository()
+        let t = try TableName("t")
+        for night in 1...3 {
+            _ = try await repo.write(t, from: .sql("SELECT r AS id, r * \(night) AS v FROM range(5000) t(r)"), key: ["id"])
+        }
+        let fm = FileManager.default
+        let objects = repo.layout.metadata.appendingPathComponent("objects")
+        let old = Date().addingTimeInterval(-7200)
+        for case let file as URL in fm.enumerator(at: objects, includingPropertiesForKeys: nil)! {
+            try fm.setAttributes([.modificationDate: old], ofItemAtPath: file.path)
+        }
+        let expired = try await repo.expire(.keepLast(1))
+        #expect(expired.commitsExpired == 2)
+
+        let spared = try await repo.gc(grace: 600)
+        #expect(spared.objectsDeleted == 0)
+        let freed = try await repo.gc(grace: 0)
+        #expect(freed.objectsDeleted > 0)
+        #expect(try await repo.verify().ok)
+        #expect(try await count(repo, "SELECT sum(v) FROM t") == 3 * (4999 * 5000 / 2))
     }
 }

@@ -103,6 +103,16 @@ public func run(_ executable: URL, _ arguments: [String], in directory: URL) thr
         stderr: String(decoding: errData, as: UTF8.self))
 }
 
+/// ``run(_:_:in:)`` on a thread of its own, so that waiting for the child
+/// does not hold one of the few threads Swift's concurrency runs on.
+public func runAsync(_ executable: URL, _ arguments: [String], in directory: URL) async throws -> CommandResult {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result { try run(executable, arguments, in: directory) })
+        }
+    }
+}
+
 /// A keyed table of `rows` rows and 10 columns with realistic value spread
 /// (integers, decimals, strings, dates, a boolean, a score), as SQL.
 /// Key `k` ascends in steps of 10, leaving room for inserts between keys.

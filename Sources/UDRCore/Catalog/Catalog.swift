@@ -113,6 +113,24 @@ public struct TransactionRecord: Hashable, Sendable, Codable {
     }
 }
 
+/// A single write in progress (one outside an explicit transaction): GC
+/// spares what it writes and what its base commit reaches until it ends.
+public struct WriteLease: Hashable, Sendable {
+    /// `host:pid:nonce` of the writing process.
+    public let id: String
+    /// The branch head the write began from.
+    public let base: ObjectID?
+    public let began: Date
+    public let expires: Date
+
+    public init(id: String, base: ObjectID?, began: Date, expires: Date) {
+        self.id = id
+        self.base = base
+        self.began = began
+        self.expires = expires
+    }
+}
+
 /// A table version a transaction has written but not yet committed.
 public struct StagedTable: Hashable, Sendable, Codable {
     public let table: TableName
@@ -161,6 +179,8 @@ public protocol Catalog: Sendable {
 
     // MARK: Transactions
 
+    /// Records a new transaction; `.conflict` unless its base is still the
+    /// head of its branch (checked in the same step).
     func beginTransaction(_ record: TransactionRecord) throws(UDRError)
     func transaction(_ id: String) throws(UDRError) -> TransactionRecord?
     /// Every transaction not committed or aborted (including expired ones).
@@ -208,4 +228,22 @@ public protocol Catalog: Sendable {
     /// points at one of them.
     func expire(commits: [ObjectID], tableVersions: [TableVersionKey], at time: Date) throws(UDRError)
     func isExpired(_ commit: ObjectID) throws(UDRError) -> Bool
+    /// Commits expired at or after `time`.
+    func expiredCommits(since time: Date) throws(UDRError) -> [ObjectID]
+
+    // MARK: Write leases
+
+    /// Records a single write beginning on `branch` and returns the branch
+    /// head, read in the same step: the write's base.
+    func beginLease(id: String, branch: String, began: Date, expires: Date) throws(UDRError) -> ObjectID?
+    func endLease(_ id: String) throws(UDRError)
+    /// Every lease not ended (including expired ones).
+    func leases() throws(UDRError) -> [WriteLease]
+
+    // MARK: Derived data
+
+    /// Rows inserted, deleted and updated from manifest `old` (nil: no
+    /// table) to `new`, when computed before.
+    func rowCounts(from old: ObjectID?, to new: ObjectID?) throws(UDRError) -> RowCounts?
+    func recordRowCounts(_ counts: RowCounts, from old: ObjectID?, to new: ObjectID?) throws(UDRError)
 }

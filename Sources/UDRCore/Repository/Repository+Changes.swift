@@ -69,21 +69,30 @@ extension Repository {
             inserted: counts.inserted, deleted: counts.deleted, updated: counts.updated)
     }
 
-    /// Counts a change did not record, from the two versions' differing segments.
+    /// Counts a change did not record (a whole-table replace), from the
+    /// two versions' differing segments; computed once, then kept in the
+    /// catalog.
     private func rowCounts(_ change: Commit.Change, in commit: Commit) throws(UDRError) -> RowCounts {
-        let old = try change.oldVersion.map { (v) throws(UDRError) in try manifest(of: change.table, version: v) }
-        let new = try change.newVersion.map { (v) throws(UDRError) in try manifest(of: change.table, version: v) }
-        let key = "counts:\(old?.segments.map(\.id.hex).joined() ?? "")>\(new?.segments.map(\.id.hex).joined() ?? "")"
-        if let cached = countCache.get(key) { return cached }
+        let versions = try catalog.tableVersions(change.table)
+        func manifestID(_ version: Int?) throws(UDRError) -> ObjectID? {
+            guard let version else { return nil }
+            guard let record = versions.first(where: { $0.version == version }) else {
+                throw UDRError(.notFound, "version \(version) of \(change.table) was expired; the rows this commit changed can no longer be counted")
+            }
+            return record.manifest
+        }
+        let oldID = try manifestID(change.oldVersion)
+        let newID = try manifestID(change.newVersion)
+        if let known = try catalog.rowCounts(from: oldID, to: newID) { return known }
+        let old = try oldID.map { (id) throws(UDRError) in try manifest(id) }
+        let new = try newID.map { (id) throws(UDRError) in try manifest(id) }
         let counts = try withDuckDB { (connection) throws(UDRError) -> RowCounts in
-            let diff = TableDiff(
-                connection: connection,
-                materialize: materializedPath)
+            let diff = TableDiff(connection: connection, materialize: materializedPath)
             let columns = TableDiff.columns(old, new)
             try diff.load(old: old, new: new, columns: columns, prefix: "__udr_change")
             return try diff.counts(prefix: "__udr_change", columns: columns, key: TableDiff.key(old, new))
         }
-        countCache.put(key, counts)
+        try catalog.recordRowCounts(counts, from: oldID, to: newID)
         return counts
     }
 }

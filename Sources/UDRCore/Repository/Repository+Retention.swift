@@ -38,6 +38,41 @@ extension Repository {
     /// any write or read that started before it to finish.
     public static let defaultGracePeriod: TimeInterval = 3600
 
+    /// Every object `commits` and `manifests` reach, less `known` (already
+    /// reached, with all below it). `tolerant` skips objects that are gone:
+    /// expired history that a GC with a shorter grace collected in part.
+    func objectsReached(commits: [ObjectID], manifests: Set<ObjectID>, tolerant: Bool, known: Set<ObjectID>) throws(UDRError)
+        -> Set<ObjectID>
+    {
+        var reached = Set<ObjectID>()
+        var manifests = manifests
+        func present(_ id: ObjectID) throws(UDRError) -> Bool {
+            if !tolerant { return true }
+            return try store.contains(id)
+        }
+        for id in commits where !known.contains(id) && !reached.contains(id) {
+            guard try present(id) else { continue }
+            reached.insert(id)
+            for entry in try commit(id).tables.values { manifests.insert(entry.manifest) }
+        }
+        for id in manifests where !known.contains(id) {
+            guard try present(id) else { continue }
+            reached.insert(id)
+            for segment in try manifest(id).segments where !known.contains(segment.recipe) && !reached.contains(segment.recipe) {
+                guard try present(segment.recipe) else { continue }
+                reached.insert(segment.recipe)
+                for part in try store.getJSON(SegmentRecipe.self, segment.recipe).parts { reached.insert(part.blob) }
+            }
+        }
+        return reached
+    }
+
+    /// Whether a write's lease still protects it: not expired, and not held
+    /// by a process of this machine that is gone.
+    static func leaseIsLive(_ lease: WriteLease, at now: Date) -> Bool {
+        lease.expires > now && !holderIsGone(lease.id)
+    }
+
     /// The first parent of a commit, unless its history was expired.
     func firstParent(_ commit: Commit) throws(UDRError) -> ObjectID? {
         guard let parent = commit.parents.first, try catalog.commitRecord(parent) != nil else { return nil }
@@ -53,36 +88,48 @@ extension Repository {
                 throw UDRError(.invalidArgument, "--keep-last must be at least 1: a branch keeps its head")
             }
             let now = Date()
-            var retained = Set<ObjectID>()
-            for (_, head) in try self.catalog.branches() {
+            // Heads first, then what running writes began from: a write that
+            // begins later begins from one of these heads or a newer commit,
+            // and commits newer than the heads are never expired here.
+            let heads = try self.catalog.branches()
+            // Running writes and transactions keep their base and every
+            // commit after it: a row-level rebase walks them.
+            var bases = Set<ObjectID>()
+            for record in try self.catalog.openTransactions() where record.isLive(at: now) {
+                if let base = record.base { bases.insert(base) }
+            }
+            for lease in try self.catalog.leases() where Self.leaseIsLive(lease, at: now) {
+                if let base = lease.base { bases.insert(base) }
+            }
+            var retained = bases
+            var candidates = Set<ObjectID>()
+            for (_, head) in heads {
+                var chain: [ObjectID] = []
+                var kept = 0
                 var current: ObjectID? = head
-                var depth = 0
                 while let id = current {
                     let commit = try self.commit(id)
-                    let keep: Bool
+                    chain.append(id)
                     switch retention {
-                    case .keepLast(let n): keep = depth < n
-                    case .olderThan(let age): keep = depth == 0 || commit.time >= now.addingTimeInterval(-age)
+                    case .keepLast(let n): if chain.count <= n { kept = chain.count }
+                    case .olderThan(let age): if chain.count == 1 || commit.time >= now.addingTimeInterval(-age) { kept = chain.count }
                     }
-                    if !keep { break }
-                    retained.insert(id)
-                    depth += 1
+                    if bases.contains(id) { kept = chain.count }
                     current = try self.firstParent(commit)
                 }
+                retained.formUnion(chain.prefix(kept))
+                candidates.formUnion(chain.dropFirst(kept))
             }
             retained.formUnion(try self.catalog.tags().values)
-            for record in try self.catalog.openTransactions() where record.isLive(at: now) {
-                if let base = record.base { retained.insert(base) }
-            }
             let all = try self.catalog.allCommitRecords()
-            let expired = all.filter { !retained.contains($0.id) }
+            let expired = all.filter { candidates.contains($0.id) && !retained.contains($0.id) }
             // Versions created by expired commits go, unless a kept commit still reads them.
+            let expiredIDs = Set(expired.map(\.id))
             var keptManifests = Set<ObjectID>()
-            for id in retained where try self.catalog.commitRecord(id) != nil {
-                for entry in try self.commit(id).tables.values { keptManifests.insert(entry.manifest) }
+            for record in all where !expiredIDs.contains(record.id) {
+                for entry in try self.commit(record.id).tables.values { keptManifests.insert(entry.manifest) }
             }
             var versions: [TableVersionKey] = []
-            let expiredIDs = Set(expired.map(\.id))
             var tables = Set<TableName>()
             for id in expiredIDs { for change in try self.commit(id).changes { tables.insert(change.table) } }
             for table in tables {
@@ -99,11 +146,15 @@ extension Repository {
         }
     }
 
-    /// Deletes objects that no retained commit, ref or live transaction
-    /// reaches and that are older than `grace` (and than the oldest live
-    /// transaction). Expired transactions are closed first. Safe while writers and readers work: a writer storing
-    /// an object again refreshes it, and readers of expired history have
-    /// the grace period to finish.
+    /// Deletes objects that no retained commit, ref, live transaction or
+    /// write in progress reaches and that are older than `grace` (and than
+    /// the oldest live transaction or write). Expired transactions are
+    /// closed first. Safe while writers and readers work:
+    /// - a write in progress holds a lease: GC spares what it wrote (and
+    ///   its base commit), however long it runs;
+    /// - a writer storing an object again refreshes it;
+    /// - commits expired less than `grace` ago stay reachable, so a reader
+    ///   that resolved one before it expired has the grace period to finish.
     public func gc(grace: TimeInterval = Repository.defaultGracePeriod, dryRun: Bool = false) async throws(UDRError) -> GCReport {
         try await blocking { () throws(UDRError) -> GCReport in
             guard grace >= 0 else { throw UDRError(.invalidArgument, "the grace period cannot be negative") }
@@ -111,9 +162,17 @@ extension Repository {
             var cutoff = started.addingTimeInterval(-grace)
             // Roots first, objects second: anything written after the roots
             // were read is younger than `cutoff` or refreshed.
-            var manifests = Set<ObjectID>()
-            var reachable = Set<ObjectID>()
+            var staged = Set<ObjectID>()
+            var bases: [ObjectID] = []
             var closed = 0
+            for lease in try self.catalog.leases() {
+                guard Self.leaseIsLive(lease, at: started) else {
+                    if !dryRun { try self.catalog.endLease(lease.id) }
+                    continue
+                }
+                cutoff = min(cutoff, lease.began)
+                bases += lease.base.map { [$0] } ?? []
+            }
             for record in try self.catalog.openTransactions() {
                 guard record.isLive(at: started) else {
                     // Expired: what it staged is garbage like the rest.
@@ -122,24 +181,17 @@ extension Repository {
                     continue
                 }
                 cutoff = min(cutoff, record.began)
-                for staged in try self.catalog.stagedTables(in: record.id) { manifests.insert(staged.manifest) }
-                if let base = record.base { reachable.insert(base) }
+                for table in try self.catalog.stagedTables(in: record.id) { staged.insert(table.manifest) }
+                bases += record.base.map { [$0] } ?? []
             }
-            var commits = try self.catalog.allCommitRecords().map(\.id)
-            commits += try self.catalog.tags().values
-            for id in commits {
-                reachable.insert(id)
-                for entry in try self.commit(id).tables.values { manifests.insert(entry.manifest) }
-            }
-            var recipes = Set<ObjectID>()
-            for id in manifests {
-                reachable.insert(id)
-                for segment in try self.manifest(id).segments where !recipes.contains(segment.recipe) {
-                    recipes.insert(segment.recipe)
-                    reachable.insert(segment.recipe)
-                    for part in try self.store.getJSON(SegmentRecipe.self, segment.recipe).parts { reachable.insert(part.blob) }
-                }
-            }
+            let recentlyExpired = try self.catalog.expiredCommits(since: started.addingTimeInterval(-grace))
+            let commits = try self.catalog.allCommitRecords().map(\.id) + self.catalog.tags().values
+            var reachable = try self.objectsReached(commits: commits, manifests: staged, tolerant: false, known: [])
+            // A base may have been expired since its write began; what it
+            // still reaches stays (what is gone, the write did not need).
+            reachable.formUnion(try self.objectsReached(commits: bases, manifests: [], tolerant: true, known: reachable))
+            // Readers may still read commits expired within the grace period.
+            let spared = try self.objectsReached(commits: recentlyExpired, manifests: [], tolerant: true, known: reachable)
             let all = try self.store.list()
             var deleted = 0
             var freed: Int64 = 0
@@ -147,7 +199,7 @@ extension Repository {
             var waitingBytes: Int64 = 0
             for id in all where !reachable.contains(id) {
                 guard let modified = try self.store.modificationTime(id) else { continue }
-                if modified >= cutoff {
+                if modified >= cutoff || spared.contains(id) {
                     waiting += 1
                     waitingBytes += try self.store.size(id) ?? 0
                     continue
@@ -160,7 +212,8 @@ extension Repository {
                     freed += bytes
                 }
             }
-            let abandoned = try self.store.removeAbandoned(before: started.addingTimeInterval(-grace), dryRun: dryRun)
+            // Temporary files of running writes are younger than `cutoff`.
+            let abandoned = try self.store.removeAbandoned(before: cutoff, dryRun: dryRun)
             return GCReport(
                 objectsScanned: all.count, objectsReachable: all.count - deleted - waiting, objectsDeleted: deleted, bytesFreed: freed,
                 objectsWaiting: waiting, bytesWaiting: waitingBytes, transactionsClosed: closed, abandonedBytesFreed: abandoned,

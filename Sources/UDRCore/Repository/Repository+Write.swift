@@ -136,7 +136,8 @@ extension Repository {
     func autocommit(
         _ table: TableName, branch: String, message: String?, author: String?, _ body: (Transaction) throws(UDRError) -> StagedWrite
     ) throws(UDRError) -> WriteResult {
-        let tx = try autocommitTransaction(on: branch)
+        let (tx, lease) = try autocommitTransaction(on: branch)
+        defer { try? catalog.endLease(lease) }
         let staged = try body(tx)
         let record = try commit(tx, message: message, author: author)
         let version: Int

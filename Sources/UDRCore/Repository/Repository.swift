@@ -79,8 +79,6 @@ public final class Repository: Sendable {
     private let decoded = BoundedCache<ObjectID, any Sendable>(limit: 1024)
     /// How often commits had to retry or wait, for benchmarks and diagnostics.
     public let commitStatistics = CommitStatistics()
-    /// Row counts the change log computed, by the two versions' segments.
-    let countCache = BoundedCache<String, RowCounts>(limit: 4096)
 
     /// Opens a repository over the given backends. The CLI and
     /// `LocalRepository` wire the default ones.

@@ -179,12 +179,22 @@ extension Repository {
 
     func beginTransactionNow(on branch: String, timeToLive: TimeInterval) throws(UDRError) -> Transaction {
         guard timeToLive > 0 else { throw UDRError(.invalidArgument, "a transaction's time to live must be positive") }
-        let head = try catalog.head(of: branch)
-        if head == nil, branch != Repository.defaultBranch { throw UDRError(.notFound, "there is no branch '\(branch)'") }
         var random = SystemRandomNumberGenerator()
         let id = "tx-" + String(format: "%012llx", random.next() & 0xffff_ffff_ffff)
-        try catalog.beginTransaction(TransactionRecord(id: id, branch: branch, base: head, began: Date(), timeToLive: timeToLive))
-        return Transaction(repository: self, id: id, branch: branch, base: head, inMemory: false)
+        // The base is the head when the record lands (expire and GC rely on
+        // it); a commit landing in between makes the catalog refuse, and
+        // the head is read again.
+        var attempts = 0
+        while true {
+            let head = try catalog.head(of: branch)
+            if head == nil, branch != Repository.defaultBranch { throw UDRError(.notFound, "there is no branch '\(branch)'") }
+            do throws(UDRError) {
+                try catalog.beginTransaction(TransactionRecord(id: id, branch: branch, base: head, began: Date(), timeToLive: timeToLive))
+                return Transaction(repository: self, id: id, branch: branch, base: head, inMemory: false)
+            } catch where error.code == .conflict && attempts < 100 {
+                attempts += 1
+            }
+        }
     }
 
     /// A transaction begun earlier, possibly by another process.
@@ -232,9 +242,19 @@ extension Repository {
         return value
     }
 
-    /// A single write's private transaction on the head of `branch`.
-    func autocommitTransaction(on branch: String) throws(UDRError) -> Transaction {
-        Transaction(repository: self, id: "write", branch: branch, base: try catalog.head(of: branch), inMemory: true)
+    /// How long a single write's lease protects it from GC when its
+    /// process cannot be checked (GC drops leases of processes of its own
+    /// machine that are gone at once).
+    static let writeLeaseTimeToLive: TimeInterval = 6 * 3600
+
+    /// A single write's private transaction on the head of `branch`, with
+    /// the lease that keeps GC from collecting what it writes before it
+    /// commits. End the lease with ``Catalog/endLease(_:)`` when done.
+    func autocommitTransaction(on branch: String) throws(UDRError) -> (Transaction, lease: String) {
+        let lease = "\(Self.machineName):\(getpid()):\(UUID().uuidString)"
+        let now = Date()
+        let head = try catalog.beginLease(id: lease, branch: branch, began: now, expires: now.addingTimeInterval(Self.writeLeaseTimeToLive))
+        return (Transaction(repository: self, id: "write", branch: branch, base: head, inMemory: true), lease)
     }
 
     /// Commits what `tx` staged as one commit on its branch, moving the
