@@ -131,7 +131,7 @@ struct Log: AsyncParsableCommand {
     var table: String?
 
     @Option(help: "The branch.")
-    var branch: String = Repository.defaultBranch
+    var branch: String?
 
     @Option(name: .shortAndLong, help: "At most this many commits.")
     var limit: Int?
@@ -167,7 +167,7 @@ struct Show: AsyncParsableCommand {
 
     @OptionGroup var repo: RepositoryOptions
 
-    @Argument(help: "A commit id, unique prefix, or tx:N.")
+    @Argument(help: "A ref: commit id or unique prefix, tx:N, branch, tag, main~3.")
     var commit: String
 
     @Flag(help: "Print JSON.")

@@ -9,7 +9,7 @@ struct Changes: AsyncParsableCommand {
     @OptionGroup var repo: RepositoryOptions
     @Option(help: "Only commits after this transaction id.") var since: Int64?
     @Option(help: "Only changes to this table.") var table: String?
-    @Option(help: "The branch.") var branch: String = Repository.defaultBranch
+    @Option(help: "The branch.") var branch: String?
     @Option(help: "At most this many commits (the first after --since, else the latest).") var limit: Int?
     @Flag(help: "Print only the latest transaction id.") var latest = false
     @Flag(help: "Print JSON.") var json = false

@@ -82,7 +82,7 @@ struct Tx: AsyncParsableCommand {
     struct Begin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Begin a transaction and print its id.")
         @OptionGroup var repo: RepositoryOptions
-        @Option(help: "The branch it commits to.") var branch: String = Repository.defaultBranch
+        @Option(help: "The branch it commits to.") var branch: String?
         @Option(help: "How long it may stay without activity before it expires (e.g. 30m, 24h).") var ttl: String?
         @Flag(help: "Print JSON.") var json = false
 

@@ -11,7 +11,7 @@ public struct UDRCommand: AsyncParsableCommand {
         abstract: "UDR: a versioned, transactional store for tables, queried with DuckDB.",
         subcommands: [
             Init.self, Write.self, Append.self, Upsert.self, Delete.self, Update.self, Tx.self, Query.self, Export.self, Log.self,
-            Changes.self, GC.self, Expire.self,
+            Changes.self, GC.self, Expire.self, Branch.self, Tag.self, Switch.self,
             Show.self, Tables.self, Versions.self, Info.self, Verify.self, Demo.self,
         ])
 
@@ -32,18 +32,18 @@ struct RepositoryOptions: ParsableArguments {
 /// Options selecting the versions a read sees.
 struct VersionOptions: ParsableArguments {
     @Option(
-        name: .customLong("at"), help: "Pin a table: NAME=VERSION, or ALIAS=TABLE@VERSION to read a version under another name. Repeatable."
+        name: .customLong("at"), help: "Pin a table: NAME=VERSION or NAME=REF, or ALIAS=TABLE@VERSION|REF to read it under another name (e.g. master=experiment, old=master@main). Repeatable."
     )
     var pins: [String] = []
 
-    @Option(help: "Read the tables as of this commit (id, unique prefix, or tx:N).")
+    @Option(help: "Read the tables at this ref: commit id or unique prefix, tx:N, branch, tag, main~3, or a time.")
     var commit: String?
 
     @Option(name: .customLong("as-of"), help: "Read the tables as of this time (ISO 8601, UTC unless an offset is given).")
     var asOf: String?
 
     @Option(help: "The branch to read.")
-    var branch: String = Repository.defaultBranch
+    var branch: String?
 
     @Option(name: .customLong("tx"), help: "Read inside this open transaction: its snapshot and its own writes.")
     var transaction: String?
@@ -71,7 +71,7 @@ struct CommitOptions: ParsableArguments {
     var author: String?
 
     @Option(help: "The branch to commit to.")
-    var branch: String = Repository.defaultBranch
+    var branch: String?
 
     @Option(name: .customLong("tx"), help: "Stage the write in this open transaction (`udr tx begin`) instead of committing it.")
     var transaction: String?
@@ -85,7 +85,7 @@ struct CommitOptions: ParsableArguments {
         direct: () async throws(UDRError) -> WriteResult
     ) async throws {
         if let transaction {
-            if branch != Repository.defaultBranch || message != nil || author != nil {
+            if branch != nil || message != nil || author != nil {
                 throw UDRError(
                     .invalidArgument, "--branch, --message and --author belong to `udr tx begin` and `udr tx commit` when --tx is given")
             }

@@ -154,11 +154,49 @@ public final class SQLiteCatalog: Catalog {
                         Timestamp.format(version.time), version.rows,
                     ])
             }
+            if try String.fetchOne(db, sql: "SELECT kind FROM refs WHERE name = ? AND kind <> 'branch'", arguments: [branch]) != nil {
+                throw UDRError(.invalidArgument, "\(branch) is a tag, not a branch; commits go to branches")
+            }
             try db.execute(
                 sql:
                     "INSERT INTO refs(name, kind, commit_id) VALUES (?, 'branch', ?) ON CONFLICT(name) DO UPDATE SET commit_id = excluded.commit_id",
                 arguments: [branch, commit.id.hex])
         }
+    }
+
+    // MARK: Refs
+
+    public func createRef(_ name: String, kind: RefKind, commit: ObjectID) throws(UDRError) {
+        try write { db in
+            if let existing = try String.fetchOne(db, sql: "SELECT kind FROM refs WHERE name = ?", arguments: [name]) {
+                throw UDRError(.conflict, "a \(existing) named '\(name)' already exists")
+            }
+            try db.execute(
+                sql: "INSERT INTO refs(name, kind, commit_id) VALUES (?, ?, ?)", arguments: [name, kind.rawValue, commit.hex])
+        }
+    }
+
+    public func deleteRef(_ name: String, kind: RefKind) throws(UDRError) -> ObjectID? {
+        try write { db in
+            let commit = try String.fetchOne(
+                db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = ?", arguments: [name, kind.rawValue])
+            try db.execute(sql: "DELETE FROM refs WHERE name = ? AND kind = ?", arguments: [name, kind.rawValue])
+            return try commit.map { try ObjectID(hex: $0) }
+        }
+    }
+
+    public func setting(_ key: String) throws(UDRError) -> String? {
+        try read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: ["setting." + key]) }
+    }
+
+    public func setSetting(_ key: String, to value: String) throws(UDRError) {
+        try write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", arguments: ["setting." + key, value])
+        }
+    }
+
+    public func latestTxID() throws(UDRError) -> Int64 {
+        try read { db in try Int64.fetchOne(db, sql: "SELECT max(tx_id) FROM commits") ?? 0 }
     }
 
     // MARK: Transactions

@@ -73,6 +73,39 @@ struct CLIRepository {
         #expect(verify.stdout.contains("ok"))
     }
 
+    @Test func branchesTagsAndSwitchFromTheCommandLine() throws {
+        let repo = try CLIRepository()
+        #expect(try repo.run("write", "master", "--sql", "SELECT r AS bbl, 10 AS score FROM range(100) t(r)", "--key", "bbl").status == 0)
+        let created = try repo.run("branch", "experiment")
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(created.stdout.hasPrefix("created branch experiment at "))
+        #expect(try repo.run("tag", "night-1").status == 0)
+        let update = try repo.run("update", "master", "--set", "score = 20", "--where", "bbl < 50", "--branch", "experiment")
+        #expect(update.status == 0, "\(update.stderr)")
+
+        let compared = try repo.run(
+            "query", "--at", "master=experiment", "--at", "old=master@main",
+            "SELECT (SELECT sum(score) FROM master) AS experiment, (SELECT sum(score) FROM old) AS main", "--format", "csv")
+        #expect(compared.stdout == "experiment,main\n1500,1000\n", "\(compared.stderr)")
+        #expect(try repo.run("query", "SELECT sum(score) FROM master", "--commit", "experiment~1", "--format", "csv").stdout.hasSuffix("\n1000\n"))
+
+        let listed = try repo.run("branch")
+        #expect(listed.stdout.contains("* main") && listed.stdout.contains("  experiment"))
+        #expect(try repo.run("tag").stdout.hasPrefix("night-1  "))
+        #expect(try repo.run("switch", "experiment").stdout == "switched to branch experiment\n")
+        #expect(try repo.run("query", "SELECT sum(score) FROM master", "--format", "csv").stdout == "sum(score)\n1500\n")
+        #expect(try repo.run("log", "--json").stdout.contains("\"branch\" : \"experiment\""))
+
+        let bad = try repo.run("branch", "bad name")
+        #expect(bad.status != 0 && bad.stderr.contains("not a valid branch name"))
+        let current = try repo.run("branch", "-d", "experiment")
+        #expect(current.status != 0 && current.stderr.contains("cannot delete the current branch"))
+        #expect(try repo.run("switch", "main").status == 0)
+        #expect(try repo.run("branch", "-d", "experiment").stdout.hasPrefix("deleted branch experiment"))
+        #expect(try repo.run("tag", "-d", "night-1").status == 0)
+        #expect(try repo.run("verify").status == 0)
+    }
+
     struct LoggedCommit: Decodable {
         let id: String
         let message: String

@@ -84,7 +84,13 @@ import UDRTesting
         let noTable = await #expect(throws: UDRError.self) { try await repo.query("SELECT * FROM nope") }
         #expect(noTable?.message.contains("nope") == true)
         #expect(throws: UDRError.self) { try TablePin(parsing: "t") }
-        #expect(throws: UDRError.self) { try TablePin(parsing: "t=zero") }
+        #expect(throws: UDRError.self) { try TablePin(parsing: "t=0") }
+        #expect(throws: UDRError.self) { try TablePin(parsing: "t=") }
+        // Not a number: a ref, which must name something.
+        let noRef = await #expect(throws: UDRError.self) {
+            try await repo.query("SELECT * FROM t", options: ReadOptions(pins: [try TablePin(parsing: "t=zero")]))
+        }
+        #expect(noRef?.message.contains("'zero' is not a branch, tag, commit id") == true)
     }
 }
 

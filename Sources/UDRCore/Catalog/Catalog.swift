@@ -113,6 +113,11 @@ public struct TransactionRecord: Hashable, Sendable, Codable {
     }
 }
 
+/// What a ref is.
+public enum RefKind: String, Sendable, Codable, Hashable {
+    case branch, tag
+}
+
 /// A single write in progress (one outside an explicit transaction): GC
 /// spares what it writes and what its base commit reaches until it ends.
 public struct WriteLease: Hashable, Sendable {
@@ -208,6 +213,18 @@ public protocol Catalog: Sendable {
     func branches() throws(UDRError) -> [String: ObjectID]
     /// Tag name → commit.
     func tags() throws(UDRError) -> [String: ObjectID]
+    /// The highest tx id of a recorded commit (0 before the first).
+    func latestTxID() throws(UDRError) -> Int64
+
+    // MARK: Refs and settings
+
+    /// Creates a branch or tag; `.conflict` if any ref has the name.
+    func createRef(_ name: String, kind: RefKind, commit: ObjectID) throws(UDRError)
+    /// Deletes a ref of that kind; returns the commit it pointed at (nil: none).
+    func deleteRef(_ name: String, kind: RefKind) throws(UDRError) -> ObjectID?
+    /// A repository setting (e.g. the current branch).
+    func setting(_ key: String) throws(UDRError) -> String?
+    func setSetting(_ key: String, to value: String) throws(UDRError)
 
     // MARK: Commit lock
 

@@ -13,22 +13,11 @@ extension Repository {
     /// Resolves the base commit of a read.
     func resolveCommit(_ options: ReadOptions) throws(UDRError) -> ObjectID? {
         if let reference = options.commit {
-            return try resolveCommitReference(reference)
+            if options.branch != nil { throw UDRError(.invalidArgument, "give --branch or --commit, not both: a commit fixes the version") }
+            return try resolveRef(reference)
         }
-        guard let head = try catalog.head(of: options.branch) else {
-            if options.branch != Repository.defaultBranch {
-                throw UDRError(.notFound, "there is no branch '\(options.branch)'")
-            }
-            return nil
-        }
-        guard let asOf = options.asOf else { return head }
-        var current: ObjectID? = head
-        while let id = current {
-            guard let record = try catalog.commitRecord(id) else { break }
-            if record.time <= asOf { return id }
-            current = record.parents.first
-        }
-        throw UDRError(.notFound, "branch \(options.branch) has no commit at or before \(Timestamp.format(asOf))")
+        if let asOf = options.asOf { return try commit(on: options.branch, asOf: asOf) }
+        return try branchHead(options.branch).head
     }
 
     /// A full commit id, a unique prefix of one (at least 4 digits), or `tx:N`.
@@ -81,7 +70,15 @@ extension Repository {
             }
         }
         for pin in pins {
-            tables[pin.alias] = try manifest(of: pin.table, version: pin.version)
+            switch pin.target {
+            case .version(let version):
+                tables[pin.alias] = try manifest(of: pin.table, version: version)
+            case .ref(let ref):
+                guard let entry = try commit(try resolveRef(ref)).tables[pin.table] else {
+                    throw UDRError(.notFound, "there is no table '\(pin.table)' at \(ref)")
+                }
+                tables[pin.alias] = try manifest(entry.manifest)
+            }
         }
         return ResolvedSnapshot(commit: commitID, tables: tables)
     }

@@ -1,44 +1,64 @@
 import Foundation
 
-/// Pins one table name in a query to a version of a table:
-/// `parcels=3` (the name `parcels` reads version 3 of `parcels`) or
-/// `old=parcels@1` (the name `old` reads version 1 of `parcels`).
+/// Pins one table name in a query to a version of a table, or to the table
+/// as a ref has it: `parcels=3` (the name `parcels` reads version 3),
+/// `master=experiment` (the name `master` reads master as branch
+/// `experiment` has it), `old=parcels@1` or `old=master@main~2` (the name
+/// `old` reads another table's version, or a table at a ref).
 public struct TablePin: Sendable, Hashable {
-    public let alias: TableName
-    public let table: TableName
-    public let version: Int
-
-    public init(alias: TableName, table: TableName, version: Int) {
-        self.alias = alias
-        self.table = table
-        self.version = version
+    /// A table version number, or a ref (branch, tag, commit, `main~3`, time).
+    public enum Target: Sendable, Hashable {
+        case version(Int)
+        case ref(String)
     }
 
-    /// Parses `NAME=VERSION` or `ALIAS=TABLE@VERSION`.
+    public let alias: TableName
+    public let table: TableName
+    public let target: Target
+
+    public init(alias: TableName, table: TableName, target: Target) {
+        self.alias = alias
+        self.table = table
+        self.target = target
+    }
+
+    public init(alias: TableName, table: TableName, version: Int) {
+        self.init(alias: alias, table: table, target: .version(version))
+    }
+
+    /// Parses `NAME=VERSION|REF` or `ALIAS=TABLE@VERSION|REF`.
     public init(parsing text: String) throws(UDRError) {
-        let usage = "expected NAME=VERSION or ALIAS=TABLE@VERSION (e.g. parcels=3 or old=parcels@1), got '\(text)'"
+        let usage =
+            "expected NAME=VERSION, NAME=REF, ALIAS=TABLE@VERSION or ALIAS=TABLE@REF (e.g. parcels=3, master=experiment, old=parcels@1), got '\(text)'"
         guard let eq = text.firstIndex(of: "=") else { throw UDRError(.invalidArgument, usage) }
         let alias = String(text[..<eq])
-        let target = String(text[text.index(after: eq)...])
+        let value = String(text[text.index(after: eq)...])
         let table: String
-        let version: String
-        if let at = target.lastIndex(of: "@") {
-            table = String(target[..<at])
-            version = String(target[target.index(after: at)...])
+        let target: String
+        if let at = value.firstIndex(of: "@") {
+            table = String(value[..<at])
+            target = String(value[value.index(after: at)...])
         } else {
             table = alias
-            version = target
+            target = value
         }
-        guard let number = Int(version), number >= 1 else { throw UDRError(.invalidArgument, usage) }
-        self.init(alias: try TableName(alias), table: try TableName(table), version: number)
+        guard !target.isEmpty else { throw UDRError(.invalidArgument, usage) }
+        if let number = Int(target) {
+            guard number >= 1 else { throw UDRError(.invalidArgument, usage) }
+            self.init(alias: try TableName(alias), table: try TableName(table), target: .version(number))
+        } else {
+            self.init(alias: try TableName(alias), table: try TableName(table), target: .ref(target))
+        }
     }
 }
 
-/// Which versions a read sees: the head of a branch (default `main`), a
-/// commit, or the branch as of a time; plus per-table pins.
+/// Which versions a read sees: the head of a branch (default: the current
+/// branch), a ref, or the branch as of a time; plus per-table pins.
 public struct ReadOptions: Sendable {
-    public var branch: String
-    /// A commit id or unique prefix of one.
+    /// nil: the repository's current branch.
+    public var branch: String?
+    /// Any ref: a commit id or unique prefix, `tx:N`, a branch, a tag,
+    /// `main~3`, a time.
     public var commit: String?
     /// The latest commit of the branch at or before this time.
     public var asOf: Date?
@@ -47,7 +67,7 @@ public struct ReadOptions: Sendable {
     public var transaction: String?
 
     public init(
-        branch: String = Repository.defaultBranch, commit: String? = nil, asOf: Date? = nil, pins: [TablePin] = [],
+        branch: String? = nil, commit: String? = nil, asOf: Date? = nil, pins: [TablePin] = [],
         transaction: String? = nil
     ) {
         self.branch = branch

@@ -25,9 +25,9 @@ public struct ChangeEntry: Sendable, Codable, Hashable {
 
 extension Repository {
     /// The tx id of the latest commit on `branch` (nil before the first).
-    public func latestTxID(branch: String = Repository.defaultBranch) async throws(UDRError) -> Int64? {
+    public func latestTxID(branch: String? = nil) async throws(UDRError) -> Int64? {
         try await blocking { () throws(UDRError) -> Int64? in
-            try self.catalog.head(of: branch).map { (id) throws(UDRError) in try self.commit(id).txID }
+            try self.branchHead(branch).head.map { (id) throws(UDRError) in try self.commit(id).txID }
         }
     }
 
@@ -37,12 +37,11 @@ extension Repository {
     /// changed it (and only its entry). With `since`, `limit` keeps the
     /// first commits after it; without, the latest.
     public func changes(
-        since: Int64? = nil, table: TableName? = nil, branch: String = Repository.defaultBranch, limit: Int? = nil
+        since: Int64? = nil, table: TableName? = nil, branch: String? = nil, limit: Int? = nil
     ) async throws(UDRError) -> [ChangeEntry] {
         try await blocking { () throws(UDRError) -> [ChangeEntry] in
             var picked: [(ObjectID, Commit)] = []
-            var current = try self.catalog.head(of: branch)
-            if current == nil, branch != Repository.defaultBranch { throw UDRError(.notFound, "there is no branch '\(branch)'") }
+            var current = try self.branchHead(branch).head
             while let id = current {
                 let commit = try self.commit(id)
                 if let since, commit.txID <= since { break }

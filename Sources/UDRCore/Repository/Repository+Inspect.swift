@@ -41,12 +41,12 @@ public struct TableInfo: Sendable, Codable {
 extension Repository {
     /// Commits of a branch, newest first (following first parents);
     /// with a table, only those that changed it.
-    public func log(table: TableName? = nil, branch: String = Repository.defaultBranch, limit: Int? = nil) async throws(UDRError)
+    public func log(table: TableName? = nil, branch: String? = nil, limit: Int? = nil) async throws(UDRError)
         -> [CommitInfo]
     {
         try await blocking { () throws(UDRError) -> [CommitInfo] in
             var out: [CommitInfo] = []
-            var current = try self.catalog.head(of: branch)
+            var current = try self.branchHead(branch).head
             while let id = current {
                 let commit = try self.commit(id)
                 if table == nil || commit.changes.contains(where: { $0.table == table }) {
@@ -62,7 +62,7 @@ extension Repository {
     /// One commit, by id, unique prefix or `tx:N`.
     public func show(_ reference: String) async throws(UDRError) -> CommitInfo {
         try await blocking { () throws(UDRError) -> CommitInfo in
-            let id = try self.resolveCommitReference(reference)
+            let id = try self.resolveRef(reference)
             return CommitInfo(id: id, commit: try self.commit(id))
         }
     }

@@ -91,6 +91,7 @@ extension Repository {
             // Heads first, then what running writes began from: a write that
             // begins later begins from one of these heads or a newer commit,
             // and commits newer than the heads are never expired here.
+            let latest = try self.catalog.latestTxID()
             let heads = try self.catalog.branches()
             // Running writes and transactions keep their base and every
             // commit after it: a row-level rebase walks them.
@@ -103,6 +104,7 @@ extension Repository {
             }
             var retained = bases
             var candidates = Set<ObjectID>()
+            var onBranches = Set<ObjectID>()
             for (_, head) in heads {
                 var chain: [ObjectID] = []
                 var kept = 0
@@ -119,9 +121,13 @@ extension Repository {
                 }
                 retained.formUnion(chain.prefix(kept))
                 candidates.formUnion(chain.dropFirst(kept))
+                onBranches.formUnion(chain)
             }
             retained.formUnion(try self.catalog.tags().values)
             let all = try self.catalog.allCommitRecords()
+            // Commits no branch reaches (their branch was deleted) go too,
+            // if they were recorded before the heads were read.
+            for record in all where record.txID <= latest && !onBranches.contains(record.id) { candidates.insert(record.id) }
             let expired = all.filter { candidates.contains($0.id) && !retained.contains($0.id) }
             // Versions created by expired commits go, unless a kept commit still reads them.
             let expiredIDs = Set(expired.map(\.id))

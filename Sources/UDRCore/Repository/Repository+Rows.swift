@@ -6,7 +6,7 @@ extension Repository {
     /// the segments holding touched rows are rewritten. An edit that
     /// changes nothing commits nothing.
     public func apply(
-        _ edit: RowEdit, to table: TableName, message: String? = nil, author: String? = nil, branch: String = Repository.defaultBranch
+        _ edit: RowEdit, to table: TableName, message: String? = nil, author: String? = nil, branch: String? = nil
     ) async throws(UDRError) -> WriteResult {
         try await blocking { () throws(UDRError) -> WriteResult in
             try self.autocommit(table, branch: branch, message: message ?? "\(edit.verb) \(table)", author: author) {

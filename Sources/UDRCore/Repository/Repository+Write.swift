@@ -123,7 +123,7 @@ extension Repository {
     /// current version commits nothing and stores nothing.
     public func write(
         _ table: TableName, from source: WriteSource, key: [String]? = nil, message: String? = nil, author: String? = nil,
-        branch: String = Repository.defaultBranch
+        branch: String? = nil
     ) async throws(UDRError) -> WriteResult {
         try await blocking { () throws(UDRError) -> WriteResult in
             try self.autocommit(table, branch: branch, message: message, author: author) { (tx) throws(UDRError) in
@@ -134,7 +134,7 @@ extension Repository {
 
     /// Runs one staged write in a private transaction and commits it.
     func autocommit(
-        _ table: TableName, branch: String, message: String?, author: String?, _ body: (Transaction) throws(UDRError) -> StagedWrite
+        _ table: TableName, branch: String?, message: String?, author: String?, _ body: (Transaction) throws(UDRError) -> StagedWrite
     ) throws(UDRError) -> WriteResult {
         let (tx, lease) = try autocommitTransaction(on: branch)
         defer { try? catalog.endLease(lease) }

@@ -169,7 +169,7 @@ extension Repository {
 
     /// Begins a transaction on `branch` whose staged state lives in the
     /// catalog; any process may continue it by id (``openTransaction(_:)``).
-    public func beginTransaction(on branch: String = Repository.defaultBranch, timeToLive: TimeInterval? = nil) async throws(UDRError)
+    public func beginTransaction(on branch: String? = nil, timeToLive: TimeInterval? = nil) async throws(UDRError)
         -> Transaction
     {
         try await blocking { () throws(UDRError) -> Transaction in
@@ -177,7 +177,7 @@ extension Repository {
         }
     }
 
-    func beginTransactionNow(on branch: String, timeToLive: TimeInterval) throws(UDRError) -> Transaction {
+    func beginTransactionNow(on requested: String?, timeToLive: TimeInterval) throws(UDRError) -> Transaction {
         guard timeToLive > 0 else { throw UDRError(.invalidArgument, "a transaction's time to live must be positive") }
         var random = SystemRandomNumberGenerator()
         let id = "tx-" + String(format: "%012llx", random.next() & 0xffff_ffff_ffff)
@@ -186,8 +186,7 @@ extension Repository {
         // the head is read again.
         var attempts = 0
         while true {
-            let head = try catalog.head(of: branch)
-            if head == nil, branch != Repository.defaultBranch { throw UDRError(.notFound, "there is no branch '\(branch)'") }
+            let (branch, head) = try branchHead(requested)
             do throws(UDRError) {
                 try catalog.beginTransaction(TransactionRecord(id: id, branch: branch, base: head, began: Date(), timeToLive: timeToLive))
                 return Transaction(repository: self, id: id, branch: branch, base: head, inMemory: false)
@@ -221,7 +220,7 @@ extension Repository {
     /// as one commit when it returns; when it throws, everything it staged
     /// is discarded and the error is rethrown. Transactions do not nest.
     public func transaction<T: Sendable>(
-        on branch: String = Repository.defaultBranch, message: String? = nil, author: String? = nil, timeToLive: TimeInterval? = nil,
+        on branch: String? = nil, message: String? = nil, author: String? = nil, timeToLive: TimeInterval? = nil,
         _ body: (Transaction) async throws -> T
     ) async throws -> T {
         if let outer = Transaction.enclosing {
@@ -250,10 +249,15 @@ extension Repository {
     /// A single write's private transaction on the head of `branch`, with
     /// the lease that keeps GC from collecting what it writes before it
     /// commits. End the lease with ``Catalog/endLease(_:)`` when done.
-    func autocommitTransaction(on branch: String) throws(UDRError) -> (Transaction, lease: String) {
+    func autocommitTransaction(on requested: String?) throws(UDRError) -> (Transaction, lease: String) {
+        let branch = try branchName(requested)
         let lease = "\(Self.machineName):\(getpid()):\(UUID().uuidString)"
         let now = Date()
         let head = try catalog.beginLease(id: lease, branch: branch, began: now, expires: now.addingTimeInterval(Self.writeLeaseTimeToLive))
+        if head == nil, branch != Self.defaultBranch {
+            try? catalog.endLease(lease)
+            throw Self.noBranch(branch)
+        }
         return (Transaction(repository: self, id: "write", branch: branch, base: head, inMemory: true), lease)
     }
 
