@@ -46,6 +46,7 @@ extension Repository {
             defer { clock.step("edit") }
             return try editor.apply(edit, input: input)
         }
+        clock.step("close duckdb")
         guard let result else {
             return StagedWrite(
                 table: table, changed: false, rows: manifest.rows, segments: manifest.segments.count, logicalBytes: 0, bytesAdded: 0,

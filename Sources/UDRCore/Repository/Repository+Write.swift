@@ -186,7 +186,9 @@ extension Repository {
                 table: table, changed: false, rows: previous.rows, segments: previous.segments.count, logicalBytes: written.logicalBytes,
                 bytesAdded: written.bytesAdded, counts: RowCounts())
         }
+        var clock = StepClock()
         let stored = try store.putJSON(manifest)
+        clock.step("put manifest")
         // Several edits of one table in a transaction: the kinds combine and
         // the counts are left to the change log, which diffs the versions.
         let combinedKind: ChangeKind = current.staged.map { $0.kind == .rows && kind == .rows ? .rows : .replace } ?? kind
