@@ -54,7 +54,6 @@ struct VersionOptions: ParsableArguments {
             guard let date = Timestamp.parse(asOf) else {
                 throw UDRError(.invalidArgument, "cannot read the time '\(asOf)': use e.g. 2026-11-21T21:30:00Z or '2026-11-21 21:30:00'")
             }
-            if commit != nil { throw UDRError(.invalidArgument, "give --commit or --as-of, not both") }
             options.asOf = date
         }
         options.pins = try pins.map { try TablePin(parsing: $0) }

@@ -103,11 +103,14 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
+    /// The head commit id (hex) of a branch, inside a catalog transaction.
+    private static func branchHead(_ db: GRDB.Database, _ branch: String) throws -> String? {
+        try String.fetchOne(db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'branch'", arguments: [branch])
+    }
+
     public func head(of branch: String) throws(UDRError) -> ObjectID? {
         try read { db in
-            try String.fetchOne(db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'branch'", arguments: [branch]).map {
-                try ObjectID(hex: $0)
-            }
+            try Self.branchHead(db, branch).map { try ObjectID(hex: $0) }
         }
     }
 
@@ -125,7 +128,7 @@ public final class SQLiteCatalog: Catalog {
             guard commit.txID > latest else {
                 throw UDRError(.conflict, "transaction id \(commit.txID) is older than the latest commit's \(latest)")
             }
-            let current = try String.fetchOne(db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'branch'", arguments: [branch])
+            let current = try Self.branchHead(db, branch)
             guard current == expectedHead?.hex else {
                 throw UDRError(
                     .conflict,
@@ -223,8 +226,7 @@ public final class SQLiteCatalog: Catalog {
 
     public func beginTransaction(_ record: TransactionRecord) throws(UDRError) {
         try write { db in
-            let head = try String.fetchOne(
-                db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'branch'", arguments: [record.branch])
+            let head = try Self.branchHead(db, record.branch)
             guard head == record.base?.hex else {
                 throw UDRError(.conflict, "branch \(record.branch) moved while the transaction began")
             }
@@ -438,7 +440,7 @@ public final class SQLiteCatalog: Catalog {
 
     public func beginLease(id: String, branch: String, began: Date, expires: Date) throws(UDRError) -> ObjectID? {
         try write { db in
-            let head = try String.fetchOne(db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'branch'", arguments: [branch])
+            let head = try Self.branchHead(db, branch)
             try db.execute(
                 sql: "INSERT INTO write_leases(id, base, began, expires) VALUES (?, ?, ?, ?)",
                 arguments: [id, head, Timestamp.format(began), Timestamp.format(expires)])

@@ -13,7 +13,9 @@ extension Repository {
     /// Resolves the base commit of a read.
     func resolveCommit(_ options: ReadOptions) throws(UDRError) -> ObjectID? {
         if let reference = options.commit {
-            if options.branch != nil { throw UDRError(.invalidArgument, "give --branch or --commit, not both: a commit fixes the version") }
+            if options.branch != nil || options.asOf != nil {
+                throw UDRError(.invalidArgument, "give --commit, or --branch and/or --as-of, not both: a commit fixes the version")
+            }
             return try resolveRef(reference)
         }
         if let asOf = options.asOf { return try commit(on: options.branch, asOf: asOf) }

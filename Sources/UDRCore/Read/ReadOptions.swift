@@ -22,10 +22,6 @@ public struct TablePin: Sendable, Hashable {
         self.target = target
     }
 
-    public init(alias: TableName, table: TableName, version: Int) {
-        self.init(alias: alias, table: table, target: .version(version))
-    }
-
     /// Parses `NAME=VERSION|REF` or `ALIAS=TABLE@VERSION|REF`.
     public init(parsing text: String) throws(UDRError) {
         let usage =

@@ -16,9 +16,8 @@ extension Repository {
     /// `-_./`, not all digits (a number is a table version), not starting
     /// with `-`, `.` or `/`, no `..` or `//`, not ending with `/` or `.`.
     static func validateRefName(_ name: String, kind: RefKind) throws(UDRError) {
-        let what = "a \(kind.rawValue) name"
         func invalid(_ why: String) -> UDRError { UDRError(.invalidArgument, "'\(name)' is not a valid \(kind.rawValue) name: \(why)") }
-        guard !name.isEmpty, name.utf8.count <= 200 else { throw invalid("\(what) has 1 to 200 characters") }
+        guard !name.isEmpty, name.utf8.count <= 200 else { throw invalid("it needs 1 to 200 characters") }
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./")
         guard name.allSatisfy(allowed.contains) else { throw invalid("use letters, digits and - _ . / only") }
         guard !name.allSatisfy(\.isNumber) else { throw invalid("a number means a table version") }
@@ -92,7 +91,7 @@ extension Repository {
     public func createRef(_ name: String, kind: RefKind, at ref: String? = nil) async throws(UDRError) -> ObjectID {
         try await blocking { () throws(UDRError) -> ObjectID in
             try Self.validateRefName(name, kind: kind)
-            let commit = try self.startingPoint(ref)
+            let commit = try self.resolveRef(ref ?? "HEAD")
             try self.catalog.createRef(name, kind: kind, commit: commit)
             return commit
         }
@@ -127,13 +126,6 @@ extension Repository {
         try await blocking { () throws(UDRError) -> ObjectID in try self.resolveRef(ref) }
     }
 
-    private func startingPoint(_ ref: String?) throws(UDRError) -> ObjectID {
-        if let ref { return try resolveRef(ref) }
-        let (name, head) = try branchHead(nil)
-        guard let head else { throw UDRError(.notFound, "branch \(name) has no commits yet: write a table first") }
-        return head
-    }
-
     /// Resolves a ref to a commit: a branch (its head), a tag, `HEAD` (the
     /// current branch's head), a commit id or unique prefix of one, `tx:N`,
     /// or a time (the current branch as of then); any of them followed by
@@ -162,12 +154,12 @@ extension Repository {
     private func resolveName(_ name: String) throws(UDRError) -> ObjectID {
         if name == "HEAD" {
             let (branch, head) = try branchHead(nil)
-            guard let head else { throw UDRError(.notFound, "branch \(branch) has no commits yet") }
+            guard let head else { throw UDRError(.notFound, "branch \(branch) has no commits yet: write a table first") }
             return head
         }
         if let head = try catalog.head(of: name) { return head }
         if let tag = try catalog.tags()[name] { return tag }
-        if name == Self.defaultBranch { throw UDRError(.notFound, "branch \(name) has no commits yet") }
+        if name == Self.defaultBranch { throw UDRError(.notFound, "branch \(name) has no commits yet: write a table first") }
         if name.hasPrefix("tx:") || (name.count >= 4 && name.allSatisfy(\.isHexDigit)) { return try resolveCommitReference(name) }
         if let time = Timestamp.parse(name) { return try commit(on: nil, asOf: time) }
         throw UDRError(

@@ -251,7 +251,7 @@ extension Repository {
     /// commits. End the lease with ``Catalog/endLease(_:)`` when done.
     func autocommitTransaction(on requested: String?) throws(UDRError) -> (Transaction, lease: String) {
         let branch = try branchName(requested)
-        let lease = "\(Self.machineName):\(getpid()):\(UUID().uuidString)"
+        let lease = Self.holderToken()
         let now = Date()
         let head = try catalog.beginLease(id: lease, branch: branch, began: now, expires: now.addingTimeInterval(Self.writeLeaseTimeToLive))
         if head == nil, branch != Self.defaultBranch {
@@ -279,7 +279,7 @@ extension Repository {
     /// Waits for the branch's commit lock (see ``Catalog/lockBranch``); a
     /// lock whose holder process on this machine is gone is taken over.
     private func lockBranch(_ branch: String) throws(UDRError) -> String {
-        let holder = "\(Self.machineName):\(getpid()):\(UUID().uuidString)"
+        let holder = Self.holderToken()
         var delay: UInt32 = 500
         let deadline = Date().addingTimeInterval(300)
         var stale: String?
@@ -305,6 +305,9 @@ extension Repository {
         let name = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
         return String(decoding: name, as: UTF8.self).replacingOccurrences(of: ":", with: "_")
     }()
+
+    /// A new `host:pid:nonce` naming this process as the holder of a lock or lease.
+    static func holderToken() -> String { "\(machineName):\(getpid()):\(UUID().uuidString)" }
 
     /// Whether a lock holder (`host:pid:nonce`) is a process of this machine that no longer runs.
     static func holderIsGone(_ holder: String) -> Bool {
