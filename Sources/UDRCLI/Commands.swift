@@ -75,24 +75,10 @@ struct Query: AsyncParsableCommand {
     func run() async throws {
         let repository = try repo.open()
         let options = try versions.readOptions()
-        var chosen = try format.map { try OutputFormat(parsing: $0) } ?? output.flatMap { OutputFormat.forFile($0) } ?? .table
-        if json { chosen = .json }
-        if let output {
-            try await repository.export(sql, options: options, to: output, format: chosen == .table ? .csv : chosen)
-            return
-        }
-        switch chosen {
-        case .table: print(Output.table(try await repository.query(sql, options: options)))
-        case .json: print(Output.jsonRows(try await repository.query(sql, options: options)))
-        case .csv:
-            // DuckDB's COPY opens its target with truncation, which would clobber
-            // a redirected stdout; go through a temporary file.
-            let temp = FileManager.default.temporaryDirectory.appendingPathComponent("udr-\(UUID().uuidString).csv")
-            defer { try? FileManager.default.removeItem(at: temp) }
-            try await repository.export(sql, options: options, to: temp.path, format: .csv)
-            FileHandle.standardOutput.write(try Data(contentsOf: temp))
-        default: throw UDRError(.invalidArgument, "--format \(chosen) needs -o FILE")
-        }
+        let chosen = try Output.format(format, json: json, output: output)
+        try await Output.emit(
+            chosen, to: output, rows: { () throws(UDRError) in try await repository.query(sql, options: options) },
+            export: { (path, format) throws(UDRError) in try await repository.export(sql, options: options, to: path, format: format) })
     }
 }
 

@@ -56,6 +56,35 @@ enum Output {
         return json(objects)
     }
 
+    /// The format asked for: `--format`, else `--json`, else what the
+    /// output file's extension says, else a table.
+    static func format(_ text: String?, json: Bool, output: String?) throws(UDRError) -> OutputFormat {
+        if let text { return try OutputFormat(parsing: text) }
+        if json { return .json }
+        return output.flatMap { OutputFormat.forFile($0) } ?? .table
+    }
+
+    /// Prints rows in `format`, or writes them to `output` (`export` writes
+    /// a file in a format DuckDB's COPY knows).
+    static func emit(
+        _ format: OutputFormat, to output: String?, rows: () async throws(UDRError) -> ResultSet,
+        export: (String, OutputFormat) async throws(UDRError) -> Void
+    ) async throws(UDRError) {
+        if let output { return try await export(output, format == .table ? .csv : format) }
+        switch format {
+        case .table: print(table(try await rows()))
+        case .json: print(jsonRows(try await rows()))
+        case .csv:
+            // DuckDB's COPY opens its target with truncation, which would clobber
+            // a redirected stdout; go through a temporary file.
+            let temp = FileManager.default.temporaryDirectory.appendingPathComponent("udr-\(UUID().uuidString).csv")
+            defer { try? FileManager.default.removeItem(at: temp) }
+            try await export(temp.path, .csv)
+            FileHandle.standardOutput.write((try? Data(contentsOf: temp)) ?? Data())
+        default: throw UDRError(.invalidArgument, "--format \(format) needs -o FILE")
+        }
+    }
+
     static func bytes(_ n: Int64) -> String {
         let units = ["B", "KB", "MB", "GB", "TB"]
         var value = Double(n)

@@ -2,13 +2,42 @@ import DuckDB
 import Foundation
 
 /// The rows that differ between two versions of a table, found without
-/// reading what both share: segments present in both versions hold the
-/// same rows, so only the segments on one side alone are loaded. For a
-/// keyed table a key lives in one segment per version, so a key in a
-/// shared segment is unchanged, and the rest compare by key.
+/// reading what both share.
+///
+/// - Segments present in both versions hold the same rows: skipped.
+/// - A segment of each side whose key column chunks are the same blobs
+///   holds the same keys in the same order (a "pair"); only the columns
+///   whose chunks differ are read, and compared row by row by position.
+/// - The other segments of each side are read whole and compared as sets
+///   of rows (multisets for a keyless table).
+///
+/// ``build(old:new:key:prefix:complete:)`` leaves `<prefix>_old` and
+/// `<prefix>_new` in the connection: the old and the new image of every
+/// changed row, in ``Shape/columns``. For a keyed table a key in both is an
+/// update, in `_new` only an insert, in `_old` only a delete. Unless
+/// `complete`, an update found in a pair carries only the key and the
+/// columns that were read; the others are NULL on both sides (equal).
 struct TableDiff {
     let connection: Connection
+    /// The path of a segment's materialized file.
     let materialize: (SegmentRef) throws(UDRError) -> String
+    /// A segment's recipe (which blobs hold which column).
+    let recipe: (SegmentRef) throws(UDRError) -> SegmentRecipe
+
+    struct Shape {
+        let prefix: String
+        /// The columns compared: the old version's, then those only the new one has.
+        let columns: [Column]
+        /// The key rows are matched by; nil compares whole rows as multisets.
+        let key: [String]?
+        /// Segments read whole, and pairs read column by column.
+        var segmentsRead = 0
+        var pairsRead = 0
+        var segmentsSkipped = 0
+
+        var old: String { "\(prefix)_old" }
+        var new: String { "\(prefix)_new" }
+    }
 
     /// The columns both sides are compared on: `old`'s, then those only `new` has.
     static func columns(_ old: Manifest?, _ new: Manifest?) -> [Column] {
@@ -24,67 +53,265 @@ struct TableDiff {
         return old.key == new.key ? old.key.nilIfEmpty : nil
     }
 
-    /// Loads `prefix_old` and `prefix_new`: the rows of the segments only
-    /// `old` (only `new`) has, as `columns` (NULL where a side lacks one).
-    func load(old: Manifest?, new: Manifest?, columns: [Column], prefix: String) throws(UDRError) {
-        let oldIDs = Set(old?.segments.map(\.id) ?? [])
-        let newIDs = Set(new?.segments.map(\.id) ?? [])
-        try loadSide(old, only: { !newIDs.contains($0.id) }, columns: columns, into: "\(prefix)_old")
-        try loadSide(new, only: { !oldIDs.contains($0.id) }, columns: columns, into: "\(prefix)_new")
-    }
-
-    private func loadSide(_ manifest: Manifest?, only: (SegmentRef) -> Bool, columns: [Column], into table: String) throws(UDRError) {
-        let empty =
-            "SELECT \(typedNulls(columns)) WHERE false"
-        guard let manifest else { return try run("CREATE TABLE \(table) AS \(empty)") }
-        // Read as the wider schema: the side's segments name their own columns.
-        let segments = manifest.segments.filter(only).map { segment -> SegmentRef in
-            var named = segment
-            named.columns = manifest.columnNames(of: segment)
-            return named
+    /// Builds the changed rows of `old` → `new`. `key` overrides the tables'
+    /// own key: rows are then matched by it, every segment is read, and it
+    /// must be unique on both sides.
+    func build(old: Manifest?, new: Manifest?, key requested: [String]? = nil, prefix: String, complete: Bool) throws(UDRError) -> Shape {
+        let columns = Self.columns(old, new)
+        let declared = Self.key(old, new)
+        let key = requested ?? declared
+        var shape = Shape(prefix: prefix, columns: columns, key: key)
+        if let key {
+            let names = Set(columns.map(\.name))
+            for k in key where !names.contains(k) {
+                throw UDRError(
+                    .invalidArgument, "the key column '\(k)' is not in \((new ?? old)?.table.rawValue ?? "the table"); its columns are \(columns.map(\.name).joined(separator: ", "))")
+            }
         }
-        guard !segments.isEmpty else { return try run("CREATE TABLE \(table) AS \(empty)") }
-        var files: [String] = []
-        for segment in segments { files.append(try materialize(segment)) }
-        let wide = Manifest(table: manifest.table, version: manifest.version, columns: columns, key: manifest.key, segments: segments)
-        try run("CREATE TABLE \(table) AS \(Repository.segmentSelect(wide, segments: segments, files: files))")
+        try run("CREATE TABLE \(shape.old) AS SELECT \(typedNulls(columns)) WHERE false")
+        try run("CREATE TABLE \(shape.new) AS SELECT \(typedNulls(columns)) WHERE false")
+
+        let oldSegments = old?.segments ?? []
+        let newSegments = new?.segments ?? []
+        var oldOnly = oldSegments
+        var newOnly = newSegments
+        if requested == nil || requested == declared {
+            // Shared segments hold the same rows on both sides.
+            let oldIDs = Set(oldSegments.map(\.id))
+            let newIDs = Set(newSegments.map(\.id))
+            oldOnly = oldSegments.filter { !newIDs.contains($0.id) }
+            newOnly = newSegments.filter { !oldIDs.contains($0.id) }
+            shape.segmentsSkipped = oldSegments.count - oldOnly.count
+        }
+        var pairs: [(SegmentRef, SegmentRef, changed: [String])] = []
+        if let old, let new, let key, key == declared {
+            (pairs, oldOnly, newOnly) = try pair(old: old, new: new, oldOnly: oldOnly, newOnly: newOnly, key: key)
+        }
+        shape.pairsRead = pairs.count
+        shape.segmentsRead = oldOnly.count + newOnly.count
+
+        // Pairs, grouped by the columns that changed.
+        var groups: [[String]: [(SegmentRef, SegmentRef)]] = [:]
+        for (o, n, changed) in pairs { groups[changed, default: []].append((o, n)) }
+        for (changed, members) in groups.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            try comparePairs(members, changed: changed, old: old!, new: new!, shape: shape, complete: complete)
+        }
+
+        // The rest: whole rows.
+        try load(old, segments: oldOnly, columns: columns, into: "\(prefix)_uo")
+        try load(new, segments: newOnly, columns: columns, into: "\(prefix)_un")
+        defer {
+            try? connection.execute("DROP TABLE IF EXISTS \(prefix)_uo")
+            try? connection.execute("DROP TABLE IF EXISTS \(prefix)_un")
+        }
+        if let requested, requested != declared {
+            try checkUnique(requested, in: "\(prefix)_uo", side: "the old version")
+            try checkUnique(requested, in: "\(prefix)_un", side: "the new version")
+        }
+        // A keyed table's rows are unique, so set difference is exact.
+        let except = key == nil ? "EXCEPT ALL" : "EXCEPT"
+        try run("INSERT INTO \(shape.old) SELECT * FROM \(prefix)_uo \(except) SELECT * FROM \(prefix)_un")
+        try run("INSERT INTO \(shape.new) SELECT * FROM \(prefix)_un \(except) SELECT * FROM \(prefix)_uo")
+        return shape
     }
 
-    /// Rows inserted, deleted and updated from `prefix_old` to `prefix_new`.
-    func counts(prefix: String, columns: [Column], key: [String]?) throws(UDRError) -> RowCounts {
-        let old = "\(prefix)_old"
-        let new = "\(prefix)_new"
-        guard let key else {
-            let row = try query(
-                "SELECT (SELECT count(*) FROM (SELECT * FROM \(new) EXCEPT ALL SELECT * FROM \(old))), (SELECT count(*) FROM (SELECT * FROM \(old) EXCEPT ALL SELECT * FROM \(new)))"
-            ).rows[0]
+    /// Matches each segment only `new` has with one only `old` has whose key
+    /// chunks are the same blobs, and names the columns whose chunks differ.
+    private func pair(old: Manifest, new: Manifest, oldOnly: [SegmentRef], newOnly: [SegmentRef], key: [String]) throws(UDRError) -> (
+        [(SegmentRef, SegmentRef, changed: [String])], [SegmentRef], [SegmentRef]
+    ) {
+        // Cheap first: the same row count and key range (from the manifests).
+        func signature(_ s: SegmentRef) -> String {
+            "\(s.rows)|" + key.map { "\(s.stats[$0]?.min ?? "")|\(s.stats[$0]?.max ?? "")" }.joined(separator: "|")
+        }
+        let oldTypes = Dictionary(old.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+        let newTypes = Dictionary(new.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+        var candidates: [String: [SegmentRef]] = [:]
+        for segment in oldOnly { candidates[signature(segment), default: []].append(segment) }
+        var recipes: [ObjectID: [Int: [ObjectID]]?] = [:]
+        func blobs(_ segment: SegmentRef) throws(UDRError) -> [Int: [ObjectID]]? {
+            if let known = recipes[segment.id] { return known }
+            let found = try recipe(segment).columnBlobs
+            recipes[segment.id] = found
+            return found
+        }
+        var pairs: [(SegmentRef, SegmentRef, changed: [String])] = []
+        var pairedOld = Set<ObjectID>()
+        var pairedNew = Set<ObjectID>()
+        for segment in newOnly {
+            guard let olds = candidates[signature(segment)] else { continue }
+            let names = new.columnNames(of: segment)
+            let keyPositions = key.compactMap { names.firstIndex(of: $0) }
+            guard keyPositions.count == key.count, let newBlobs = try blobs(segment) else { continue }
+            let keyBlobs = keyPositions.map { newBlobs[$0] }
+            for candidate in olds where !pairedOld.contains(candidate.id) && old.columnNames(of: candidate) == names {
+                guard let oldBlobs = try blobs(candidate), keyPositions.map({ oldBlobs[$0] }) == keyBlobs else { continue }
+                let changed = names.enumerated().filter { position, name in
+                    oldBlobs[position] == nil || oldBlobs[position] != newBlobs[position] || oldTypes[name] != newTypes[name]
+                }.map(\.element)
+                pairs.append((candidate, segment, changed))
+                pairedOld.insert(candidate.id)
+                pairedNew.insert(segment.id)
+                break
+            }
+        }
+        return (pairs, oldOnly.filter { !pairedOld.contains($0.id) }, newOnly.filter { !pairedNew.contains($0.id) })
+    }
+
+    /// Compares paired segments by position, reading only the changed
+    /// columns of the old side, and the key and changed columns (every
+    /// column when `complete`) of the new side.
+    private func comparePairs(
+        _ members: [(SegmentRef, SegmentRef)], changed: [String], old: Manifest, new: Manifest, shape: Shape, complete: Bool
+    ) throws(UDRError) {
+        guard !changed.isEmpty else { return }
+        let key = shape.key ?? []
+        let newTypes = Dictionary(new.columns.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let oldTypes = Dictionary(old.columns.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let newNames = complete ? new.columns.map(\.name) : key + changed.filter { !key.contains($0) }
+        let oldColumns = changed.compactMap { oldTypes[$0] }
+        let newColumns = newNames.compactMap { newTypes[$0] }
+        func side(_ manifest: Manifest, _ columns: [Column], _ segments: [SegmentRef]) throws(UDRError) -> String {
+            var files: [String] = []
+            for segment in segments { files.append(try materialize(segment)) }
+            let subset = Manifest(table: manifest.table, version: manifest.version, columns: columns, key: manifest.key, segments: segments)
+            return Repository.segmentSelect(subset, segments: segments, files: files)
+        }
+        let oldSelect = try side(old, oldColumns, members.map(\.0))
+        let newSelect = try side(new, newColumns, members.map(\.1))
+        let o = oldColumns.enumerated().map { "\(quoteIdentifier($1.name)) AS __o\($0)" }.joined(separator: ", ")
+        let n = newColumns.enumerated().map { "\(quoteIdentifier($1.name)) AS __n\($0)" }.joined(separator: ", ")
+        let newIndex = Dictionary(newColumns.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let differs = oldColumns.enumerated().compactMap { i, column in
+            newIndex[column.name].map { "__o\(i) IS DISTINCT FROM __n\($0)" }
+        }
+        guard !differs.isEmpty else { return }
+        let table = "\(shape.prefix)_pairs"
+        try run(
+            "CREATE TABLE \(table) AS SELECT * FROM (SELECT \(o) FROM (\(oldSelect))) POSITIONAL JOIN (SELECT \(n) FROM (\(newSelect))) WHERE \(differs.joined(separator: " OR "))"
+        )
+        defer { try? connection.execute("DROP TABLE IF EXISTS \(table)") }
+        let oldIndex = Dictionary(oldColumns.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let newList = newColumns.enumerated().map { "__n\($0) AS \(quoteIdentifier($1.name))" }.joined(separator: ", ")
+        let oldList = newColumns.enumerated().map { i, column in
+            "\(oldIndex[column.name].map { "__o\($0)" } ?? "__n\(i)") AS \(quoteIdentifier(column.name))"
+        }.joined(separator: ", ")
+        try run("INSERT INTO \(shape.old) BY NAME SELECT \(oldList) FROM \(table)")
+        try run("INSERT INTO \(shape.new) BY NAME SELECT \(newList) FROM \(table)")
+    }
+
+    /// Loads the rows of `segments` of a version as `columns` (NULL where
+    /// the version lacks one).
+    private func load(_ manifest: Manifest?, segments: [SegmentRef], columns: [Column], into table: String) throws(UDRError) {
+        guard let manifest, !segments.isEmpty else {
+            return try run("CREATE TABLE \(table) AS SELECT \(typedNulls(columns)) WHERE false")
+        }
+        // Read as the wider schema: the side's segments name their own columns.
+        let named = segments.map { segment -> SegmentRef in
+            var copy = segment
+            copy.columns = manifest.columnNames(of: segment)
+            return copy
+        }
+        var files: [String] = []
+        for segment in named { files.append(try materialize(segment)) }
+        let wide = Manifest(table: manifest.table, version: manifest.version, columns: columns, key: manifest.key, segments: named)
+        try run("CREATE TABLE \(table) AS \(Repository.segmentSelect(wide, segments: named, files: files))")
+    }
+
+    private func checkUnique(_ key: [String], in table: String, side: String) throws(UDRError) {
+        let cols = key.map(quoteIdentifier).joined(separator: ", ")
+        let dupes = try query(
+            "SELECT CAST(row(\(cols)) AS VARCHAR) FROM \(table) GROUP BY \(cols) HAVING count(*) > 1 ORDER BY 1 LIMIT 5")
+        guard dupes.count == 0 else {
+            throw UDRError(
+                .duplicateKey,
+                "(\(key.joined(separator: ", "))) is not a key of \(side): \(dupes.rows.map { $0[0].description }.joined(separator: ", ")) occur more than once. Pass columns that identify one row."
+            )
+        }
+    }
+
+    // MARK: Reading the result
+
+    /// A key match between aliases `a` and `b`.
+    static func match(_ key: [String], _ a: String, _ b: String) -> String {
+        key.map { "\(a).\(quoteIdentifier($0)) IS NOT DISTINCT FROM \(b).\(quoteIdentifier($0))" }.joined(separator: " AND ")
+    }
+
+    /// Rows inserted, deleted and updated.
+    func counts(_ shape: Shape) throws(UDRError) -> RowCounts {
+        guard let key = shape.key else {
+            let row = try query("SELECT (SELECT count(*) FROM \(shape.new)), (SELECT count(*) FROM \(shape.old))").rows[0]
             return RowCounts(inserted: row[0].int ?? 0, deleted: row[1].int ?? 0, updated: 0)
         }
-        let match = key.map { "o.\(quoteIdentifier($0)) = n.\(quoteIdentifier($0))" }.joined(separator: " AND ")
-        let oldRow = "row(\(columns.map { "o.\(quoteIdentifier($0.name))" }.joined(separator: ", ")))"
-        let newRow = "row(\(columns.map { "n.\(quoteIdentifier($0.name))" }.joined(separator: ", ")))"
+        let match = Self.match(key, "o", "n")
         let row = try query(
             """
             SELECT
-              (SELECT count(*) FROM \(new) n WHERE NOT EXISTS (SELECT 1 FROM \(old) o WHERE \(match))),
-              (SELECT count(*) FROM \(old) o WHERE NOT EXISTS (SELECT 1 FROM \(new) n WHERE \(match))),
-              (SELECT count(*) FROM \(old) o JOIN \(new) n ON \(match) WHERE \(oldRow) IS DISTINCT FROM \(newRow))
+              (SELECT count(*) FROM \(shape.new) n WHERE NOT EXISTS (SELECT 1 FROM \(shape.old) o WHERE \(match))),
+              (SELECT count(*) FROM \(shape.old) o WHERE NOT EXISTS (SELECT 1 FROM \(shape.new) n WHERE \(match))),
+              (SELECT count(*) FROM \(shape.old) o WHERE EXISTS (SELECT 1 FROM \(shape.new) n WHERE \(match)))
             """
         ).rows[0]
         return RowCounts(inserted: row[0].int ?? 0, deleted: row[1].int ?? 0, updated: row[2].int ?? 0)
     }
 
-    /// Creates `prefix_touched`: every key inserted, deleted or updated.
-    func touchedKeys(prefix: String, columns: [Column], key: [String]) throws(UDRError) {
-        let cols = key.map(quoteIdentifier).joined(separator: ", ")
-        let all = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
-        try run(
+    /// The row-level change feed: every changed row with `_change` =
+    /// insert, delete, update_preimage or update_postimage, in key order
+    /// (needs a `complete` build).
+    static func feedSQL(_ shape: Shape) -> String {
+        let names = shape.columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
+        guard let key = shape.key else {
+            return """
+                SELECT '\(ChangeFeedKind.delete.rawValue)' AS _change, \(names) FROM \(shape.old)
+                UNION ALL SELECT '\(ChangeFeedKind.insert.rawValue)', \(names) FROM \(shape.new)
+                """
+        }
+        let match = Self.match(key, "o", "n")
+        let order = key.map(quoteIdentifier).joined(separator: ", ")
+        return """
+            SELECT * EXCLUDE (__rank) FROM (
+              SELECT '\(ChangeFeedKind.insert.rawValue)' AS _change, \(names), 3 AS __rank FROM \(shape.new) n WHERE NOT EXISTS (SELECT 1 FROM \(shape.old) o WHERE \(match))
+              UNION ALL SELECT '\(ChangeFeedKind.delete.rawValue)', \(names), 0 FROM \(shape.old) o WHERE NOT EXISTS (SELECT 1 FROM \(shape.new) n WHERE \(match))
+              UNION ALL SELECT '\(ChangeFeedKind.updatePreimage.rawValue)', \(names), 1 FROM \(shape.old) o WHERE EXISTS (SELECT 1 FROM \(shape.new) n WHERE \(match))
+              UNION ALL SELECT '\(ChangeFeedKind.updatePostimage.rawValue)', \(names), 2 FROM \(shape.new) n WHERE EXISTS (SELECT 1 FROM \(shape.old) o WHERE \(match))
+            ) ORDER BY \(order), __rank
             """
-            CREATE TABLE \(prefix)_touched AS SELECT DISTINCT \(cols) FROM (
-              (SELECT \(all) FROM \(prefix)_old EXCEPT SELECT \(all) FROM \(prefix)_new)
-              UNION ALL
-              (SELECT \(all) FROM \(prefix)_new EXCEPT SELECT \(all) FROM \(prefix)_old))
-            """)
+    }
+
+    /// One row per change, values as text: `table`, `change` (insert,
+    /// delete, update), `key` (`col=value, …`), `column`, `old`, `new`.
+    /// An update gives one row per changed column; an insert or delete
+    /// one row with the whole row in `new` or `old`. Ordered by key, then
+    /// column position; `ordinal` orders tables.
+    static func cellsSQL(_ shape: Shape, table: TableName, ordinal: Int) -> String {
+        let label = quoteLiteral(table.rawValue)
+        let all = shape.columns.map { quoteIdentifier($0.name) }
+        func whole(_ alias: String) -> String { "CAST(struct_pack(\(all.map { "\($0) := \(alias).\($0)" }.joined(separator: ", "))) AS VARCHAR)" }
+        guard let key = shape.key else {
+            return """
+                SELECT \(ordinal) AS __t, row_number() OVER () AS __n, \(label) AS "table", 'delete' AS change, NULL::VARCHAR AS key, NULL::VARCHAR AS "column", \(whole("o")) AS old, NULL::VARCHAR AS new FROM \(shape.old) o
+                UNION ALL SELECT \(ordinal), 1000000000000 + row_number() OVER (), \(label), 'insert', NULL, NULL, NULL, \(whole("n")) FROM \(shape.new) n
+                """
+        }
+        let match = Self.match(key, "o", "n")
+        func keyText(_ alias: String) -> String {
+            "concat_ws(', ', \(key.map { "\(quoteLiteral($0 + "=")) || coalesce(CAST(\(alias).\(quoteIdentifier($0)) AS VARCHAR), 'NULL')" }.joined(separator: ", ")))"
+        }
+        let order = key.indices.map { "__k.__k\($0)" }.joined(separator: ", ")
+        var parts = [
+            "SELECT \(key.enumerated().map { "n.\(quoteIdentifier($1)) AS __k\($0)" }.joined(separator: ", ")), -1 AS __c, 'insert' AS change, \(keyText("n")) AS key, NULL::VARCHAR AS \"column\", NULL::VARCHAR AS old, \(whole("n")) AS new FROM \(shape.new) n WHERE NOT EXISTS (SELECT 1 FROM \(shape.old) o WHERE \(match))",
+            "SELECT \(key.map { "o.\(quoteIdentifier($0))" }.joined(separator: ", ")), -1, 'delete', \(keyText("o")), NULL, \(whole("o")), NULL FROM \(shape.old) o WHERE NOT EXISTS (SELECT 1 FROM \(shape.new) n WHERE \(match))",
+        ]
+        for (position, column) in shape.columns.enumerated() where !key.contains(column.name) {
+            let c = quoteIdentifier(column.name)
+            parts.append(
+                "SELECT \(key.map { "o.\(quoteIdentifier($0))" }.joined(separator: ", ")), \(position), 'update', \(keyText("o")), \(quoteLiteral(column.name)), CAST(o.\(c) AS VARCHAR), CAST(n.\(c) AS VARCHAR) FROM \(shape.old) o JOIN \(shape.new) n ON \(match) WHERE o.\(c) IS DISTINCT FROM n.\(c)"
+            )
+        }
+        return """
+            SELECT \(ordinal) AS __t, row_number() OVER (ORDER BY \(order), __k.__c) AS __n, \(label) AS "table", change, key, "column", old, new
+            FROM (\(parts.joined(separator: "\nUNION ALL "))) AS __k
+            """
     }
 
     private func run(_ sql: String) throws(UDRError) {
@@ -94,6 +321,13 @@ struct TableDiff {
     private func query(_ sql: String) throws(UDRError) -> ResultSet {
         do { return try connection.query(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
     }
+}
+
+/// The kinds of rows in a change feed (the names Delta Lake's change data feed uses).
+public enum ChangeFeedKind: String, Sendable, CaseIterable {
+    case insert, delete
+    case updatePreimage = "update_preimage"
+    case updatePostimage = "update_postimage"
 }
 
 extension Array {

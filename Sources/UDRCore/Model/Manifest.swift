@@ -95,11 +95,31 @@ public struct SegmentRecipe: Hashable, Sendable, Codable {
     public struct Part: Hashable, Sendable, Codable {
         public let blob: ObjectID
         public let bytes: Int64
+        /// For a column chunk, the position of its top-level column among
+        /// the file's columns (a nested column has one chunk per leaf); nil
+        /// for the magic, the footer, and recipes written before this was
+        /// recorded. Two segments whose chunks of a column are the same
+        /// blobs hold the same values in it, row by row.
+        public let column: Int?
+
+        public init(blob: ObjectID, bytes: Int64, column: Int? = nil) {
+            self.blob = blob
+            self.bytes = bytes
+            self.column = column
+        }
     }
 
     public let segment: ObjectID
     public let bytes: Int64
     public let parts: [Part]
+
+    /// The blobs of each top-level column (by position in the file), when
+    /// the recipe records them.
+    public var columnBlobs: [Int: [ObjectID]]? {
+        var out: [Int: [ObjectID]] = [:]
+        for part in parts { if let column = part.column { out[column, default: []].append(part.blob) } }
+        return out.isEmpty ? nil : out
+    }
 }
 
 /// A commit: the state of every table after one transaction, and what it

@@ -86,10 +86,8 @@ extension Repository {
         let old = try oldID.map { (id) throws(UDRError) in try manifest(id) }
         let new = try newID.map { (id) throws(UDRError) in try manifest(id) }
         let counts = try withDuckDB { (connection) throws(UDRError) -> RowCounts in
-            let diff = TableDiff(connection: connection, materialize: materializedPath)
-            let columns = TableDiff.columns(old, new)
-            try diff.load(old: old, new: new, columns: columns, prefix: "__udr_change")
-            return try diff.counts(prefix: "__udr_change", columns: columns, key: TableDiff.key(old, new))
+            let diff = tableDiff(connection)
+            return try diff.counts(try diff.build(old: old, new: new, prefix: "__udr_change", complete: false))
         }
         try catalog.recordRowCounts(counts, from: oldID, to: newID)
         return counts

@@ -228,6 +228,13 @@ extension Repository {
         try cache.materialize(segment, store: store).path
     }
 
+    /// A diff of table versions on `connection`, reading this repository's segments.
+    func tableDiff(_ connection: Connection) -> TableDiff {
+        TableDiff(
+            connection: connection, materialize: materializedPath,
+            recipe: { (segment) throws(UDRError) in try self.store.getJSON(SegmentRecipe.self, segment.recipe) })
+    }
+
     /// A SELECT over an input file, and how errors name it.
     static func fileReader(_ path: String, format: FileFormat?) throws(UDRError) -> (select: String, name: String) {
         guard FileManager.default.fileExists(atPath: path) else {

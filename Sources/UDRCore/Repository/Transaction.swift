@@ -424,22 +424,16 @@ extension Repository {
             throw UDRError(.conflict, "\(table) (its key changed)")
         }
         return try withDuckDB { (connection) throws(UDRError) -> (ObjectID, RowCounts)? in
-            let diff = TableDiff(
-                connection: connection,
-                materialize: materializedPath)
-            let ourColumns = TableDiff.columns(baseManifest, ourManifest)
-            try diff.load(old: baseManifest, new: ourManifest, columns: ourColumns, prefix: "__udr_ours")
-            try diff.touchedKeys(prefix: "__udr_ours", columns: ourColumns, key: key)
-            let counts = try diff.counts(prefix: "__udr_ours", columns: ourColumns, key: key)
-            let theirColumns = TableDiff.columns(baseManifest, theirManifest)
-            try diff.load(old: baseManifest, new: theirManifest, columns: theirColumns, prefix: "__udr_theirs")
-            try diff.touchedKeys(prefix: "__udr_theirs", columns: theirColumns, key: key)
+            let diff = tableDiff(connection)
+            let ours = try diff.build(old: baseManifest, new: ourManifest, prefix: "__udr_ours", complete: true)
+            let counts = try diff.counts(ours)
+            let theirs = try diff.build(old: baseManifest, new: theirManifest, prefix: "__udr_theirs", complete: false)
             let cols = key.map(quoteIdentifier).joined(separator: ", ")
+            func touched(_ shape: TableDiff.Shape) -> String { "SELECT \(cols) FROM \(shape.old) UNION SELECT \(cols) FROM \(shape.new)" }
             let both: ResultSet
             do throws(DuckDBError) {
                 both = try connection.query(
-                    "SELECT CAST(row(\(cols)) AS VARCHAR) FROM (SELECT \(cols) FROM __udr_ours_touched INTERSECT SELECT \(cols) FROM __udr_theirs_touched) LIMIT 10"
-                )
+                    "SELECT CAST(row(\(cols)) AS VARCHAR) FROM (\(touched(ours)) INTERSECT \(touched(theirs))) LIMIT 10")
             } catch { throw UDRError(.query, error.message, underlying: error) }
             if both.count > 0 {
                 throw UDRError(
@@ -448,18 +442,13 @@ extension Repository {
             }
             // Our upserted rows and deleted keys, in their version's columns plus ours.
             let columns = TableDiff.columns(theirManifest, ourManifest)
-            let ourNames = Set(ourColumns.map(\.name))
+            let ourNames = Set(ours.columns.map(\.name))
             let select = columns.map { column in
                 ourNames.contains(column.name)
-                    ? "n.\(quoteIdentifier(column.name))" : "CAST(NULL AS \(column.type)) AS \(quoteIdentifier(column.name))"
+                    ? quoteIdentifier(column.name) : "CAST(NULL AS \(column.type)) AS \(quoteIdentifier(column.name))"
             }
-            let match = key.map { "n.\(quoteIdentifier($0)) = t.\(quoteIdentifier($0))" }.joined(separator: " AND ")
-            try execute(
-                "CREATE TABLE __udr_up AS SELECT \(select.joined(separator: ", ")) FROM __udr_ours_new n WHERE EXISTS (SELECT 1 FROM __udr_ours_touched t WHERE \(match))",
-                on: connection)
-            try execute(
-                "CREATE TABLE __udr_del AS SELECT \(cols) FROM __udr_ours_touched EXCEPT SELECT \(cols) FROM __udr_ours_new", on: connection
-            )
+            try execute("CREATE TABLE __udr_up AS SELECT \(select.joined(separator: ", ")) FROM \(ours.new)", on: connection)
+            try execute("CREATE TABLE __udr_del AS SELECT \(cols) FROM \(ours.old) EXCEPT SELECT \(cols) FROM \(ours.new)", on: connection)
             let editor = RowEditor(
                 connection: connection, writer: writer(connection), table: table, manifest: theirManifest.renumbered(version),
                 policy: configuration.segmentation,

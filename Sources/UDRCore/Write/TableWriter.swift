@@ -236,13 +236,14 @@ struct TableWriter {
                     return
                 }
                 let segmentID = ObjectID.of(bytes)
-                let cuts = Self.cutPoints(fileSize: bytes.count, chunkRanges: chunks[file]?.ranges ?? [], bytes: bytes)
+                let layout = chunks[file] ?? FileLayout()
+                let cuts = Self.cutPoints(fileSize: bytes.count, chunkRanges: layout.ranges, bytes: bytes)
                 var objects: [(id: ObjectID, data: Data)] = []
                 var parts: [SegmentRecipe.Part] = []
                 for (start, end) in zip(cuts, cuts.dropFirst()) {
                     let piece = bytes.subdata(in: start..<end)
                     let id = ObjectID.of(piece)
-                    parts.append(.init(blob: id, bytes: Int64(piece.count)))
+                    parts.append(.init(blob: id, bytes: Int64(piece.count), column: layout.columnOfChunk[start]))
                     objects.append((id, piece))
                 }
                 do throws(UDRError) {
@@ -315,6 +316,8 @@ struct TableWriter {
 
     struct FileLayout {
         var ranges: [(Int, Int)] = []
+        /// The top-level column of the chunk starting at each offset.
+        var columnOfChunk: [Int: Int] = [:]
         var stats: [String: ColumnStats] = [:]
     }
 
@@ -326,20 +329,39 @@ struct TableWriter {
         let result = try query(
             """
             SELECT file_name, coalesce(dictionary_page_offset, data_page_offset) AS start, total_compressed_size,
-                   path_in_schema, stats_min_value, stats_max_value, stats_null_count, num_values
+                   path_in_schema, stats_min_value, stats_max_value, stats_null_count, num_values, column_id
             FROM parquet_metadata(\(list))
             """)
+        // Every file of a write has the same schema.
+        let leafColumns = try Self.leafColumns(
+            schema: query("SELECT num_children FROM parquet_schema(\(quoteLiteral(files[0])))").rows.map { $0[0].int.map(Int.init) })
         var layouts: [String: FileLayout] = [:]
         for row in result.rows {
             guard let file = row[0].string, let start = row[1].int, let size = row[2].int else { continue }
             var layout = layouts[file] ?? FileLayout()
             layout.ranges.append((Int(start), Int(start + size)))
+            if let leaf = row[8].int, leaf >= 0, Int(leaf) < leafColumns.count { layout.columnOfChunk[Int(start)] = leafColumns[Int(leaf)] }
             if let path = row[3].string, columns.contains(path), layout.stats[path] == nil {
                 layout.stats[path] = ColumnStats(min: row[4].string, max: row[5].string, nulls: row[6].int)
             }
             layouts[file] = layout
         }
         return layouts
+    }
+
+    /// The top-level column of each leaf column of a Parquet schema, given
+    /// its elements' child counts in schema order (the root first).
+    static func leafColumns(schema children: [Int?]) -> [Int] {
+        var out: [Int] = []
+        var next = 1
+        func walk(_ column: Int) {
+            guard next < children.count else { return }
+            let count = children[next] ?? 0
+            next += 1
+            if count == 0 { out.append(column) } else { for _ in 0..<count { walk(column) } }
+        }
+        for column in 0..<(children.first.flatMap { $0 } ?? 0) { walk(column) }
+        return out
     }
 
     /// Offsets that split a Parquet file into blobs: the leading magic, each

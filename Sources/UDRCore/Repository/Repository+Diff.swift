@@ -1,0 +1,169 @@
+import DuckDB
+import Foundation
+
+/// How one table differs between two refs.
+public struct TableDifference: Sendable, Codable, Hashable {
+    public enum Status: String, Sendable, Codable { case added, dropped, changed, unchanged }
+
+    public let table: TableName
+    public let status: Status
+    public let oldVersion: Int?
+    public let newVersion: Int?
+    /// The key rows were matched by; empty when compared as multisets.
+    public let key: [String]
+    public let columnsAdded: [String]
+    public let columnsDropped: [String]
+    /// Columns whose type changed.
+    public let columnsRetyped: [String]
+    public let rows: RowCounts
+    /// Segments both versions share (never read), segments read whole,
+    /// and segment pairs read only in their changed columns.
+    public let segmentsSkipped: Int
+    public let segmentsRead: Int
+    public let segmentPairsRead: Int
+
+    enum CodingKeys: String, CodingKey {
+        case table, status, oldVersion = "old_version", newVersion = "new_version", key, columnsAdded = "columns_added"
+        case columnsDropped = "columns_dropped", columnsRetyped = "columns_retyped", rows, segmentsSkipped = "segments_skipped"
+        case segmentsRead = "segments_read", segmentPairsRead = "segment_pairs_read"
+    }
+}
+
+/// What differs between two refs, table by table.
+public struct RepositoryDiff: Sendable, Codable, Hashable {
+    public let from: ObjectID?
+    public let to: ObjectID?
+    /// Changed, added and dropped tables (and unchanged ones that were named).
+    public let tables: [TableDifference]
+}
+
+/// What a diff returns row by row.
+public enum DiffRows: Sendable {
+    /// One row per changed cell (an update) or per inserted or deleted row,
+    /// values as text: table, change, key, column, old, new.
+    case cells
+    /// The change feed of one table: changed rows with their own columns,
+    /// `_change` = insert, delete, update_preimage or update_postimage.
+    case feed
+}
+
+extension Repository {
+    /// The tables that differ between two refs (branch, tag, commit, `~N`,
+    /// tx:N, time), with rows inserted, deleted and updated. `tables`
+    /// limits it to those tables; `key` compares by other key columns.
+    public func diff(_ from: String, _ to: String, tables: [TableName]? = nil, key: [String]? = nil) async throws(UDRError)
+        -> RepositoryDiff
+    {
+        try await blocking { () throws(UDRError) -> RepositoryDiff in
+            try self.withDiff(from, to, tables: tables, key: key, complete: false) { (_, summary, _) throws(UDRError) in summary }
+        }
+    }
+
+    /// The changed rows between two refs: cells, or one table's change feed.
+    public func diffRows(
+        _ from: String, _ to: String, tables: [TableName]? = nil, key: [String]? = nil, as rows: DiffRows = .cells
+    ) async throws(UDRError) -> ResultSet {
+        try await blocking { () throws(UDRError) -> ResultSet in
+            try self.withDiffRows(from, to, tables: tables, key: key, as: rows) { (connection, sql) throws(UDRError) in
+                do throws(DuckDBError) { return try connection.query(sql) } catch {
+                    throw UDRError(.query, error.message, underlying: error)
+                }
+            }
+        }
+    }
+
+    /// Writes the changed rows between two refs to a file.
+    public func exportDiffRows(
+        _ from: String, _ to: String, tables: [TableName]? = nil, key: [String]? = nil, as rows: DiffRows = .cells, to path: String,
+        format: OutputFormat
+    ) async throws(UDRError) {
+        try await blocking { () throws(UDRError) in
+            try self.withDiffRows(from, to, tables: tables, key: key, as: rows) { (connection, sql) throws(UDRError) in
+                do throws(DuckDBError) { try connection.execute("COPY (\(sql)) TO \(quoteLiteral(path)) (\(format.copyOptions))") } catch {
+                    throw UDRError(.query, error.message, underlying: error)
+                }
+            }
+        }
+    }
+
+    private func withDiffRows<T>(
+        _ from: String, _ to: String, tables: [TableName]?, key: [String]?, as rows: DiffRows,
+        _ body: (Connection, String) throws(UDRError) -> T
+    ) throws(UDRError) -> T {
+        try withDiff(from, to, tables: tables, key: key, complete: rows == .feed) { (connection, summary, shapes) throws(UDRError) -> T in
+            switch rows {
+            case .feed:
+                let changed = summary.tables.filter { $0.status != .unchanged }
+                guard changed.count <= 1 else {
+                    throw UDRError(
+                        .invalidArgument,
+                        "a change feed is of one table, and \(changed.count) changed (\(changed.map(\.table.rawValue).joined(separator: ", "))); name one"
+                    )
+                }
+                guard let table = changed.first?.table ?? summary.tables.first?.table, let shape = shapes[table] else {
+                    return try body(connection, "SELECT NULL::VARCHAR AS _change WHERE false")
+                }
+                return try body(connection, TableDiff.feedSQL(shape))
+            case .cells:
+                let parts = summary.tables.enumerated().compactMap { ordinal, table in
+                    shapes[table.table].map { TableDiff.cellsSQL($0, table: table.table, ordinal: ordinal) }
+                }
+                let empty =
+                    "SELECT 0 AS __t, 0 AS __n, NULL::VARCHAR AS \"table\", NULL::VARCHAR AS change, NULL::VARCHAR AS key, NULL::VARCHAR AS \"column\", NULL::VARCHAR AS old, NULL::VARCHAR AS new WHERE false"
+                let all = ([empty] + parts).joined(separator: "\nUNION ALL ")
+                return try body(connection, "SELECT * EXCLUDE (__t, __n) FROM (\(all)) ORDER BY __t, __n")
+            }
+        }
+    }
+
+    /// Resolves both refs, builds each differing table's changed rows in a
+    /// fresh DuckDB, and runs `body` with the summary and each table's shape.
+    func withDiff<T>(
+        _ from: String, _ to: String, tables requested: [TableName]?, key: [String]?, complete: Bool,
+        _ body: (Connection, RepositoryDiff, [TableName: TableDiff.Shape]) throws(UDRError) -> T
+    ) throws(UDRError) -> T {
+        let fromID = try resolveRef(from)
+        let toID = try resolveRef(to)
+        let old = try commit(fromID).tables
+        let new = try commit(toID).tables
+        if let requested {
+            for table in requested where old[table] == nil && new[table] == nil {
+                throw UDRError(.notFound, "there is no table '\(table)' at \(from) or at \(to)")
+            }
+        }
+        let names = (requested ?? Array(Set(old.keys).union(new.keys))).sorted()
+        if key != nil, names.count != 1 {
+            throw UDRError(.invalidArgument, "--key compares one table by other columns; name the table (\(names.count) are compared)")
+        }
+        return try withDuckDB { (connection) throws(UDRError) -> T in
+            let diff = tableDiff(connection)
+            var differences: [TableDifference] = []
+            var shapes: [TableName: TableDiff.Shape] = [:]
+            for (index, name) in names.enumerated() {
+                let oldManifest = try old[name].map { (entry) throws(UDRError) in try manifest(entry.manifest) }
+                let newManifest = try new[name].map { (entry) throws(UDRError) in try manifest(entry.manifest) }
+                let same = old[name]?.manifest == new[name]?.manifest || (oldManifest.flatMap { o in newManifest.map(o.hasSameContent) } ?? false)
+                if same && requested == nil { continue }
+                let status: TableDifference.Status = oldManifest == nil ? .added : newManifest == nil ? .dropped : same ? .unchanged : .changed
+                var shape = TableDiff.Shape(prefix: "__udr_d\(index)", columns: TableDiff.columns(oldManifest, newManifest), key: nil)
+                var counts = RowCounts()
+                if !same {
+                    shape = try diff.build(old: oldManifest, new: newManifest, key: key, prefix: "__udr_d\(index)", complete: complete)
+                    counts = try diff.counts(shape)
+                    shapes[name] = shape
+                }
+                let oldTypes = Dictionary((oldManifest?.columns ?? []).map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+                let newTypes = Dictionary((newManifest?.columns ?? []).map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+                differences.append(
+                    TableDifference(
+                        table: name, status: status, oldVersion: old[name]?.version, newVersion: new[name]?.version, key: shape.key ?? [],
+                        columnsAdded: oldManifest == nil ? [] : (newManifest?.columns ?? []).map(\.name).filter { oldTypes[$0] == nil },
+                        columnsDropped: newManifest == nil ? [] : (oldManifest?.columns ?? []).map(\.name).filter { newTypes[$0] == nil },
+                        columnsRetyped: (oldManifest?.columns ?? []).map(\.name).filter { newTypes[$0] != nil && newTypes[$0] != oldTypes[$0] },
+                        rows: counts, segmentsSkipped: shape.segmentsSkipped, segmentsRead: shape.segmentsRead, segmentPairsRead: shape.pairsRead))
+            }
+            let summary = RepositoryDiff(from: fromID, to: toID, tables: differences)
+            return try body(connection, summary, shapes)
+        }
+    }
+}
