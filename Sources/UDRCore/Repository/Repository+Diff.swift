@@ -145,13 +145,11 @@ extension Repository {
                 let same = old[name]?.manifest == new[name]?.manifest || (oldManifest.flatMap { o in newManifest.map(o.hasSameContent) } ?? false)
                 if same && requested == nil { continue }
                 let status: TableDifference.Status = oldManifest == nil ? .added : newManifest == nil ? .dropped : same ? .unchanged : .changed
-                var shape = TableDiff.Shape(prefix: "__udr_d\(index)", columns: TableDiff.columns(oldManifest, newManifest), key: nil)
-                var counts = RowCounts()
-                if !same {
-                    shape = try diff.build(old: oldManifest, new: newManifest, key: key, prefix: "__udr_d\(index)", complete: complete)
-                    counts = try diff.counts(shape)
-                    shapes[name] = shape
-                }
+                // A named table that did not change still gets its (empty,
+                // nothing read) result, so its change feed has its columns.
+                let shape = try diff.build(old: oldManifest, new: newManifest, key: key, prefix: "__udr_d\(index)", complete: complete)
+                let counts = same ? RowCounts() : try diff.counts(shape)
+                shapes[name] = shape
                 let oldTypes = Dictionary((oldManifest?.columns ?? []).map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
                 let newTypes = Dictionary((newManifest?.columns ?? []).map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
                 differences.append(

@@ -1,0 +1,207 @@
+import DuckDB
+import Foundation
+import Testing
+import UDRCore
+import UDRSQLite
+import UDRTesting
+
+@Suite struct DiffTests {
+    static let table = try! TableName("p")
+    /// Small segments (about 100 rows), so that a few thousand rows make many.
+    static let small = SegmentationPolicy(bits: 6, minimumRows: 32, maximumRows: 400)
+
+    /// A random keyed table: integers, decimals with NULLs, strings, lists.
+    static func tableSQL(rows: Int, seed: Int) -> String {
+        """
+        SELECT i * 10 AS k, (hash(i + \(seed)) % 1000)::INTEGER AS a,
+               CASE WHEN hash(i * 3 + \(seed)) % 10 = 0 THEN NULL ELSE ((hash(i * 3) % 100000) / 100.0)::DECIMAL(10,2) END AS b,
+               'n' || (hash(i * 5 + \(seed)) % 500) AS c, [i % 3, i % 5] AS l
+        FROM range(\(rows)) t(i)
+        """
+    }
+
+    /// One random edit of the table `p`.
+    static func randomEdit(_ repo: Repository, _ random: inout SeededGenerator, seed: Int) async throws -> String {
+        let salt = Int.random(in: 0..<1_000_000, using: &random)
+        let rate = [7, 97, 499, 3000].randomElement(using: &random)!
+        switch Int.random(in: 0..<7, using: &random) {
+        case 0:
+            _ = try await repo.apply(try .update(set: "a = a + 1", where: "hash(k + \(salt)) % \(rate) = 0"), to: table)
+            return "update a, 1/\(rate)"
+        case 1:
+            _ = try await repo.apply(try .update(set: "c = c || 'x', b = NULL", where: "hash(k * 3 + \(salt)) % \(rate) = 0"), to: table)
+            return "update b, c, 1/\(rate)"
+        case 2:
+            _ = try await repo.apply(.delete(where: "hash(k * 7 + \(salt)) % \(rate) = 0"), to: table)
+            return "delete 1/\(rate)"
+        case 3:
+            // New keys between existing ones and after the end, plus replaced rows.
+            _ = try await repo.apply(
+                .upsert(.sql("SELECT k + CASE WHEN hash(k + \(salt)) % 2 = 0 THEN 5 ELSE 0 END AS k, a * 2 AS a, b, 'u' AS c, l FROM p WHERE hash(k + \(salt)) % \(rate) = 1 UNION ALL SELECT (SELECT max(k) FROM p) + 10 * r AS k, r::INTEGER, NULL, 'tail', [r] FROM range(1, 4) t(r)")),
+                to: table)
+            return "upsert 1/\(rate)"
+        case 4:
+            // A whole-table replace that changes a few rows.
+            _ = try await repo.write(
+                table, from: .sql("SELECT * REPLACE (CASE WHEN hash(k + \(salt)) % \(rate) = 2 THEN a - 1 ELSE a END AS a) FROM p"))
+            return "replace 1/\(rate)"
+        case 5:
+            let manifest = try await repo.manifest(of: table)
+            guard !manifest.columns.contains(where: { $0.name == "extra" }) else { return "none" }
+            _ = try await repo.write(table, from: .sql("SELECT *, CASE WHEN k % 3 = 0 THEN NULL ELSE k % 7 END AS extra FROM p"))
+            return "add column"
+        default:
+            _ = try await repo.apply(.upsert(.sql("SELECT k, a, b, c || '' AS c, l FROM p WHERE hash(k + \(salt)) % \(rate) = 3")), to: table)
+            return "no-op upsert"
+        }
+    }
+
+    /// The expected cells of A → B, by an independent FULL OUTER JOIN in
+    /// plain DuckDB over the two versions exported to Parquet.
+    static func expectedCells(_ connection: Connection, a: String, b: String, key: String) throws -> Set<String> {
+        try connection.execute("CREATE OR REPLACE TABLE va AS FROM read_parquet(\(quoteLiteral(a)))")
+        try connection.execute("CREATE OR REPLACE TABLE vb AS FROM read_parquet(\(quoteLiteral(b)))")
+        let aColumns = try connection.query("SELECT column_name FROM (DESCRIBE va)").rows.compactMap { $0[0].string }
+        let bColumns = try connection.query("SELECT column_name FROM (DESCRIBE vb)").rows.compactMap { $0[0].string }
+        let all = aColumns + bColumns.filter { !aColumns.contains($0) }
+        var out = Set<String>()
+        let k = quoteIdentifier(key)
+        for row in try connection.query(
+            "SELECT CAST(coalesce(va.\(k), vb.\(k)) AS VARCHAR) FROM va FULL OUTER JOIN vb ON va.\(k) = vb.\(k) WHERE va.\(k) IS NULL"
+        ).rows {
+            out.insert("insert|\(key)=\(row[0].string!)")
+        }
+        for row in try connection.query(
+            "SELECT CAST(coalesce(va.\(k), vb.\(k)) AS VARCHAR) FROM va FULL OUTER JOIN vb ON va.\(k) = vb.\(k) WHERE vb.\(k) IS NULL"
+        ).rows {
+            out.insert("delete|\(key)=\(row[0].string!)")
+        }
+        for column in all where column != key {
+            let c = quoteIdentifier(column)
+            let old = aColumns.contains(column) ? "va.\(c)" : "NULL"
+            let new = bColumns.contains(column) ? "vb.\(c)" : "NULL"
+            for row in try connection.query(
+                "SELECT CAST(va.\(k) AS VARCHAR), CAST(\(old) AS VARCHAR), CAST(\(new) AS VARCHAR) FROM va FULL OUTER JOIN vb ON va.\(k) = vb.\(k) WHERE va.\(k) IS NOT NULL AND vb.\(k) IS NOT NULL AND \(old) IS DISTINCT FROM \(new)"
+            ).rows {
+                out.insert("update|\(key)=\(row[0].string!)|\(column)|\(row[1].string ?? "NULL")|\(row[2].string ?? "NULL")")
+            }
+        }
+        return out
+    }
+
+    static func cells(_ result: ResultSet) -> Set<String> {
+        Set(
+            result.rows.map { row in
+                let change = row[1].string!
+                let key = row[2].string ?? ""
+                guard change == "update" else { return "\(change)|\(key)" }
+                return "update|\(key)|\(row[3].string!)|\(row[4].string ?? "NULL")|\(row[5].string ?? "NULL")"
+            })
+    }
+
+    /// Diff against an independent full outer join, on random tables and
+    /// random edit scripts; and the change feed of A → B applied to A gives B.
+    @Test(arguments: 1...12) func diffAgreesWithAFullOuterJoinAndItsFeedRebuildsTheTarget(seed: Int) async throws {
+        var random = SeededGenerator(seed: UInt64(seed))
+        let (repo, dir) = try makeRepository(segmentation: Self.small)
+        let rows = Int.random(in: 500...4000, using: &random)
+        _ = try await repo.write(Self.table, from: .sql(Self.tableSQL(rows: rows, seed: seed)), key: ["k"])
+        // Sometimes the diff starts after a few edits, not at the first version.
+        for _ in 0..<Int.random(in: 0...1, using: &random) { _ = try await Self.randomEdit(repo, &random, seed: seed) }
+        let from = try await repo.resolve("main").hex
+        var script: [String] = []
+        for _ in 0..<Int.random(in: 1...4, using: &random) { script.append(try await Self.randomEdit(repo, &random, seed: seed)) }
+        if Bool.random(using: &random) { try await repo.clearCache() }
+
+        let a = dir.path("a.parquet")
+        let b = dir.path("b.parquet")
+        try await repo.export("SELECT * FROM p", options: ReadOptions(commit: from), to: a, format: .parquet)
+        try await repo.export("SELECT * FROM p", to: b, format: .parquet)
+        let expected = try Self.expectedCells(try scratchDuckDB(), a: a, b: b, key: "k")
+        let actual = Self.cells(try await repo.diffRows(from, "main"))
+        #expect(actual == expected, "seed \(seed), edits \(script): missing \(expected.subtracting(actual).prefix(5)), extra \(actual.subtracting(expected).prefix(5))")
+
+        let summary = try await repo.diff(from, "main")
+        let counts = summary.tables.first?.rows ?? RowCounts()
+        #expect(counts.inserted == expected.filter { $0.hasPrefix("insert|") }.count)
+        #expect(counts.deleted == expected.filter { $0.hasPrefix("delete|") }.count)
+        #expect(counts.updated == Set(expected.filter { $0.hasPrefix("update|") }.map { $0.split(separator: "|")[1] }).count)
+
+        // Apply the feed to A on a branch: it must give B.
+        let feed = dir.path("feed.parquet")
+        try await repo.exportDiffRows(from, "main", tables: [Self.table], as: .feed, to: feed, format: .parquet)
+        try await repo.createBranch("replay", from: from)
+        let f = quoteLiteral(feed)
+        _ = try await repo.apply(
+            .upsert(.sql("SELECT * EXCLUDE (_change) FROM read_parquet(\(f)) WHERE _change IN ('insert', 'update_postimage')")),
+            to: Self.table, branch: "replay")
+        _ = try await repo.apply(
+            .delete(keysFrom: .sql("SELECT k FROM read_parquet(\(f)) WHERE _change = 'delete'")), to: Self.table, branch: "replay")
+        let pins = ReadOptions(branch: "replay", pins: [try TablePin(parsing: "target=p@main")])
+        #expect(try await count(repo, "SELECT count(*) FROM (SELECT * FROM p EXCEPT ALL SELECT * FROM target)", options: pins) == 0, "seed \(seed), edits \(script)")
+        #expect(try await count(repo, "SELECT count(*) FROM (SELECT * FROM target EXCEPT ALL SELECT * FROM p)", options: pins) == 0, "seed \(seed), edits \(script)")
+    }
+
+    /// The cost follows the change: untouched segments are skipped, and a
+    /// segment whose keys stayed is read only in its changed column.
+    @Test func diffSkipsSharedSegmentsAndUnchangedColumns() async throws {
+        let (repo, _) = try makeRepository(segmentation: Self.small)
+        _ = try await repo.write(Self.table, from: .sql(Self.tableSQL(rows: 5000, seed: 1)), key: ["k"])
+        let segments = try await repo.manifest(of: Self.table).segments.count
+        #expect(segments > 20)
+        _ = try await repo.apply(try .update(set: "a = -1", where: "k = 12340"), to: Self.table)
+        var diff = try await repo.diff("main~1", "main").tables[0]
+        #expect(diff.rows == RowCounts(updated: 1))
+        #expect(diff.segmentsSkipped == segments - 1)
+        #expect(diff.segmentPairsRead == 1)
+        #expect(diff.segmentsRead == 0)
+        let cells = try await repo.diffRows("main~1", "main")
+        #expect(cells.rows.map { $0.map(\.string) } == [["p", "update", "k=12340", "a", try await oldA(repo), "-1"]])
+
+        // An insert re-cuts its segment: that one is read whole, on both sides.
+        _ = try await repo.apply(.upsert(.sql("SELECT 12345 AS k, 1 AS a, NULL::DECIMAL(10,2) AS b, 'x' AS c, [1] AS l")), to: Self.table)
+        diff = try await repo.diff("main~1", "main").tables[0]
+        #expect(diff.rows == RowCounts(inserted: 1))
+        #expect(diff.segmentPairsRead == 0)
+        #expect(diff.segmentsRead >= 2 && diff.segmentsRead <= 6)
+    }
+
+    private func oldA(_ repo: Repository) async throws -> String? {
+        try await repo.query("SELECT CAST(a AS VARCHAR) FROM p WHERE k = 12340", options: ReadOptions(commit: "main~1")).scalar.string
+    }
+
+    @Test func keylessTablesDiffAsMultisets() async throws {
+        let (repo, _) = try makeRepository()
+        let t = try TableName("events")
+        _ = try await repo.write(t, from: .sql("SELECT * FROM (VALUES ('x', 1), ('x', 1), ('x', 1), ('y', 2)) v(name, n)"))
+        _ = try await repo.write(t, from: .sql("SELECT * FROM (VALUES ('x', 1), ('y', 2), ('x', 1), ('z', 3)) v(name, n)"))
+        let diff = try await repo.diff("main~1", "main")
+        #expect(diff.tables.map(\.rows) == [RowCounts(inserted: 1, deleted: 1, updated: 0)])
+        #expect(diff.tables[0].key.isEmpty)
+        let feed = try await repo.diffRows("main~1", "main", as: .feed)
+        #expect(Set(feed.rows.map { $0.map(\.description) }) == [["delete", "x", "1"], ["insert", "z", "3"]])
+    }
+
+    @Test func tablesAddedAndUnchangedAndOtherKeys() async throws {
+        let (repo, _) = try makeRepository()
+        let p = try TableName("people")
+        let q = try TableName("other")
+        _ = try await repo.write(p, from: .sql("SELECT r AS id, 'e' || r AS email, r % 3 AS team FROM range(100) t(r)"), key: ["id"])
+        _ = try await repo.write(q, from: .sql("SELECT 1 AS x"))
+        _ = try await repo.apply(try .update(set: "team = 9", where: "id < 2"), to: p)
+        let all = try await repo.diff("main~2", "main")
+        #expect(all.tables.map(\.table) == [q, p])
+        #expect(all.tables.map(\.status) == [.added, .changed])
+        #expect(all.tables[0].rows == RowCounts(inserted: 1))
+        // Named tables appear even when unchanged.
+        #expect(try await repo.diff("main~1", "main", tables: [q]).tables.map(\.status) == [.unchanged])
+        // Matched by another unique column.
+        let byEmail = try await repo.diffRows("main~1", "main", tables: [p], key: ["email"])
+        #expect(byEmail.rows.map { $0[2].string } == ["email=e0", "email=e1"])
+        // Not unique: a clear error.
+        let notUnique = await #expect(throws: UDRError.self) { try await repo.diff("main~1", "main", tables: [p], key: ["team"]) }
+        #expect(notUnique?.message.contains("is not a key") == true)
+        await #expect(throws: UDRError.self) { try await repo.diff("main", "nope") }
+        await #expect(throws: UDRError.self) { try await repo.diff("main~1", "main", tables: [try TableName("missing")]) }
+    }
+}
