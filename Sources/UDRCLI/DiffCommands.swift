@@ -68,3 +68,49 @@ struct Diff: AsyncParsableCommand {
         return Output.table(headers: ["table", "status", "versions", "inserted", "updated", "deleted", "columns"], rows: rows)
     }
 }
+
+struct Merge: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Merge a ref into a branch: fast-forward, or three-way row by row and cell by cell.",
+        discussion: """
+            udr merge experiment · udr merge experiment --into main --strategy theirs -m "new scoring"
+            Conflicting cells (table, key, column, base / ours / theirs) are listed and nothing is committed (exit 1),
+            unless --strategy ours or theirs resolves them.
+            """)
+
+    @OptionGroup var repo: RepositoryOptions
+    @Argument(help: "What to merge: a branch, tag, commit, main~3 …") var source: String
+    @Option(help: "The branch to merge into (default: the current branch).") var into: String?
+    @Option(help: "fail (default), ours or theirs: how conflicting cells are resolved.") var strategy: String = "fail"
+    @Option(name: .shortAndLong, help: "The merge commit's message.") var message: String?
+    @Option(help: "The merge commit's author.") var author: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        guard let chosen = MergeStrategy(rawValue: strategy) else {
+            throw UDRError(.invalidArgument, "unknown strategy '\(strategy)': use fail, ours or theirs")
+        }
+        let result = try await repo.open().merge(source, into: into, strategy: chosen, message: message, author: author)
+        if json {
+            print(Output.json(result))
+        } else {
+            switch result.outcome {
+            case .upToDate: print("\(result.target) is up to date with \(source)")
+            case .fastForward: print("fast-forwarded \(result.target) to \(result.source.short)")
+            case .merged: print("merged \(source) into \(result.target): commit \(result.head?.short ?? "-")")
+            case .conflicts:
+                print("merge of \(source) into \(result.target) stopped: \(result.conflicts.count) conflict(s); nothing was committed")
+            }
+            if !result.tables.isEmpty { print("tables: \(result.tables.map(\.rawValue).joined(separator: ", "))") }
+            if !result.conflicts.isEmpty {
+                if result.outcome != .conflicts { print("\(result.conflicts.count) conflict(s) resolved by --strategy \(strategy):") }
+                let rows = result.conflicts.map { c in
+                    [c.table.rawValue, c.key ?? "(table)", c.column ?? "(row)", c.base ?? "NULL", c.ours ?? "NULL", c.theirs ?? "NULL"]
+                }
+                print(Output.table(headers: ["table", "key", "column", "base", "ours", "theirs"], rows: rows))
+                if result.outcome == .conflicts { print("Resolve them with --strategy ours or --strategy theirs, or edit a side and merge again.") }
+            }
+        }
+        if result.outcome == .conflicts { throw ExitCode(1) }
+    }
+}

@@ -167,6 +167,24 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
+    public func moveBranch(_ branch: String, from expectedHead: ObjectID?, to commit: ObjectID) throws(UDRError) {
+        try write { db in
+            let current = try Self.branchHead(db, branch)
+            guard current == expectedHead?.hex else {
+                throw UDRError(
+                    .conflict,
+                    "branch \(branch) moved from \(expectedHead?.short ?? "(none)") to \(current.map { String($0.prefix(12)) } ?? "(none)")")
+            }
+            if try String.fetchOne(db, sql: "SELECT kind FROM refs WHERE name = ? AND kind <> 'branch'", arguments: [branch]) != nil {
+                throw UDRError(.invalidArgument, "\(branch) is a tag, not a branch; merges go into branches")
+            }
+            try db.execute(
+                sql:
+                    "INSERT INTO refs(name, kind, commit_id) VALUES (?, 'branch', ?) ON CONFLICT(name) DO UPDATE SET commit_id = excluded.commit_id",
+                arguments: [branch, commit.hex])
+        }
+    }
+
     // MARK: Refs
 
     public func createRef(_ name: String, kind: RefKind, commit: ObjectID) throws(UDRError) {

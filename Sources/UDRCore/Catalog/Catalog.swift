@@ -182,6 +182,11 @@ public protocol Catalog: Sendable {
         _ commit: CommitRecord, tableVersions: [TableVersionRecord], branch: String, expectedHead: ObjectID?, closing transaction: String?
     ) throws(UDRError)
 
+    /// Moves `branch` from `expectedHead` to an existing commit (a
+    /// fast-forward merge). `.conflict` when the head is no longer
+    /// `expectedHead`.
+    func moveBranch(_ branch: String, from expectedHead: ObjectID?, to commit: ObjectID) throws(UDRError)
+
     // MARK: Transactions
 
     /// Records a new transaction; `.conflict` unless its base is still the

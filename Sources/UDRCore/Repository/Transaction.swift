@@ -19,12 +19,16 @@ public final class Transaction: Sendable {
     /// Staged state in memory, for a single write's private transaction;
     /// nil when the catalog holds it.
     private let memory: StagedMemory?
+    /// Further parents of the commit (a merge's source); it commits even
+    /// when no table changed, so that the merge is recorded.
+    let mergeParents: [ObjectID]
 
     /// The transaction an enclosing `Repository.transaction { }` runs.
     @TaskLocal static var enclosing: String?
 
-    init(repository: Repository, id: String, branch: String, base: ObjectID?, inMemory: Bool) {
+    init(repository: Repository, id: String, branch: String, base: ObjectID?, inMemory: Bool, mergeParents: [ObjectID] = []) {
         self.repository = repository
+        self.mergeParents = mergeParents
         self.id = id
         self.branch = branch
         self.base = base
@@ -249,7 +253,7 @@ extension Repository {
     /// A single write's private transaction on the head of `branch`, with
     /// the lease that keeps GC from collecting what it writes before it
     /// commits. End the lease with ``Catalog/endLease(_:)`` when done.
-    func autocommitTransaction(on requested: String?) throws(UDRError) -> (Transaction, lease: String) {
+    func autocommitTransaction(on requested: String?, mergeParents: [ObjectID] = []) throws(UDRError) -> (Transaction, lease: String) {
         let branch = try branchName(requested)
         let lease = Self.holderToken()
         let now = Date()
@@ -258,7 +262,7 @@ extension Repository {
             try? catalog.endLease(lease)
             throw Self.noBranch(branch)
         }
-        return (Transaction(repository: self, id: "write", branch: branch, base: head, inMemory: true), lease)
+        return (Transaction(repository: self, id: "write", branch: branch, base: head, inMemory: true, mergeParents: mergeParents), lease)
     }
 
     /// Commits what `tx` staged as one commit on its branch, moving the
@@ -368,7 +372,7 @@ extension Repository {
                     "conflict: \(conflicts.joined(separator: "; ")) changed on \(tx.branch) since \(tx.isPersistent ? "transaction \(tx.id)" : "this write") began; nothing was committed. Retry it."
                 )
             }
-            if changes.isEmpty {
+            if changes.isEmpty && tx.mergeParents.isEmpty {
                 if tx.isPersistent { try catalog.closeEmptyTransaction(tx.id, now: Date()) }
                 return nil
             }
@@ -376,7 +380,7 @@ extension Repository {
             for (name, entry) in entries { tables[name] = entry }
             let txID = try catalog.allocateTxID()
             let commit = Commit(
-                parents: head.map { [$0] } ?? [], txID: txID, time: Date(), author: author ?? configuration.defaultAuthor,
+                parents: (head.map { [$0] } ?? []) + tx.mergeParents, txID: txID, time: Date(), author: author ?? configuration.defaultAuthor,
                 message: message ?? Self.defaultMessage(changes), branch: tx.branch, tables: tables, changes: changes)
             let stored = try store.putJSON(commit)
             let record = CommitRecord(id: stored.id, commit: commit)
