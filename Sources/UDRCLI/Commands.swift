@@ -125,17 +125,26 @@ struct Log: AsyncParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Flag(help: "Every ancestor, merged branches' commits included, one line each with the branch graph.")
+    var graph = false
+
     func run() async throws {
         let repository = try repo.open()
-        let commits = try await repository.log(table: try table.map { try TableName($0) }, branch: branch, limit: limit)
+        let commits = try await repository.log(
+            table: try table.map { try TableName($0) }, branch: branch, limit: limit, allParents: graph)
         if json {
             print(Output.json(commits))
             return
         }
         if commits.isEmpty { print("no commits yet") }
+        if graph {
+            for line in Self.graph(commits) { print(line) }
+            return
+        }
         for info in commits {
             let c = info.commit
             print("commit \(info.id.hex)  tx \(c.txID)")
+            if c.parents.count > 1 { print("Merge:  \(c.parents.map(\.short).joined(separator: " "))") }
             print("Author: \(c.author)")
             print("Date:   \(Timestamp.format(c.time))")
             print("\n    \(c.message)\n")
@@ -145,6 +154,51 @@ struct Log: AsyncParsableCommand {
             }
             print("")
         }
+    }
+
+    /// One line per commit (newest first) with lanes: `*` the commit, `|`
+    /// a line of descent passing by, `\` a merged parent's line starting,
+    /// `/` a line joining the one to its left.
+    static func graph(_ commits: [CommitInfo]) -> [String] {
+        let listed = Set(commits.map(\.id))
+        var lanes: [ObjectID?] = []
+        var lines: [String] = []
+        /// Lane i at column 2i; `between` marks column 2i - 1 (left of lane i).
+        func render(commit: Int? = nil, between: [Int: Character] = [:]) -> String {
+            var chars = [Character](repeating: " ", count: max(2 * lanes.count, 1))
+            for (i, lane) in lanes.enumerated() where lane != nil { chars[2 * i] = i == commit ? "*" : "|" }
+            for (i, mark) in between where i > 0 && 2 * i - 1 < chars.count {
+                chars[2 * i - 1] = mark
+                chars[2 * i] = " "
+            }
+            return String(chars).replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+        }
+        for info in commits {
+            let column = lanes.firstIndex(of: info.id) ?? {
+                lanes.append(info.id)
+                return lanes.count - 1
+            }()
+            // Other lines waiting for this commit join it first.
+            let joining = lanes.indices.filter { $0 > column && lanes[$0] == info.id }
+            if !joining.isEmpty {
+                lines.append(render(between: Dictionary(uniqueKeysWithValues: joining.map { ($0, "/") })))
+                for lane in joining { lanes[lane] = nil }
+            }
+            let c = info.commit
+            let text = render(commit: column)
+            lines.append(text.padding(toLength: max(text.count, 2 * lanes.count - 1), withPad: " ", startingAt: 0) + "  \(info.id.short) \(c.message)  [\(c.branch), tx \(c.txID)]")
+            let parents = c.parents.filter(listed.contains)
+            lanes[column] = parents.first
+            for parent in parents.dropFirst() {
+                if !lanes.contains(parent) {
+                    if let free = lanes.indices.first(where: { $0 > column && lanes[$0] == nil }) { lanes[free] = parent } else { lanes.append(parent) }
+                }
+                let target = lanes.firstIndex(of: parent)!
+                lines.append(render(between: [target: "\\"]))
+            }
+            while let last = lanes.last, last == nil { lanes.removeLast() }
+        }
+        return lines
     }
 }
 

@@ -39,21 +39,32 @@ public struct TableInfo: Sendable, Codable {
 }
 
 extension Repository {
-    /// Commits of a branch, newest first (following first parents);
-    /// with a table, only those that changed it.
-    public func log(table: TableName? = nil, branch: String? = nil, limit: Int? = nil) async throws(UDRError)
+    /// Commits of a branch, newest first, following first parents (with
+    /// `allParents`, every ancestor, merged branches' commits included,
+    /// newest first); with a table, only those that changed it.
+    public func log(table: TableName? = nil, branch: String? = nil, limit: Int? = nil, allParents: Bool = false) async throws(UDRError)
         -> [CommitInfo]
     {
         try await blocking { () throws(UDRError) -> [CommitInfo] in
             var out: [CommitInfo] = []
-            var current = try self.branchHead(branch).head
-            while let id = current {
+            // Newest first by transaction id; a commit's parents are older.
+            var frontier: [(Int64, ObjectID)] = []
+            var seen = Set<ObjectID>()
+            if let head = try self.branchHead(branch).head { frontier.append((try self.commit(head).txID, head)) }
+            while !frontier.isEmpty {
+                frontier.sort { $0.0 < $1.0 }
+                let (_, id) = frontier.removeLast()
                 let commit = try self.commit(id)
                 if table == nil || commit.changes.contains(where: { $0.table == table }) {
                     out.append(CommitInfo(id: id, commit: commit))
                     if let limit, out.count >= limit { break }
                 }
-                current = try self.firstParent(commit)
+                let next = allParents ? commit.parents : (try self.firstParent(commit)).map { [$0] } ?? []
+                for parent in next where seen.insert(parent).inserted {
+                    // An expired parent ends its line.
+                    guard let record = try self.catalog.commitRecord(parent) else { continue }
+                    frontier.append((record.txID, parent))
+                }
             }
             return out
         }
