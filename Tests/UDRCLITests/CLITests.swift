@@ -106,6 +106,45 @@ struct CLIRepository {
         #expect(try repo.run("verify").status == 0)
     }
 
+    @Test func diffMergeAndGraphFromTheCommandLine() throws {
+        let repo = try CLIRepository()
+        #expect(try repo.run("write", "master", "--sql", "SELECT r AS bbl, 10 AS score, 'open' AS status FROM range(100) t(r)", "--key", "bbl").status == 0)
+        #expect(try repo.run("branch", "experiment").status == 0)
+        #expect(try repo.run("update", "master", "--set", "score = 20", "--where", "bbl IN (3, 4)", "--branch", "experiment").status == 0)
+        #expect(try repo.run("update", "master", "--set", "status = 'closed'", "--where", "bbl = 4").status == 0)
+
+        let stat = try repo.run("diff", "main", "experiment", "--stat", "--json")
+        #expect(stat.status == 0, "\(stat.stderr)")
+        #expect(stat.stdout.contains("\"updated\" : 2"), "\(stat.stdout)")
+        let cells = try repo.run("diff", "main~1", "experiment", "--format", "csv")
+        #expect(cells.stdout == "table,change,key,column,old,new\nmaster,update,bbl=3,score,10,20\nmaster,update,bbl=4,score,10,20\n", "\(cells.stderr)")
+        let feed = repo.dir.path("feed.parquet")
+        #expect(try repo.run("diff", "main~1", "experiment", "master", "--rows", "-o", feed).status == 0)
+        let db = try scratchDuckDB()
+        #expect(try db.query("SELECT count(*) FROM read_parquet('\(feed)') WHERE _change = 'update_postimage' AND score = 20").scalar.int == 2)
+
+        let merged = try repo.run("merge", "experiment", "-m", "adopt")
+        #expect(merged.status == 0, "\(merged.stderr)")
+        #expect(merged.stdout.hasPrefix("merged experiment into main"))
+        #expect(try repo.run("query", "SELECT score || status FROM master WHERE bbl = 4", "--format", "csv").stdout == "(score || status)\n20closed\n")
+        let graph = try repo.run("log", "--graph").stdout
+        #expect(graph.hasPrefix("*  ") && graph.contains("\n|\\\n") && graph.contains("adopt"), "\(graph)")
+
+        // A conflicting cell: reported, exit 1, nothing committed.
+        #expect(try repo.run("update", "master", "--set", "score = 1", "--where", "bbl = 9").status == 0)
+        #expect(try repo.run("update", "master", "--set", "score = 2", "--where", "bbl = 9", "--branch", "experiment").status == 0)
+        let head = try repo.run("log", "--json").stdout
+        let conflict = try repo.run("merge", "experiment", "--json")
+        #expect(conflict.status == 1)
+        #expect(conflict.stdout.contains("\"column\" : \"score\"") && conflict.stdout.contains("\"theirs\" : \"2\""), "\(conflict.stdout)")
+        #expect(try repo.run("log", "--json").stdout == head)
+        #expect(try repo.run("merge", "experiment", "--strategy", "theirs").status == 0)
+        #expect(try repo.run("query", "SELECT score FROM master WHERE bbl = 9", "--format", "csv").stdout == "score\n2\n")
+        let unknown = try repo.run("merge", "experiment", "--strategy", "newest")
+        #expect(unknown.status != 0 && unknown.stderr.contains("use fail, ours or theirs"))
+        #expect(try repo.run("verify").status == 0)
+    }
+
     struct LoggedCommit: Decodable {
         let id: String
         let message: String

@@ -48,6 +48,22 @@ import UDRTesting
             "SELECT (SELECT avg(score) FROM master) AS experiment, (SELECT avg(score) FROM prod) AS production",
             options: ReadOptions(pins: [try TablePin(parsing: "master=\(branch)"), try TablePin(parsing: "prod=master@main")]))
         #expect(compared.rows.first?.map(\.double) == [onBranch, onMain])
+
+        // Production moves on meanwhile (a nightly refresh of a source table);
+        // the experiment wins and is merged: main gets its master, keeps its
+        // own source refresh, and both histories stay.
+        _ = try await repo.apply(try .update(set: "zone = zone + 1", where: "bbl < 10"), to: Self.sources)
+        let experimentLog = try await repo.log(branch: branch).map(\.id)
+        let merged = try await repo.merge(branch, into: "main", message: "adopt new scoring weights")
+        #expect(merged.outcome == .merged && merged.conflicts.isEmpty)
+        #expect(merged.tables == [Self.master])
+        #expect(try await repo.query("SELECT avg(score) FROM master").scalar.double == onBranch)
+        #expect(try await repo.query("SELECT sum(zone) FROM sources WHERE bbl < 10").scalar.int == 24 + 10, "main keeps its own refresh")
+        #expect(try await repo.log(branch: branch).map(\.id) == experimentLog)
+        let history = try await repo.log(branch: "main", allParents: true)
+        #expect(history.first?.commit.parents.count == 2)
+        #expect(Set(experimentLog).isSubset(of: history.map(\.id)))
+        #expect(try await repo.diff(branch, "main", tables: [Self.master]).tables.map(\.status) == [.unchanged])
         #expect(try await repo.verify().ok)
     }
 

@@ -23,6 +23,15 @@ public struct MergeConflict: Sendable, Codable, Hashable {
     public let base: String?
     public let ours: String?
     public let theirs: String?
+
+    public init(table: TableName, key: String?, column: String?, base: String?, ours: String?, theirs: String?) {
+        self.table = table
+        self.key = key
+        self.column = column
+        self.base = base
+        self.ours = ours
+        self.theirs = theirs
+    }
 }
 
 /// What a merge did.

@@ -94,13 +94,23 @@ extension Repository {
             let latest = try self.catalog.latestTxID()
             let heads = try self.catalog.branches()
             // Running writes and transactions keep their base and every
-            // commit after it: a row-level rebase walks them.
+            // commit after it: a row-level rebase walks them. So do merge
+            // bases of branches.
             var bases = Set<ObjectID>()
             for record in try self.catalog.openTransactions() where record.isLive(at: now) {
                 if let base = record.base { bases.insert(base) }
             }
             for lease in try self.catalog.leases() where Self.leaseIsLive(lease, at: now) {
                 if let base = lease.base { bases.insert(base) }
+            }
+            // Branches keep their history back to where they meet (the base
+            // of their next merge), each pair up to 50 branches; beyond, each
+            // with the default branch.
+            let named = heads.sorted { $0.key < $1.key }
+            for (i, (name, head)) in named.enumerated() {
+                for (other, otherHead) in named[(i + 1)...] where named.count <= 50 || name == Self.defaultBranch || other == Self.defaultBranch {
+                    if let base = try self.mergeBase(head, otherHead) { bases.insert(base) }
+                }
             }
             var retained = bases
             var candidates = Set<ObjectID>()
