@@ -114,3 +114,29 @@ struct Merge: AsyncParsableCommand {
         if result.outcome == .conflicts { throw ExitCode(1) }
     }
 }
+
+struct History: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The history of one row: each commit where it appeared, changed or disappeared, with its values then.",
+        discussion: "udr history parcels --key bbl=1000010001 · udr history t --key a=1,b=x --branch experiment --json")
+
+    @OptionGroup var repo: RepositoryOptions
+    @Argument(help: "The table.") var table: String
+    @Option(help: "The row's key: COLUMN=VALUE, comma-separated for a key of several columns.") var key: String
+    @Option(help: "The branch (default: the current one).") var branch: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        var values: [String: String] = [:]
+        for part in key.split(separator: ",") {
+            guard let eq = part.firstIndex(of: "=") else {
+                throw UDRError(.invalidArgument, "'\(part)' is not COLUMN=VALUE; give --key bbl=1000010001")
+            }
+            values[part[..<eq].trimmingCharacters(in: .whitespaces)] = String(part[part.index(after: eq)...])
+        }
+        let history = try await repo.open().history(of: try TableName(table), key: values, branch: branch)
+        if json { return print(Output.jsonRows(history.rows)) }
+        print(Output.table(history.rows))
+        print("\(history.versions) versions of \(table); \(history.versionsRead) read, the rest skipped (the key's segment was unchanged)")
+    }
+}

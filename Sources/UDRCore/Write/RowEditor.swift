@@ -164,7 +164,7 @@ struct RowEditor {
 
     /// Key types whose Parquet min/max order like DuckDB's ORDER BY
     /// (string statistics may be truncated, but stay valid bounds).
-    private static let orderedStatTypes: Set<String> = [
+    static let orderedStatTypes: Set<String> = [
         "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "VARCHAR", "DATE", "TIMESTAMP",
     ]
 
