@@ -11,15 +11,16 @@ let arguments = CommandLine.arguments
 let rows = arguments.firstIndex(of: "--rows").flatMap { Int(arguments[$0 + 1]) } ?? 5_000_000
 let updateRows = arguments.firstIndex(of: "--update-rows").flatMap { Int(arguments[$0 + 1]) } ?? 10_000_000
 let only = arguments.firstIndex(of: "--only").map { arguments[$0 + 1] }
+let diffRows = arguments.firstIndex(of: "--diff-rows").flatMap { Int(arguments[$0 + 1]) } ?? 10_000_000
 let repetitions = 15
 
-func seconds(_ body: () async throws -> Void) async rethrows -> Double {
+@MainActor func seconds(_ body: () async throws -> Void) async rethrows -> Double {
     let start = DispatchTime.now().uptimeNanoseconds
     try await body()
     return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 }
 
-func median(_ body: () async throws -> Void) async rethrows -> Double {
+@MainActor func median(_ body: () async throws -> Void) async rethrows -> Double {
     var times: [Double] = []
     for _ in 0..<repetitions { times.append(try await seconds(body)) }
     return times.sorted()[repetitions / 2]
@@ -136,5 +137,14 @@ if only == nil || only == "core" {
 if only == nil || only == "tx" {
     try await transactionBenchmarks(work: work, updateRows: updateRows)
     print("\n| measure | UDR | alternative | ratio | target |\n|---|---|---|---|---|")
+    for line in extraLines { print(line) }
+}
+
+if only == nil || only == "branch" {
+    lines = []
+    extraLines = []
+    try await branchBenchmarks(work: work, diffRows: diffRows)
+    print("\n| measure | UDR | alternative | ratio | target |\n|---|---|---|---|---|")
+    for l in lines { print("| \(l.name) | \(l.udr) | \(l.peer) | \(l.ratio) | \(l.target) |") }
     for line in extraLines { print(line) }
 }

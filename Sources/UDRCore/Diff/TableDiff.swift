@@ -97,21 +97,40 @@ struct TableDiff {
             try comparePairs(members, changed: changed, old: old!, new: new!, shape: shape, complete: complete)
         }
 
-        // The rest: whole rows.
+        // The rest: whole rows, read where they lie (views over the files).
         try load(old, segments: oldOnly, columns: columns, into: "\(prefix)_uo")
         try load(new, segments: newOnly, columns: columns, into: "\(prefix)_un")
         defer {
-            try? connection.execute("DROP TABLE IF EXISTS \(prefix)_uo")
-            try? connection.execute("DROP TABLE IF EXISTS \(prefix)_un")
+            try? connection.execute("DROP VIEW IF EXISTS \(prefix)_uo")
+            try? connection.execute("DROP VIEW IF EXISTS \(prefix)_un")
         }
         if let requested, requested != declared {
             try checkUnique(requested, in: "\(prefix)_uo", side: "the old version")
             try checkUnique(requested, in: "\(prefix)_un", side: "the new version")
         }
-        // A keyed table's rows are unique, so set difference is exact.
-        let except = key == nil ? "EXCEPT ALL" : "EXCEPT"
-        try run("INSERT INTO \(shape.old) SELECT * FROM \(prefix)_uo \(except) SELECT * FROM \(prefix)_un")
-        try run("INSERT INTO \(shape.new) SELECT * FROM \(prefix)_un \(except) SELECT * FROM \(prefix)_uo")
+        guard let key, key == declared else {
+            // Multisets (or a key of the caller's, unique as checked): set differences.
+            let except = key == nil ? "EXCEPT ALL" : "EXCEPT"
+            try run("INSERT INTO \(shape.old) SELECT * FROM \(prefix)_uo \(except) SELECT * FROM \(prefix)_un")
+            try run("INSERT INTO \(shape.new) SELECT * FROM \(prefix)_un \(except) SELECT * FROM \(prefix)_uo")
+            return shape
+        }
+        // Keyed: one outer join on the key, keeping rows on one side only or differing.
+        let names = columns.map { quoteIdentifier($0.name) }
+        let oRow = "row(\(names.map { "o.\($0)" }.joined(separator: ", ")))"
+        let nRow = "row(\(names.map { "n.\($0)" }.joined(separator: ", ")))"
+        let k0 = quoteIdentifier(key[0])
+        let joined = "\(prefix)_joined"
+        try run(
+            """
+            CREATE TABLE \(joined) AS SELECT \(names.enumerated().map { "o.\($1) AS __o\($0)" }.joined(separator: ", ")), o.\(k0) IS NOT NULL AS __o_has,
+                   \(names.enumerated().map { "n.\($1) AS __n\($0)" }.joined(separator: ", ")), n.\(k0) IS NOT NULL AS __n_has
+            FROM \(prefix)_uo o FULL OUTER JOIN \(prefix)_un n ON \(key.map { "o.\(quoteIdentifier($0)) = n.\(quoteIdentifier($0))" }.joined(separator: " AND "))
+            WHERE o.\(k0) IS NULL OR n.\(k0) IS NULL OR \(oRow) IS DISTINCT FROM \(nRow)
+            """)
+        defer { try? connection.execute("DROP TABLE IF EXISTS \(joined)") }
+        try run("INSERT INTO \(shape.old) SELECT \(names.indices.map { "__o\($0)" }.joined(separator: ", ")) FROM \(joined) WHERE __o_has")
+        try run("INSERT INTO \(shape.new) SELECT \(names.indices.map { "__n\($0)" }.joined(separator: ", ")) FROM \(joined) WHERE __n_has")
         return shape
     }
 
@@ -204,7 +223,7 @@ struct TableDiff {
     /// the version lacks one).
     private func load(_ manifest: Manifest?, segments: [SegmentRef], columns: [Column], into table: String) throws(UDRError) {
         guard let manifest, !segments.isEmpty else {
-            return try run("CREATE TABLE \(table) AS SELECT \(typedNulls(columns)) WHERE false")
+            return try run("CREATE VIEW \(table) AS SELECT \(typedNulls(columns)) WHERE false")
         }
         // Read as the wider schema: the side's segments name their own columns.
         let named = segments.map { segment -> SegmentRef in
@@ -215,7 +234,7 @@ struct TableDiff {
         var files: [String] = []
         for segment in named { files.append(try materialize(segment)) }
         let wide = Manifest(table: manifest.table, version: manifest.version, columns: columns, key: manifest.key, segments: named)
-        try run("CREATE TABLE \(table) AS \(Repository.segmentSelect(wide, segments: named, files: files))")
+        try run("CREATE VIEW \(table) AS \(Repository.segmentSelect(wide, segments: named, files: files))")
     }
 
     private func checkUnique(_ key: [String], in table: String, side: String) throws(UDRError) {

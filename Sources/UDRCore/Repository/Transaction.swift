@@ -433,7 +433,7 @@ extension Repository {
             let counts = try diff.counts(ours)
             let theirs = try diff.build(old: baseManifest, new: theirManifest, prefix: "__udr_theirs", complete: false)
             let cols = key.map(quoteIdentifier).joined(separator: ", ")
-            func touched(_ shape: TableDiff.Shape) -> String { "SELECT \(cols) FROM \(shape.old) UNION SELECT \(cols) FROM \(shape.new)" }
+            func touched(_ shape: TableDiff.Shape) -> String { "(SELECT \(cols) FROM \(shape.old) UNION SELECT \(cols) FROM \(shape.new))" }
             let both: ResultSet
             do throws(DuckDBError) {
                 both = try connection.query(

@@ -48,13 +48,13 @@ extension ObjectStore {
     }
 
     /// Stores a value as canonical JSON.
-    func putJSON<T: Encodable>(_ value: T) throws(UDRError) -> (id: ObjectID, bytesAdded: Int64) {
+    public func putJSON<T: Encodable>(_ value: T) throws(UDRError) -> (id: ObjectID, bytesAdded: Int64) {
         let data = try ObjectCoding.encode(value)
         let result = try put([data])
         return (result.ids[0], result.bytesAdded)
     }
 
-    func getJSON<T: Decodable>(_ type: T.Type, _ id: ObjectID) throws(UDRError) -> T {
+    public func getJSON<T: Decodable>(_ type: T.Type, _ id: ObjectID) throws(UDRError) -> T {
         try ObjectCoding.decode(type, from: get(id), id: id)
     }
 }
