@@ -160,14 +160,11 @@ struct TableDiff {
         for segment in newOnly {
             guard let olds = candidates[signature(segment)] else { continue }
             let names = new.columnNames(of: segment)
-            let keyPositions = key.compactMap { names.firstIndex(of: $0) }
-            guard keyPositions.count == key.count, let newBlobs = try blobs(segment) else { continue }
-            let keyBlobs = keyPositions.map { newBlobs[$0] }
+            guard let newBlobs = try blobs(segment) else { continue }
             for candidate in olds where !pairedOld.contains(candidate.id) && old.columnNames(of: candidate) == names {
-                guard let oldBlobs = try blobs(candidate), keyPositions.map({ oldBlobs[$0] }) == keyBlobs else { continue }
-                let changed = names.enumerated().filter { position, name in
-                    oldBlobs[position] == nil || oldBlobs[position] != newBlobs[position] || oldTypes[name] != newTypes[name]
-                }.map(\.element)
+                guard let oldBlobs = try blobs(candidate),
+                    let changed = Self.changedColumns(names: names, key: key, old: oldBlobs, new: newBlobs, oldTypes: oldTypes, newTypes: newTypes)
+                else { continue }
                 pairs.append((candidate, segment, changed))
                 pairedOld.insert(candidate.id)
                 pairedNew.insert(segment.id)
@@ -175,6 +172,21 @@ struct TableDiff {
             }
         }
         return (pairs, oldOnly.filter { !pairedOld.contains($0.id) }, newOnly.filter { !pairedNew.contains($0.id) })
+    }
+
+    /// The columns whose chunks differ between two segments with the same
+    /// column `names`; nil unless their key chunks are the same blobs (the
+    /// same keys in the same order), so that rows pair up by position.
+    static func changedColumns(
+        names: [String], key: [String], old: [Int: [ObjectID]], new: [Int: [ObjectID]], oldTypes: [String: String],
+        newTypes: [String: String]
+    ) -> [String]? {
+        for column in key {
+            guard let position = names.firstIndex(of: column), let blobs = new[position], old[position] == blobs else { return nil }
+        }
+        return names.enumerated().filter { position, name in
+            old[position] == nil || old[position] != new[position] || oldTypes[name] != newTypes[name]
+        }.map(\.element)
     }
 
     /// Compares paired segments by position, reading only the changed

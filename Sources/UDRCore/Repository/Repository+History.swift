@@ -187,14 +187,10 @@ extension Repository {
             let oldBlobs = try store.getJSON(SegmentRecipe.self, old.recipe).columnBlobs,
             let newBlobs = try store.getJSON(SegmentRecipe.self, new.recipe).columnBlobs
         else { return nil }
-        let oldTypes = Dictionary(oldManifest.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
-        let newTypes = Dictionary(newManifest.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
-        for column in key {
-            guard let position = names.firstIndex(of: column), let blobs = newBlobs[position], oldBlobs[position] == blobs else { return nil }
-        }
         guard newManifest.columns.map(\.name) == names else { return nil }
-        return names.enumerated().filter { position, name in
-            oldBlobs[position] == nil || oldBlobs[position] != newBlobs[position] || oldTypes[name] != newTypes[name]
-        }.map(\.element)
+        return TableDiff.changedColumns(
+            names: names, key: key, old: oldBlobs, new: newBlobs,
+            oldTypes: Dictionary(oldManifest.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a }),
+            newTypes: Dictionary(newManifest.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a }))
     }
 }
