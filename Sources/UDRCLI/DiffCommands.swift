@@ -30,16 +30,16 @@ struct Diff: AsyncParsableCommand {
         let keyColumns = key.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
         let chosen = try Output.format(format, json: json, output: output)
         let selected = names.isEmpty ? nil : names
-        if stat || (chosen == .table && !rows && output == nil) || (chosen == .json && !rows && output == nil) {
+        if stat {
             let summary = try await repository.diff(from, to, tables: selected, key: keyColumns)
-            if chosen == .json {
-                guard !stat else { return print(Output.json(summary)) }
-                let cells = try await repository.diffRows(from, to, tables: selected, key: keyColumns)
-                return print("{\"diff\": \(Output.json(summary)), \"cells\": \(Output.jsonRows(cells))}")
-            }
+            return print(chosen == .json ? Output.json(summary) : Self.describe(summary))
+        }
+        if !rows && output == nil && (chosen == .table || chosen == .json) {
+            // The summary, then every changed cell, from one comparison.
+            let (summary, cells) = try await repository.diff(from, to, tables: selected, key: keyColumns, rows: .cells)
+            if chosen == .json { return print("{\"diff\": \(Output.json(summary)), \"cells\": \(Output.jsonRows(cells))}") }
             print(Self.describe(summary))
-            if stat || summary.tables.allSatisfy({ $0.status == .unchanged }) { return }
-            print(Output.table(try await repository.diffRows(from, to, tables: selected, key: keyColumns)))
+            if !summary.tables.allSatisfy({ $0.status == .unchanged }) { print(Output.table(cells)) }
             return
         }
         let kind: DiffRows = rows ? .feed : .cells
@@ -105,9 +105,13 @@ struct Merge: AsyncParsableCommand {
             if !result.conflicts.isEmpty {
                 if result.outcome != .conflicts { print("\(result.conflicts.count) conflict(s) resolved by --strategy \(strategy):") }
                 let rows = result.conflicts.map { c in
-                    [c.table.rawValue, c.key ?? "(table)", c.column ?? "(row)", c.base ?? "NULL", c.ours ?? "NULL", c.theirs ?? "NULL"]
+                    // A missing cell is NULL; a missing row or table version, absent.
+                    let missing = c.column == nil ? "(none)" : "NULL"
+                    return [
+                        c.table.rawValue, c.key ?? "(table)", c.column ?? "(row)", c.base ?? missing, c.ours ?? missing, c.theirs ?? missing, c.reason,
+                    ]
                 }
-                print(Output.table(headers: ["table", "key", "column", "base", "ours", "theirs"], rows: rows))
+                print(Output.table(headers: ["table", "key", "column", "base", "ours", "theirs", "conflict"], rows: rows))
                 if result.outcome == .conflicts { print("Resolve them with --strategy ours or --strategy theirs, or edit a side and merge again.") }
             }
         }

@@ -80,7 +80,10 @@ enum Output {
             let temp = FileManager.default.temporaryDirectory.appendingPathComponent("udr-\(UUID().uuidString).csv")
             defer { try? FileManager.default.removeItem(at: temp) }
             try await export(temp.path, .csv)
-            FileHandle.standardOutput.write((try? Data(contentsOf: temp)) ?? Data())
+            guard let data = FileManager.default.contents(atPath: temp.path) else {
+                throw UDRError(.io, "cannot read back the CSV written to \(temp.path)")
+            }
+            FileHandle.standardOutput.write(data)
         default: throw UDRError(.invalidArgument, "--format \(format) needs -o FILE")
         }
     }

@@ -97,9 +97,11 @@ import UDRTesting
             "COPY (SELECT \(cells) FROM read_parquet('\(oursFile)') o FULL OUTER JOIN read_parquet('\(theirsFile)') t ON o.k = t.k LEFT JOIN read_parquet('\(baseMerge)') b ON b.k = coalesce(o.k, t.k) ORDER BY k) TO '\(duckMergeFile)' (FORMAT parquet)"
         )
     }
-    let same = try await mergeRepo.query(
-        "SELECT count(*) FROM (SELECT * FROM parcels EXCEPT ALL SELECT * FROM read_parquet('\(duckMergeFile)'))").scalar.int ?? -1
-    print("  \(merged.outcome.rawValue), \(merged.conflicts.count) conflicts; rows differing from DuckDB's merge: \(same)")
+    let duckRows = "SELECT * FROM read_parquet('\(duckMergeFile)')"
+    let differing = try await mergeRepo.query(
+        "SELECT (SELECT count(*) FROM (SELECT * FROM parcels EXCEPT ALL \(duckRows))) + (SELECT count(*) FROM (\(duckRows) EXCEPT ALL SELECT * FROM parcels))"
+    ).scalar.int ?? -1
+    print("  \(merged.outcome.rawValue), \(merged.conflicts.count) conflicts; rows differing from DuckDB's merge: \(differing)")
     report("three-way merge, 1% changed on each side of 1M rows", udr: udrMerge, peer: duckMerge, peerName: "DuckDB 3-way join", target: "—")
 
     print("\nRow history of one key across 100 versions (1,000,000 rows)")

@@ -102,8 +102,10 @@ import UDRTesting
         #expect(failed.outcome == .conflicts)
         #expect(
             failed.conflicts == [
-                MergeConflict(table: Self.p, key: "k=5", column: "a", base: "50", ours: "-1", theirs: "-2"),
-                MergeConflict(table: Self.p, key: "k=7", column: nil, base: "{'k': 7, 'a': 70, 'c': x}", ours: nil, theirs: "{'k': 7, 'a': 70, 'c': theirs}"),
+                MergeConflict(table: Self.p, key: "k=5", column: "a", base: "50", ours: "-1", theirs: "-2", reason: "changed on both sides"),
+                MergeConflict(
+                    table: Self.p, key: "k=7", column: nil, base: "{'k': 7, 'a': 70, 'c': x}", ours: nil, theirs: "{'k': 7, 'a': 70, 'c': theirs}",
+                    reason: "deleted by ours, changed by theirs"),
             ])
         #expect(try await repo.resolve("main") == head, "nothing is committed")
 

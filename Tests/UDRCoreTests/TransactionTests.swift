@@ -159,6 +159,15 @@ struct InjectedFailure: Error {}
         _ = try await repo.write(t, from: .sql("SELECT id, balance + 1 AS balance FROM accounts"))
         let replaced = await #expect(throws: UDRError.self) { try await e.commit() }
         #expect(replaced?.message.contains("accounts changed on main") == true)
+
+        // The same row, different columns (one of them new): both commit, cell by cell.
+        let x = try await repo.beginTransaction()
+        let y = try await repo.beginTransaction()
+        try await x.apply(try .update(set: "balance = 6", where: "id = 9"), to: t)
+        try await y.apply(.upsert(.sql("SELECT id, balance, 'gold' AS tier FROM accounts WHERE id = 9")), to: t)
+        try await x.commit()
+        try await y.commit()
+        #expect(try await repo.query("SELECT balance, tier FROM accounts WHERE id = 9").rows == [[.int(6), .text("gold")]])
         #expect(try await repo.verify().ok)
     }
 

@@ -147,22 +147,16 @@ struct TableDiff {
         let newTypes = Dictionary(new.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
         var candidates: [String: [SegmentRef]] = [:]
         for segment in oldOnly { candidates[signature(segment), default: []].append(segment) }
-        var recipes: [ObjectID: [Int: [ObjectID]]?] = [:]
-        func blobs(_ segment: SegmentRef) throws(UDRError) -> [Int: [ObjectID]]? {
-            if let known = recipes[segment.id] { return known }
-            let found = try recipe(segment).columnBlobs
-            recipes[segment.id] = found
-            return found
-        }
+        var recipes = ColumnBlobs(recipe: recipe)
         var pairs: [(SegmentRef, SegmentRef, changed: [String])] = []
         var pairedOld = Set<ObjectID>()
         var pairedNew = Set<ObjectID>()
         for segment in newOnly {
             guard let olds = candidates[signature(segment)] else { continue }
             let names = new.columnNames(of: segment)
-            guard let newBlobs = try blobs(segment) else { continue }
+            guard let newBlobs = try recipes.of(segment) else { continue }
             for candidate in olds where !pairedOld.contains(candidate.id) && old.columnNames(of: candidate) == names {
-                guard let oldBlobs = try blobs(candidate),
+                guard let oldBlobs = try recipes.of(candidate),
                     let changed = Self.changedColumns(names: names, key: key, old: oldBlobs, new: newBlobs, oldTypes: oldTypes, newTypes: newTypes)
                 else { continue }
                 pairs.append((candidate, segment, changed))
@@ -319,9 +313,11 @@ struct TableDiff {
         let all = shape.columns.map { quoteIdentifier($0.name) }
         func whole(_ alias: String) -> String { "CAST(struct_pack(\(all.map { "\($0) := \(alias).\($0)" }.joined(separator: ", "))) AS VARCHAR)" }
         guard let key = shape.key else {
+            // Deletes, then inserts.
             return """
-                SELECT \(ordinal) AS __t, row_number() OVER () AS __n, \(label) AS "table", 'delete' AS change, NULL::VARCHAR AS key, NULL::VARCHAR AS "column", \(whole("o")) AS old, NULL::VARCHAR AS new FROM \(shape.old) o
-                UNION ALL SELECT \(ordinal), 1000000000000 + row_number() OVER (), \(label), 'insert', NULL, NULL, NULL, \(whole("n")) FROM \(shape.new) n
+                SELECT \(ordinal) AS __t, row_number() OVER (ORDER BY __side) AS __n, \(label) AS "table", change, NULL::VARCHAR AS key, NULL::VARCHAR AS "column", old, new
+                FROM (SELECT 0 AS __side, 'delete' AS change, \(whole("o")) AS old, NULL::VARCHAR AS new FROM \(shape.old) o
+                      UNION ALL SELECT 1, 'insert', NULL, \(whole("n")) FROM \(shape.new) n)
                 """
         }
         let match = Self.match(key, "o", "n")
@@ -351,6 +347,22 @@ struct TableDiff {
 
     private func query(_ sql: String) throws(UDRError) -> ResultSet {
         do { return try connection.query(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
+    }
+}
+
+/// The blobs of each column of segments (``SegmentRecipe/columnBlobs``),
+/// each recipe read once.
+struct ColumnBlobs {
+    let recipe: (SegmentRef) throws(UDRError) -> SegmentRecipe
+    private var known: [ObjectID: [Int: [ObjectID]]?] = [:]
+
+    init(recipe: @escaping (SegmentRef) throws(UDRError) -> SegmentRecipe) { self.recipe = recipe }
+
+    mutating func of(_ segment: SegmentRef) throws(UDRError) -> [Int: [ObjectID]]? {
+        if let blobs = known[segment.id] { return blobs }
+        let blobs = try recipe(segment).columnBlobs
+        known[segment.id] = blobs
+        return blobs
     }
 }
 

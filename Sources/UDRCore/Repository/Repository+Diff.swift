@@ -63,9 +63,16 @@ extension Repository {
     public func diffRows(
         _ from: String, _ to: String, tables: [TableName]? = nil, key: [String]? = nil, as rows: DiffRows = .cells
     ) async throws(UDRError) -> ResultSet {
-        try await blocking { () throws(UDRError) -> ResultSet in
-            try self.withDiffRows(from, to, tables: tables, key: key, as: rows) { (connection, sql) throws(UDRError) in
-                do throws(DuckDBError) { return try connection.query(sql) } catch {
+        try await diff(from, to, tables: tables, key: key, rows: rows).rows
+    }
+
+    /// The tables that differ and their changed rows, from one comparison.
+    public func diff(_ from: String, _ to: String, tables: [TableName]? = nil, key: [String]? = nil, rows: DiffRows) async throws(UDRError)
+        -> (summary: RepositoryDiff, rows: ResultSet)
+    {
+        try await blocking { () throws(UDRError) -> (summary: RepositoryDiff, rows: ResultSet) in
+            try self.withDiffRows(from, to, tables: tables, key: key, as: rows) { (connection, summary, sql) throws(UDRError) in
+                do throws(DuckDBError) { return (summary, try connection.query(sql)) } catch {
                     throw UDRError(.query, error.message, underlying: error)
                 }
             }
@@ -78,7 +85,7 @@ extension Repository {
         format: OutputFormat
     ) async throws(UDRError) {
         try await blocking { () throws(UDRError) in
-            try self.withDiffRows(from, to, tables: tables, key: key, as: rows) { (connection, sql) throws(UDRError) in
+            try self.withDiffRows(from, to, tables: tables, key: key, as: rows) { (connection, _, sql) throws(UDRError) in
                 do throws(DuckDBError) { try connection.execute("COPY (\(sql)) TO \(quoteLiteral(path)) (\(format.copyOptions))") } catch {
                     throw UDRError(.query, error.message, underlying: error)
                 }
@@ -88,7 +95,7 @@ extension Repository {
 
     private func withDiffRows<T>(
         _ from: String, _ to: String, tables: [TableName]?, key: [String]?, as rows: DiffRows,
-        _ body: (Connection, String) throws(UDRError) -> T
+        _ body: (Connection, RepositoryDiff, String) throws(UDRError) -> T
     ) throws(UDRError) -> T {
         try withDiff(from, to, tables: tables, key: key, complete: rows == .feed) { (connection, summary, shapes) throws(UDRError) -> T in
             switch rows {
@@ -101,9 +108,9 @@ extension Repository {
                     )
                 }
                 guard let table = changed.first?.table ?? summary.tables.first?.table, let shape = shapes[table] else {
-                    return try body(connection, "SELECT NULL::VARCHAR AS _change WHERE false")
+                    return try body(connection, summary, "SELECT NULL::VARCHAR AS _change WHERE false")
                 }
-                return try body(connection, TableDiff.feedSQL(shape))
+                return try body(connection, summary, TableDiff.feedSQL(shape))
             case .cells:
                 let parts = summary.tables.enumerated().compactMap { ordinal, table in
                     shapes[table.table].map { TableDiff.cellsSQL($0, table: table.table, ordinal: ordinal) }
@@ -111,7 +118,7 @@ extension Repository {
                 let empty =
                     "SELECT 0 AS __t, 0 AS __n, NULL::VARCHAR AS \"table\", NULL::VARCHAR AS change, NULL::VARCHAR AS key, NULL::VARCHAR AS \"column\", NULL::VARCHAR AS old, NULL::VARCHAR AS new WHERE false"
                 let all = ([empty] + parts).joined(separator: "\nUNION ALL ")
-                return try body(connection, "SELECT * EXCLUDE (__t, __n) FROM (\(all)) ORDER BY __t, __n")
+                return try body(connection, summary, "SELECT * EXCLUDE (__t, __n) FROM (\(all)) ORDER BY __t, __n")
             }
         }
     }

@@ -109,49 +109,48 @@ extension Repository {
 
             try run(
                 "CREATE TABLE __h AS SELECT 0 AS __v, true AS __present, \(typedNulls(columns)) WHERE false")
-            var previous: (segments: [SegmentRef], index: Int, manifest: Manifest)?
+            // The last version read: its key segments, and whether it held the row.
+            var previous: (segments: [SegmentRef], index: Int, manifest: Manifest, present: Bool)?
+            var blobs = ColumnBlobs(recipe: recipe(of:))
             var read = 0
             var columnsRead = 0
             for (index, version) in versions.enumerated() {
                 let segments = version.manifest.segments.filter { candidates.contains($0.id) }
                 if let previous, previous.segments.map(\.id) == segments.map(\.id) { continue }
                 read += 1
-                defer { previous = (segments, index, version.manifest) }
-                guard !segments.isEmpty else {
-                    try run("INSERT INTO __h (__v, __present) VALUES (\(index), false)")
-                    continue
+                var inserted = 0
+                if !segments.isEmpty {
+                    // Same keys in the same order as the version before (same key
+                    // chunks): read only the columns whose chunks changed.
+                    var changed: [String]?
+                    if let previous, previous.present, previous.segments.count == 1, segments.count == 1 {
+                        changed = try changedColumns(
+                            previous.segments[0], in: previous.manifest, segments[0], in: version.manifest, key: keyColumns, blobs: &blobs)
+                    }
+                    var files: [String] = []
+                    for segment in segments { files.append(try materializedPath(segment)) }
+                    if let changed, let previous {
+                        columnsRead += changed.count
+                        let readColumns = version.manifest.columns.filter { changed.contains($0.name) || keyColumns.contains($0.name) }
+                        let subset = Manifest(table: table, version: version.version, columns: readColumns, key: keyColumns, segments: segments)
+                        let kept = columns.map(\.name).filter { !changed.contains($0) && !keyColumns.contains($0) }.map(quoteIdentifier)
+                        let fresh = readColumns.map { "n.\(quoteIdentifier($0.name))" }
+                        inserted = try query(
+                            """
+                            INSERT INTO __h BY NAME SELECT \(index) AS __v, true AS __present, \((fresh + kept.map { "p.\($0)" }).joined(separator: ", "))
+                            FROM (SELECT * FROM (\(Self.segmentSelect(subset, segments: segments, files: files))) WHERE \(predicate)) n,
+                                 (SELECT * FROM __h WHERE __v = \(previous.index)) p
+                            """
+                        ).rowsChanged
+                    } else {
+                        columnsRead += version.manifest.columns.count
+                        inserted = try query(
+                            "INSERT INTO __h BY NAME SELECT \(index) AS __v, true AS __present, * FROM (\(Self.segmentSelect(version.manifest, segments: segments, files: files))) WHERE \(predicate)"
+                        ).rowsChanged
+                    }
                 }
-                // Same keys in the same order as the version before (same key
-                // chunks): read only the columns whose chunks changed.
-                var changed: [String]?
-                if let previous, previous.segments.count == 1, segments.count == 1,
-                    try query("SELECT count(*) FROM __h WHERE __v = \(previous.index) AND __present").scalar.int == 1
-                {
-                    changed = try changedColumns(previous.segments[0], in: previous.manifest, segments[0], in: version.manifest, key: keyColumns)
-                }
-                var files: [String] = []
-                for segment in segments { files.append(try materializedPath(segment)) }
-                if let changed, let previous {
-                    columnsRead += changed.count
-                    let readColumns = version.manifest.columns.filter { changed.contains($0.name) || keyColumns.contains($0.name) }
-                    let subset = Manifest(table: table, version: version.version, columns: readColumns, key: keyColumns, segments: segments)
-                    let kept = columns.map(\.name).filter { !changed.contains($0) && !keyColumns.contains($0) }.map(quoteIdentifier)
-                    let fresh = readColumns.map { "n.\(quoteIdentifier($0.name))" }
-                    try run(
-                        """
-                        INSERT INTO __h BY NAME SELECT \(index) AS __v, true AS __present, \((fresh + kept.map { "p.\($0)" }).joined(separator: ", "))
-                        FROM (SELECT * FROM (\(Self.segmentSelect(subset, segments: segments, files: files))) WHERE \(predicate)) n,
-                             (SELECT * FROM __h WHERE __v = \(previous.index)) p
-                        """)
-                } else {
-                    columnsRead += version.manifest.columns.count
-                    try run(
-                        "INSERT INTO __h BY NAME SELECT \(index) AS __v, true AS __present, * FROM (\(Self.segmentSelect(version.manifest, segments: segments, files: files))) WHERE \(predicate)"
-                    )
-                }
-                if try query("SELECT count(*) FROM __h WHERE __v = \(index)").scalar.int == 0 {
-                    try run("INSERT INTO __h (__v, __present) VALUES (\(index), false)")
-                }
+                if inserted == 0 { try run("INSERT INTO __h (__v, __present) VALUES (\(index), false)") }
+                previous = (segments, index, version.manifest, inserted > 0)
             }
 
             let info = versions.enumerated().map { index, v in
@@ -179,13 +178,13 @@ extension Repository {
 
     /// The columns whose chunks differ between two segments that hold the
     /// same keys in the same order; nil when that is not known.
-    private func changedColumns(_ old: SegmentRef, in oldManifest: Manifest, _ new: SegmentRef, in newManifest: Manifest, key: [String])
-        throws(UDRError) -> [String]?
-    {
+    private func changedColumns(
+        _ old: SegmentRef, in oldManifest: Manifest, _ new: SegmentRef, in newManifest: Manifest, key: [String],
+        blobs: inout ColumnBlobs
+    ) throws(UDRError) -> [String]? {
         let names = newManifest.columnNames(of: new)
-        guard oldManifest.columnNames(of: old) == names, old.rows == new.rows,
-            let oldBlobs = try store.getJSON(SegmentRecipe.self, old.recipe).columnBlobs,
-            let newBlobs = try store.getJSON(SegmentRecipe.self, new.recipe).columnBlobs
+        guard oldManifest.columnNames(of: old) == names, old.rows == new.rows, let oldBlobs = try blobs.of(old),
+            let newBlobs = try blobs.of(new)
         else { return nil }
         guard newManifest.columns.map(\.name) == names else { return nil }
         return TableDiff.changedColumns(

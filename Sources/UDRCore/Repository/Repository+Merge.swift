@@ -23,14 +23,18 @@ public struct MergeConflict: Sendable, Codable, Hashable {
     public let base: String?
     public let ours: String?
     public let theirs: String?
+    /// What conflicts: "changed on both sides", "deleted by ours, changed by
+    /// theirs", "keyless table changed on both sides", …
+    public let reason: String
 
-    public init(table: TableName, key: String?, column: String?, base: String?, ours: String?, theirs: String?) {
+    public init(table: TableName, key: String?, column: String?, base: String?, ours: String?, theirs: String?, reason: String) {
         self.table = table
         self.key = key
         self.column = column
         self.base = base
         self.ours = ours
         self.theirs = theirs
+        self.reason = reason
     }
 }
 
@@ -77,7 +81,8 @@ extension Repository {
     {
         let theirs = try resolveRef(source)
         let (target, ours) = try branchHead(requested)
-        let base = try ours.flatMap { (ours) throws(UDRError) in try mergeBase(ours, theirs) }
+        let graph = try CommitGraph(catalog.allCommitRecords())
+        let base = ours.flatMap { graph.mergeBase($0, theirs) }
         func result(_ outcome: MergeResult.Outcome, head: ObjectID?, tables: [TableName] = [], conflicts: [MergeConflict] = [])
             -> MergeResult
         {
@@ -139,29 +144,6 @@ extension Repository {
             replacing: current.staged?.manifest)
     }
 
-    /// The most recent common ancestor of two commits (by transaction id),
-    /// over all parents; nil when they share none.
-    func mergeBase(_ a: ObjectID, _ b: ObjectID) throws(UDRError) -> ObjectID? {
-        func parents(_ id: ObjectID) throws(UDRError) -> [ObjectID] { try catalog.commitRecord(id)?.parents ?? [] }
-        var ancestors: Set<ObjectID> = [a]
-        var stack = [a]
-        while let id = stack.popLast() {
-            for parent in try parents(id) where ancestors.insert(parent).inserted { stack.append(parent) }
-        }
-        // From b, newest first: the first commit a also reaches.
-        var frontier: [(Int64, ObjectID)] = [(try catalog.commitRecord(b)?.txID ?? .max, b)]
-        var seen: Set<ObjectID> = [b]
-        while !frontier.isEmpty {
-            frontier.sort { $0.0 < $1.0 }
-            let (_, id) = frontier.removeLast()
-            if ancestors.contains(id) { return id }
-            for parent in try parents(id) where seen.insert(parent).inserted {
-                frontier.append((try catalog.commitRecord(parent)?.txID ?? 0, parent))
-            }
-        }
-        return nil
-    }
-
     private struct TableMerge {
         var conflicts: [MergeConflict] = []
         /// The strategy took theirs' version whole (a table-level conflict).
@@ -170,10 +152,47 @@ extension Repository {
         var staged = false
     }
 
-    /// Three-way merge of a table both sides changed.
+    /// Three-way merge of a table both sides changed: merged rows staged,
+    /// or theirs taken whole when the strategy resolves a whole-table conflict.
     private func mergeTable(
         _ table: TableName, base: Manifest?, ours: Manifest, theirs: Manifest, strategy: MergeStrategy, in tx: Transaction
     ) throws(UDRError) -> TableMerge {
+        let version = try catalog.latestVersionNumber(table) + 1
+        let merged = try mergeRows(table, base: base, onto: ours, changes: theirs, strategy: strategy, version: version)
+        var merge = TableMerge(conflicts: merged.conflicts)
+        if merged.wholeTable {
+            merge.takeTheirs = strategy == .theirs
+        } else if let result = merged.result {
+            _ = try stage(result.written, of: table, in: tx, current: try tx.current(table), kind: .rows, counts: result.counts)
+            merge.staged = true
+        }
+        return merge
+    }
+
+    /// What ``mergeRows`` found and made.
+    struct RowMerge {
+        var conflicts: [MergeConflict] = []
+        /// Each conflict's key as a row (`(42)`), for messages.
+        var conflictKeys: [String] = []
+        /// The table cannot merge row by row (no key, or its key or
+        /// existing columns changed): one whole-table conflict.
+        var wholeTable = false
+        /// The merged version, unless it equals `onto` or a conflict stopped it.
+        var result: RowEditor.Result?
+        /// Rows `changes` inserted, deleted and updated relative to the base.
+        var counts = RowCounts()
+    }
+
+    /// Applies what `changes` changed since `base` to `onto` (which changed
+    /// since `base` too), cell by cell: a cell only one side changed takes
+    /// that side's value; a cell both changed differently is a conflict,
+    /// resolved by `strategy` (`ours` keeps `onto`'s) or, with `.fail`,
+    /// stopping before anything is written. Only segments holding touched
+    /// rows are rewritten. Serves `merge` and the rebase of a commit whose
+    /// branch moved meanwhile.
+    func mergeRows(_ table: TableName, base: Manifest?, onto ours: Manifest, changes theirs: Manifest, strategy: MergeStrategy, version: Int)
+        throws(UDRError) -> RowMerge
+    {
         // Cell by cell needs one key on all three, and no column dropped
         // or retyped; otherwise the table conflicts as a whole.
         let key = ours.key
@@ -185,28 +204,28 @@ extension Repository {
         let ourTypes = Dictionary(ours.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
         let addedTwice = theirs.columns.contains { ourTypes[$0.name] != nil && ourTypes[$0.name] != $0.type }
         guard !key.isEmpty, theirs.key == key, base == nil || base!.key == key, keeps(ours), keeps(theirs), !addedTwice else {
-            let reason = key.isEmpty ? "keyless: merged as a whole" : "its key or schema changed on a side: merged as a whole"
+            let reason =
+                key.isEmpty
+                ? "keyless table changed on both sides: rows cannot be matched, so one side is taken whole"
+                : "its key changed, or a column was dropped or retyped, on a side: one side is taken whole"
             let conflict = MergeConflict(
-                table: table, key: nil, column: nil, base: base.map { "v\($0.version)" } ?? reason, ours: "v\(ours.version)",
-                theirs: "v\(theirs.version)")
-            return TableMerge(conflicts: [conflict], takeTheirs: strategy == .theirs)
+                table: table, key: nil, column: nil, base: base.map { "v\($0.version)" }, ours: "v\(ours.version)", theirs: "v\(theirs.version)",
+                reason: reason)
+            return RowMerge(conflicts: [conflict], wholeTable: true)
         }
-        let version = try catalog.latestVersionNumber(table) + 1
-        return try withDuckDB { (connection) throws(UDRError) -> TableMerge in
+        return try withDuckDB { (connection) throws(UDRError) -> RowMerge in
             let diff = tableDiff(connection)
             let ourDiff = try diff.build(old: base, new: ours, prefix: "__m_o", complete: true)
             let theirDiff = try diff.build(old: base, new: theirs, prefix: "__m_t", complete: true)
             let columns = TableDiff.columns(ours, theirs)
             let cellMerge = CellMerge(connection: connection, key: key, columns: columns, ours: ourDiff, theirs: theirDiff, table: table)
-            var merge = TableMerge()
-            merge.conflicts = try cellMerge.run(strategy: strategy)
+            var merge = RowMerge(counts: try diff.counts(theirDiff))
+            (merge.conflicts, merge.conflictKeys) = try cellMerge.run(strategy: strategy)
             if strategy == .fail && !merge.conflicts.isEmpty { return merge }
             let editor = RowEditor(
                 connection: connection, writer: writer(connection), table: table, manifest: ours.renumbered(version),
                 policy: configuration.segmentation, materialize: materializedPath)
-            guard let result = try editor.applyDelta(columns: columns, rejectExisting: false) else { return merge }
-            _ = try stage(result.written, of: table, in: tx, current: try tx.current(table), kind: .rows, counts: result.counts)
-            merge.staged = true
+            merge.result = try editor.applyDelta(columns: columns, rejectExisting: false)
             return merge
         }
     }
@@ -225,7 +244,8 @@ struct CellMerge {
     let theirs: TableDiff.Shape
     let table: TableName
 
-    func run(strategy: MergeStrategy) throws(UDRError) -> [MergeConflict] {
+    /// The conflicts, and each one's key as a row (`(42)`).
+    func run(strategy: MergeStrategy) throws(UDRError) -> ([MergeConflict], [String]) {
         let keys = key.map(quoteIdentifier).joined(separator: ", ")
         let match = { (a: String, b: String) in TableDiff.match(key, a, b) }
         func value(_ alias: String, _ shape: TableDiff.Shape, _ column: Column) -> String {
@@ -270,20 +290,23 @@ struct CellMerge {
             "CAST(struct_pack(\(columns.enumerated().map { "\(quoteIdentifier($1.name)) := __\(prefix)\($0)" }.joined(separator: ", "))) AS VARCHAR)"
         }
         var parts = [
-            "SELECT \(keys), -1 AS __c, NULL AS col, \(whole("b")) AS b, \(whole("o")) AS o, NULL AS t FROM __m_rows WHERE \(theirsDeletedOursChanged)",
-            "SELECT \(keys), -1, NULL, \(whole("b")), NULL, \(whole("t")) FROM __m_rows WHERE \(oursDeletedTheirsChanged)",
+            "SELECT \(keys), -1 AS __c, NULL AS col, \(whole("b")) AS b, \(whole("o")) AS o, NULL AS t, 'changed by ours, deleted by theirs' AS reason FROM __m_rows WHERE \(theirsDeletedOursChanged)",
+            "SELECT \(keys), -1, NULL, \(whole("b")), NULL, \(whole("t")), 'deleted by ours, changed by theirs' FROM __m_rows WHERE \(oursDeletedTheirsChanged)",
         ]
         for (i, column) in columns.enumerated() where !key.contains(column.name) {
             parts.append(
-                "SELECT \(keys), \(i), \(quoteLiteral(column.name)), CASE WHEN __in_base THEN CAST(__b\(i) AS VARCHAR) END, CAST(__o\(i) AS VARCHAR), CAST(__t\(i) AS VARCHAR) FROM __m_rows WHERE \(cellConflict(i))"
+                "SELECT \(keys), \(i), \(quoteLiteral(column.name)), CASE WHEN __in_base THEN CAST(__b\(i) AS VARCHAR) END, CAST(__o\(i) AS VARCHAR), CAST(__t\(i) AS VARCHAR), CASE WHEN __in_base THEN 'changed on both sides' ELSE 'inserted on both sides' END FROM __m_rows WHERE \(cellConflict(i))"
             )
         }
         let conflictRows = try query(
-            "SELECT \(keyText), col, b, o, t FROM (\(parts.joined(separator: "\nUNION ALL "))) ORDER BY \(keys), __c")
+            "SELECT \(keyText), col, b, o, t, reason, CAST(row(\(keys)) AS VARCHAR) FROM (\(parts.joined(separator: "\nUNION ALL "))) ORDER BY \(keys), __c")
         let conflicts = conflictRows.rows.map { row in
-            MergeConflict(table: table, key: row[0].string, column: row[1].string, base: row[2].string, ours: row[3].string, theirs: row[4].string)
+            MergeConflict(
+                table: table, key: row[0].string, column: row[1].string, base: row[2].string, ours: row[3].string, theirs: row[4].string,
+                reason: row[5].description)
         }
-        if strategy == .fail && !conflicts.isEmpty { return conflicts }
+        let conflictKeys = conflictRows.rows.map { $0[6].description }
+        if strategy == .fail && !conflicts.isEmpty { return (conflicts, conflictKeys) }
 
         // The merged row: per cell, the side that changed it (theirs when
         // only theirs did; a conflict goes to the strategy's side).
@@ -307,7 +330,7 @@ struct CellMerge {
             CREATE TABLE __udr_del AS SELECT \(keys) FROM __m_rows
             WHERE __in_base AND NOT __in_theirs AND \(oursHas) AND NOT (\(theirsDeletedOursChanged) AND NOT \(preferTheirs))
             """)
-        return conflicts
+        return (conflicts, conflictKeys)
     }
 
     private func run(_ sql: String) throws(UDRError) {
@@ -316,5 +339,44 @@ struct CellMerge {
 
     private func query(_ sql: String) throws(UDRError) -> ResultSet {
         do { return try connection.query(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
+    }
+}
+
+/// Commits and their parents, as the catalog records them (no object
+/// reads), for walks over history.
+struct CommitGraph {
+    private let records: [ObjectID: CommitRecord]
+
+    init(_ records: [CommitRecord]) {
+        self.records = Dictionary(records.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// `id` and every commit it descends from, over all parents.
+    func ancestors(of id: ObjectID) -> Set<ObjectID> {
+        var ancestors: Set<ObjectID> = [id]
+        var stack = [id]
+        while let next = stack.popLast() {
+            for parent in records[next]?.parents ?? [] where ancestors.insert(parent).inserted { stack.append(parent) }
+        }
+        return ancestors
+    }
+
+    /// The most recent (by transaction id) common ancestor of `a` and `b`,
+    /// over all parents; nil when they share none. `ancestorsOfA` saves
+    /// walking `a` again when it is known.
+    func mergeBase(_ a: ObjectID, _ b: ObjectID, ancestorsOfA: Set<ObjectID>? = nil) -> ObjectID? {
+        let ancestors = ancestorsOfA ?? self.ancestors(of: a)
+        // From b, newest first: the first commit a also reaches.
+        var frontier: [(Int64, ObjectID)] = [(records[b]?.txID ?? .max, b)]
+        var seen: Set<ObjectID> = [b]
+        while !frontier.isEmpty {
+            frontier.sort { $0.0 < $1.0 }
+            let (_, id) = frontier.removeLast()
+            if ancestors.contains(id) { return id }
+            for parent in records[id]?.parents ?? [] where seen.insert(parent).inserted {
+                frontier.append((records[parent]?.txID ?? 0, parent))
+            }
+        }
+        return nil
     }
 }

@@ -106,10 +106,13 @@ extension Repository {
             // Branches keep their history back to where they meet (the base
             // of their next merge), each pair up to 50 branches; beyond, each
             // with the default branch.
-            let named = heads.sorted { $0.key < $1.key }
-            for (i, (name, head)) in named.enumerated() {
-                for (other, otherHead) in named[(i + 1)...] where named.count <= 50 || name == Self.defaultBranch || other == Self.defaultBranch {
-                    if let base = try self.mergeBase(head, otherHead) { bases.insert(base) }
+            let all = try self.catalog.allCommitRecords()
+            let graph = CommitGraph(all)
+            let everyPair = heads.count <= 50
+            for (name, head) in heads where everyPair || name == Self.defaultBranch {
+                let ancestors = graph.ancestors(of: head)
+                for (other, otherHead) in heads where everyPair ? other > name : other != name {
+                    if let base = graph.mergeBase(head, otherHead, ancestorsOfA: ancestors) { bases.insert(base) }
                 }
             }
             var retained = bases
@@ -134,7 +137,6 @@ extension Repository {
                 onBranches.formUnion(chain)
             }
             retained.formUnion(try self.catalog.tags().values)
-            let all = try self.catalog.allCommitRecords()
             // Commits no branch reaches (their branch was deleted) go too,
             // if they were recorded before the heads were read.
             for record in all where record.txID <= latest && !onBranches.contains(record.id) { candidates.insert(record.id) }

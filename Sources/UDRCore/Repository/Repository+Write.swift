@@ -229,10 +229,12 @@ extension Repository {
     }
 
     /// A diff of table versions on `connection`, reading this repository's segments.
+    func recipe(of segment: SegmentRef) throws(UDRError) -> SegmentRecipe {
+        try store.getJSON(SegmentRecipe.self, segment.recipe)
+    }
+
     func tableDiff(_ connection: Connection) -> TableDiff {
-        TableDiff(
-            connection: connection, materialize: materializedPath,
-            recipe: { (segment) throws(UDRError) in try self.store.getJSON(SegmentRecipe.self, segment.recipe) })
+        TableDiff(connection: connection, materialize: materializedPath, recipe: recipe(of:))
     }
 
     /// A SELECT over an input file, and how errors name it.

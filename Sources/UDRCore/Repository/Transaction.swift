@@ -414,52 +414,24 @@ extension Repository {
     }
 
     /// Re-applies the rows a transaction changed in `table` (from `base` to
-    /// `ours`) onto the version others committed meanwhile (`theirs`). Fails
-    /// with a conflict naming the keys both changed. nil when `theirs`
-    /// already holds our change.
+    /// `ours`) onto the version others committed meanwhile (`theirs`), cell
+    /// by cell (``mergeRows``). Fails with a conflict naming the keys whose
+    /// same cell (or row) both changed. nil when `theirs` already holds our
+    /// change.
     func rebaseRows(_ table: TableName, base: ObjectID, ours: ObjectID, theirs: ObjectID, version: Int) throws(UDRError) -> (
         ObjectID, RowCounts
     )? {
         let baseManifest = try manifest(base)
-        let ourManifest = try manifest(ours)
-        let theirManifest = try manifest(theirs)
-        let key = baseManifest.key
-        guard !key.isEmpty, ourManifest.key == key, theirManifest.key == key else {
-            throw UDRError(.conflict, "\(table) (its key changed)")
+        let merged = try mergeRows(
+            table, base: baseManifest, onto: try manifest(theirs), changes: try manifest(ours), strategy: .fail, version: version)
+        if merged.wholeTable { throw UDRError(.conflict, "\(table) (\(merged.conflicts.first?.reason ?? "its key changed"))") }
+        if !merged.conflicts.isEmpty {
+            var keys: [String] = []
+            for key in merged.conflictKeys where !keys.contains(key) && keys.count < 10 { keys.append(key) }
+            throw UDRError(.conflict, "\(table) key (\(baseManifest.key.joined(separator: ", "))) = \(keys.joined(separator: ", "))")
         }
-        return try withDuckDB { (connection) throws(UDRError) -> (ObjectID, RowCounts)? in
-            let diff = tableDiff(connection)
-            let ours = try diff.build(old: baseManifest, new: ourManifest, prefix: "__udr_ours", complete: true)
-            let counts = try diff.counts(ours)
-            let theirs = try diff.build(old: baseManifest, new: theirManifest, prefix: "__udr_theirs", complete: false)
-            let cols = key.map(quoteIdentifier).joined(separator: ", ")
-            func touched(_ shape: TableDiff.Shape) -> String { "(SELECT \(cols) FROM \(shape.old) UNION SELECT \(cols) FROM \(shape.new))" }
-            let both: ResultSet
-            do throws(DuckDBError) {
-                both = try connection.query(
-                    "SELECT CAST(row(\(cols)) AS VARCHAR) FROM (\(touched(ours)) INTERSECT \(touched(theirs))) LIMIT 10")
-            } catch { throw UDRError(.query, error.message, underlying: error) }
-            if both.count > 0 {
-                throw UDRError(
-                    .conflict,
-                    "\(table) key (\(key.joined(separator: ", "))) = \(both.rows.map { $0[0].description }.joined(separator: ", "))")
-            }
-            // Our upserted rows and deleted keys, in their version's columns plus ours.
-            let columns = TableDiff.columns(theirManifest, ourManifest)
-            let ourNames = Set(ours.columns.map(\.name))
-            let select = columns.map { column in
-                ourNames.contains(column.name)
-                    ? quoteIdentifier(column.name) : "CAST(NULL AS \(column.type)) AS \(quoteIdentifier(column.name))"
-            }
-            try execute("CREATE TABLE __udr_up AS SELECT \(select.joined(separator: ", ")) FROM \(ours.new)", on: connection)
-            try execute("CREATE TABLE __udr_del AS SELECT \(cols) FROM \(ours.old) EXCEPT SELECT \(cols) FROM \(ours.new)", on: connection)
-            let editor = RowEditor(
-                connection: connection, writer: writer(connection), table: table, manifest: theirManifest.renumbered(version),
-                policy: configuration.segmentation,
-                materialize: materializedPath)
-            guard let result = try editor.applyDelta(columns: columns, rejectExisting: false) else { return nil }
-            return (try store.putJSON(result.written.manifest).id, counts)
-        }
+        guard let result = merged.result else { return nil }
+        return (try store.putJSON(result.written.manifest).id, merged.counts)
     }
 
     static func defaultMessage(_ changes: [Commit.Change]) -> String {
