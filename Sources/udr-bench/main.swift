@@ -14,6 +14,11 @@ let only = arguments.firstIndex(of: "--only").map { arguments[$0 + 1] }
 let diffRows = arguments.firstIndex(of: "--diff-rows").flatMap { Int(arguments[$0 + 1]) } ?? 10_000_000
 let repetitions = 15
 
+if arguments.count == 3, arguments[1] == "driver" {
+    try await runPeerDriver(repositoryPath: arguments[2])
+    exit(0)
+}
+
 @MainActor func seconds(_ body: () async throws -> Void) async rethrows -> Double {
     let start = DispatchTime.now().uptimeNanoseconds
     try await body()

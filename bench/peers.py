@@ -1,0 +1,195 @@
+"""`make bench-peers`: UDR against DuckLake, Delta Lake, Iceberg and plain
+Parquet copies on the nightly-refresh workload, side by side in one run.
+
+Every night of the workload is written by every system; after each night
+every system answers the fixed queries, and the answers must agree (a
+system that holds different data would make its numbers meaningless). At
+the end the queries are timed on the latest night and on night 1, and
+diff, row history and branch creation are measured where a system can.
+Results go to bench/results/ (markdown, JSON and PNG plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from systems import System, make_systems
+from workload import VARIANTS, Workload
+
+
+@dataclasses.dataclass
+class Query:
+    name: str
+    sql: str
+    tables: list[str]
+
+
+def fixed_queries(workload: Workload) -> list[Query]:
+    """Every output cell is text, so answers compare exactly across systems."""
+    return [
+        Query(
+            "aggregate",
+            """SELECT borough::VARCHAR, count(*)::VARCHAR, sum(assessed_total)::VARCHAR,
+                      sum(score_a::DECIMAL(14,4))::VARCHAR, count(*) FILTER (status = 'REVIEW')::VARCHAR
+               FROM master GROUP BY borough ORDER BY borough""",
+            ["master"],
+        ),
+        Query(
+            "lookup",
+            f"""SELECT bbl::VARCHAR, address, status, status_date::VARCHAR, score_a::VARCHAR, assessed_total::VARCHAR
+                FROM master WHERE bbl = {workload.probe}""",
+            ["master"],
+        ),
+        Query(
+            "join",
+            f"""SELECT m.borough::VARCHAR, e.kind, count(*)::VARCHAR, sum(e.amount)::VARCHAR
+                FROM master m JOIN {workload.join_table} e ON e.bbl = m.bbl
+                GROUP BY ALL ORDER BY ALL""",
+            ["master", workload.join_table],
+        ),
+    ]
+
+
+def run_variant(args, variant: str, work: Path) -> dict:
+    started = time.perf_counter()
+    workload = Workload(scale=args.scale, seed=args.seed, nights=args.nights, variant=variant, column_every=args.column_every)
+    queries = fixed_queries(workload)
+    root = work / variant
+    systems = make_systems(root / "systems", args.udr_driver, args.systems)
+    inputs = root / "input"
+    inputs.mkdir(parents=True)
+    nights = []
+    answers: dict[str, list] = {s.name: [] for s in systems}
+    uploaded: dict[str, dict] = {s.name: {} for s in systems}
+    try:
+        for n in range(1, args.nights + 1):
+            tables = workload.night(n)
+            files = {}
+            for t in tables:
+                files[t.name] = inputs / f"{t.name}.parquet"
+                pq.write_table(t.snapshot, files[t.name])
+            full_copy = sum(f.stat().st_size for f in files.values())
+            record = {"night": n, "full_copy_bytes": full_copy, "systems": {}}
+            for system in systems:
+                seconds = system.write(n, tables, files)
+                stored = system.stored_files()
+                synced = sum(size for path, (size, mtime) in stored.items() if uploaded[system.name].get(path) != (size, mtime))
+                uploaded[system.name] = stored
+                answers[system.name].append([system.query(n, q.sql, q.tables)[0] for q in queries])
+                record["systems"][system.name] = {
+                    "write_seconds": seconds,
+                    "bytes": sum(size for size, _ in stored.values()),
+                    "sync_bytes": synced,
+                }
+            nights.append(record)
+            line = ", ".join(f"{name} {v['write_seconds']:.2f} s" for name, v in record["systems"].items())
+            print(f"[{variant}] night {n:2d}: {line}", file=sys.stderr, flush=True)
+        result = {
+            "variant": variant,
+            "nights": nights,
+            "systems": {s.name: s.label for s in systems},
+            "answers_agree": answers_agree(answers, queries),
+        }
+        if args.measure_reads:
+            result["queries"] = time_queries(systems, queries, args)
+            result["operations"] = operations(systems, workload, args)
+        result["seconds"] = time.perf_counter() - started
+        return result
+    finally:
+        for system in systems:
+            system.close()
+
+
+def answers_agree(answers: dict[str, list], queries: list[Query]) -> list[str]:
+    """Where systems disagree: one line per night and query (empty when all agree)."""
+    names = list(answers)
+    reference = answers[names[0]]
+    problems = []
+    for name in names[1:]:
+        for night, (expected, got) in enumerate(zip(reference, answers[name]), start=1):
+            for query, e, g in zip(queries, expected, got):
+                if e != g:
+                    problems.append(f"night {night}, {query.name}: {names[0]} gave {e[:3]}, {name} gave {g[:3]}")
+    return problems
+
+
+def time_queries(systems: list[System], queries: list[Query], args) -> dict:
+    out: dict = {}
+    for system in systems:
+        out[system.name] = {}
+        for label, night in (("latest", args.nights), ("night1", 1)):
+            for q in queries:
+                _, times = system.query(night, q.sql, q.tables, repeat=args.repeat + 1)
+                out[system.name][f"{q.name}@{label}"] = {"cold": times[0], "warm": statistics.median(times[1:])}
+    return out
+
+
+def operations(systems: list[System], workload: Workload, args) -> dict:
+    out: dict = {}
+    for system in systems:
+        ops: dict = {}
+        if args.nights >= 2:
+            counts, seconds = system.diff(args.nights - 1, args.nights, "master", "bbl")
+            ops["diff"] = {"seconds": seconds, **counts}
+        changes, seconds = system.history(args.nights, "master", "bbl", workload.probe)
+        ops["history"] = {"seconds": seconds, "changes": changes}
+        seconds = system.branch("experiment")
+        if seconds is not None:
+            ops["branch"] = {"seconds": seconds}
+        out[system.name] = ops
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=0.1, help="1 = 856,000 parcels and 77 source tables of 250 KB to 50 MB")
+    parser.add_argument("--nights", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--column-every", type=int, default=8, help="a column is added every this many nights")
+    parser.add_argument("--variant", action="append", choices=VARIANTS, help="repeatable (default: all three)")
+    parser.add_argument("--systems", type=lambda s: s.split(","), help="comma-separated (default: all)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each query after the first")
+    parser.add_argument("--udr-driver", required=True, help="the udr-bench executable")
+    parser.add_argument("--work", help="scratch directory (default: a temporary one, removed after)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="where results go")
+    parser.add_argument("--no-report", action="store_true", help="print the JSON only, no markdown or plots")
+    args = parser.parse_args(argv)
+    variants = args.variant or list(VARIANTS)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="udr-peers-"))
+    started = time.perf_counter()
+    results = []
+    try:
+        for variant in variants:
+            # Reads, diff, history and branches are measured on the mixed workload.
+            args.measure_reads = variant == "mixed"
+            results.append(run_variant(args, variant, work))
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    run = {"scale": args.scale, "nights": args.nights, "seed": args.seed, "seconds": time.perf_counter() - started, "variants": results}
+    disagreements = [line for r in results for line in r["answers_agree"]]
+    if args.no_report:
+        print(json.dumps(run, indent=1))
+    else:
+        import report
+
+        page = report.write(run, Path(args.out))
+        print(f"results: {page}")
+    if disagreements:
+        print("systems disagree:\n  " + "\n  ".join(disagreements), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
