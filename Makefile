@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SETUP_STAMP := $(or $(UDR_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/udr)/duckdb-1.5.5/.complete
 
-.PHONY: run test setup build bench stress clean-demo
+.PHONY: run test test-peers setup build bench bench-peers stress clean-demo
 
 ## Build, set up, and show UDR's main job on a demo repository.
 run: setup build
@@ -12,6 +12,12 @@ run: setup build
 test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) test-peers
+
+## The peer benchmark's harness at a tiny scale: every system must give the
+## same answers every night (needs the debug build `test` makes).
+test-peers: setup
+	venv=$$(scripts/setup-peers.sh) && "$$venv/bin/python" bench/test_peers.py --udr-driver .build/debug/udr-bench
 
 ## Install the DuckDB runtime and extensions (cached outside the repository).
 setup: $(SETUP_STAMP)
@@ -28,6 +34,13 @@ bench: setup
 	$(SWIFT) build -c release --product udr-bench
 	$(SWIFT) build -c release --product udr-harness
 	.build/release/udr-bench $(BENCH_ARGS)
+
+## UDR against DuckLake, Delta, Iceberg and Parquet copies on the nightly
+## refresh; results in bench/results/. SCALE=1 is the full parcel pipeline.
+bench-peers: setup
+	$(SWIFT) build -c release --product udr-bench
+	venv=$$(scripts/setup-peers.sh) && "$$venv/bin/python" bench/peers.py --udr-driver .build/release/udr-bench \
+	  --scale $(or $(SCALE),0.1) $(PEERS_ARGS)
 
 ## Crash safety at length: 2,000 writers killed at random instants (STRESS_KILLS to change).
 stress: setup

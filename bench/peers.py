@@ -62,7 +62,8 @@ def fixed_queries(workload: Workload) -> list[Query]:
 
 def run_variant(args, variant: str, work: Path) -> dict:
     started = time.perf_counter()
-    workload = Workload(scale=args.scale, seed=args.seed, nights=args.nights, variant=variant, column_every=args.column_every)
+    nights_run = args.nights if variant == "mixed" else min(args.nights, args.variant_nights)
+    workload = Workload(scale=args.scale, seed=args.seed, nights=nights_run, variant=variant, column_every=args.column_every)
     queries = fixed_queries(workload)
     root = work / variant
     systems = make_systems(root / "systems", args.udr_driver, args.systems)
@@ -72,7 +73,7 @@ def run_variant(args, variant: str, work: Path) -> dict:
     answers: dict[str, list] = {s.name: [] for s in systems}
     uploaded: dict[str, dict] = {s.name: {} for s in systems}
     try:
-        for n in range(1, args.nights + 1):
+        for n in range(1, nights_run + 1):
             tables = workload.night(n)
             files = {}
             for t in tables:
@@ -85,7 +86,7 @@ def run_variant(args, variant: str, work: Path) -> dict:
                 stored = system.stored_files()
                 synced = sum(size for path, (size, mtime) in stored.items() if uploaded[system.name].get(path) != (size, mtime))
                 uploaded[system.name] = stored
-                answers[system.name].append([system.query(n, q.sql, q.tables)[0] for q in queries])
+                answers[system.name].append(system.answers(n, queries))
                 record["systems"][system.name] = {
                     "write_seconds": seconds,
                     "bytes": sum(size for size, _ in stored.values()),
@@ -99,6 +100,7 @@ def run_variant(args, variant: str, work: Path) -> dict:
             "nights": nights,
             "systems": {s.name: s.label for s in systems},
             "answers_agree": answers_agree(answers, queries),
+            "answers": {q.name: [night[i] for night in answers[systems[0].name]] for i, q in enumerate(queries)},
         }
         if args.measure_reads:
             result["queries"] = time_queries(systems, queries, args)
@@ -150,20 +152,27 @@ def operations(systems: list[System], workload: Workload, args) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=0.1, help="1 = 856,000 parcels and 77 source tables of 250 KB to 50 MB")
-    parser.add_argument("--nights", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--column-every", type=int, default=8, help="a column is added every this many nights")
-    parser.add_argument("--variant", action="append", choices=VARIANTS, help="repeatable (default: all three)")
-    parser.add_argument("--systems", type=lambda s: s.split(","), help="comma-separated (default: all)")
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each query after the first")
-    parser.add_argument("--udr-driver", required=True, help="the udr-bench executable")
-    parser.add_argument("--work", help="scratch directory (default: a temporary one, removed after)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="where results go")
-    parser.add_argument("--no-report", action="store_true", help="print the JSON only, no markdown or plots")
-    args = parser.parse_args(argv)
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", type=float, default=0.1, help="1 = 856,000 parcels and 77 source tables of 250 KB to 50 MB")
+    p.add_argument("--nights", type=int, default=30)
+    p.add_argument("--variant-nights", type=int, default=10, help="nights of the single-pattern variants")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--column-every", type=int, default=8, help="a column is added every this many nights")
+    p.add_argument("--variant", action="append", choices=VARIANTS, help="repeatable (default: all three)")
+    p.add_argument("--systems", type=lambda s: s.split(","), help="comma-separated (default: all)")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs of each query after the first")
+    p.add_argument("--udr-driver", required=True, help="the udr-bench executable")
+    p.add_argument("--work", help="scratch directory (default: a temporary one, removed after)")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"), help="where results go")
+    p.add_argument("--no-report", action="store_true", help="print the JSON only, no markdown or plots")
+    return p
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Runs every variant asked for; returns all measurements."""
+    if args.nights < 2:
+        raise SystemExit("--nights must be at least 2: the comparison is about what refreshes cost")
     variants = args.variant or list(VARIANTS)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="udr-peers-"))
     started = time.perf_counter()
@@ -176,15 +185,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    run = {"scale": args.scale, "nights": args.nights, "seed": args.seed, "seconds": time.perf_counter() - started, "variants": results}
-    disagreements = [line for r in results for line in r["answers_agree"]]
+    return {"scale": args.scale, "nights": args.nights, "seed": args.seed, "seconds": time.perf_counter() - started, "variants": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    measured = run(args)
     if args.no_report:
-        print(json.dumps(run, indent=1))
+        print(json.dumps(measured, indent=1))
     else:
         import report
 
-        page = report.write(run, Path(args.out))
-        print(f"results: {page}")
+        print(f"results: {report.write(measured, Path(args.out))}")
+    disagreements = [line for r in measured["variants"] for line in r["answers_agree"]]
     if disagreements:
         print("systems disagree:\n  " + "\n  ".join(disagreements), file=sys.stderr)
         return 1

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 MASTER_ROWS = 856_000
 SOURCE_TABLES = 77
-EVENT_TABLES = 30  # time-ordered: rows appended nightly; the rest are reference tables
+EVENT_TABLES = 12  # time-ordered: rows appended nightly; the rest are reference tables
 SMALLEST_SOURCE = 250_000  # bytes of Parquet at scale 1
 LARGEST_SOURCE = 50_000_000
 SOURCE_BYTES_PER_ROW = 40  # measured: what one source row takes in Parquet (snappy)
