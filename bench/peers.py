@@ -84,7 +84,12 @@ def run_variant(args, variant: str, work: Path) -> dict:
             for system in systems:
                 seconds = system.write(n, tables, files)
                 stored = system.stored_files()
-                synced = sum(size for path, (size, mtime) in stored.items() if uploaded[system.name].get(path) != (size, mtime))
+                before = uploaded[system.name]
+                synced = sum(
+                    size
+                    for path, (size, mtime) in stored.items()
+                    if path not in before or (system.is_mutable(path) and before[path] != (size, mtime))
+                )
                 uploaded[system.name] = stored
                 answers[system.name].append(system.answers(n, queries))
                 record["systems"][system.name] = {

@@ -128,8 +128,9 @@ def write(run: dict, out: Path) -> Path:
         "refreshed; row-level ones apply the night's deletes, updates and inserts. Parquet copies write every table into a new folder each night. "
         "UDR and DuckLake commit a night as one transaction; Delta and Iceberg commit per table (they have no multi-table transaction).",
         "- **Bytes**: every file of the system's storage (UDR's read cache and write scratch excluded: they are rebuilt, never synced). "
-        "**Sync**: the bytes of files that are new or changed (size or time) since the night before — what `aws s3 sync` or `rclone` would upload; "
-        "a full copy is all of the night's tables as Parquet.",
+        "**Sync**: the bytes of files not uploaded before, plus the catalog files that changed (SQLite catalogs are uploaded whole; "
+        "every other file of every system is written once under a unique name) — what `rclone copy --immutable` would upload; "
+        "a full copy is all of the night's tables as Parquet. UDR has no push of its own yet; its catalog counts as a whole file too.",
         "- **Queries**: read by DuckDB " + "(DuckLake natively; Delta and Iceberg through the Parquet files of the table version, as `delta_scan` "
         "and `iceberg_scan` do; UDR in-process through `udr-bench driver`). Each is run once (\"first run\") and then "
         "timed as the median of the next runs (\"warm\").",

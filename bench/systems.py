@@ -150,6 +150,16 @@ class System:
     def is_cache(self, directory: str) -> bool:
         return False
 
+    @staticmethod
+    def is_mutable(path: str) -> bool:
+        """Files rewritten in place: catalogs and Delta's checkpoint pointer.
+        Every other file of every system is written once under a unique
+        name (a UUID, or UDR's content hash) and never changes, so a sync
+        uploads it once; UDR refreshes the time of objects it reuses (so
+        that a concurrent GC spares them), which a time-comparing sync
+        must not mistake for a change."""
+        return path.endswith((".sqlite", ".db", "-wal", "_last_checkpoint"))
+
     def close(self) -> None:
         pass
 
@@ -208,6 +218,8 @@ class UDR(System):
         if self.process.stdin:
             self.process.stdin.close()
         self.process.wait(timeout=60)
+        if self.process.stdout:
+            self.process.stdout.close()
 
 
 class DuckLake(System):
