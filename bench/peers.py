@@ -104,10 +104,10 @@ def run_variant(args, variant: str, work: Path) -> dict:
             "variant": variant,
             "nights": nights,
             "systems": {s.name: s.label for s in systems},
-            "answers_agree": answers_agree(answers, queries),
+            "disagreements": disagreements(answers, queries),
             "answers": {q.name: [night[i] for night in answers[systems[0].name]] for i, q in enumerate(queries)},
         }
-        if args.measure_reads:
+        if variant == "mixed":  # reads, diff, history and branches are measured on the mixed workload
             result["queries"] = time_queries(systems, queries, args)
             result["operations"] = operations(systems, workload, args)
         result["seconds"] = time.perf_counter() - started
@@ -117,7 +117,7 @@ def run_variant(args, variant: str, work: Path) -> dict:
             system.close()
 
 
-def answers_agree(answers: dict[str, list], queries: list[Query]) -> list[str]:
+def disagreements(answers: dict[str, list], queries: list[Query]) -> list[str]:
     """Where systems disagree: one line per night and query (empty when all agree)."""
     names = list(answers)
     reference = answers[names[0]]
@@ -145,9 +145,8 @@ def operations(systems: list[System], workload: Workload, args) -> dict:
     out: dict = {}
     for system in systems:
         ops: dict = {}
-        if args.nights >= 2:
-            counts, seconds = system.diff(args.nights - 1, args.nights, "master", "bbl")
-            ops["diff"] = {"seconds": seconds, **counts}
+        counts, seconds = system.diff(args.nights - 1, args.nights, "master", "bbl")
+        ops["diff"] = {"seconds": seconds, **counts}
         changes, seconds = system.history(args.nights, "master", "bbl", workload.probe)
         ops["history"] = {"seconds": seconds, "changes": changes}
         seconds = system.branch("experiment")
@@ -178,14 +177,17 @@ def run(args: argparse.Namespace) -> dict:
     """Runs every variant asked for; returns all measurements."""
     if args.nights < 2:
         raise SystemExit("--nights must be at least 2: the comparison is about what refreshes cost")
+    if not Path(args.udr_driver).is_file():
+        raise SystemExit(
+            f"no UDR driver at {args.udr_driver}: build it with `swift build --product udr-bench` "
+            "(add -c release for timings; `make bench-peers` does)"
+        )
     variants = args.variant or list(VARIANTS)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="udr-peers-"))
     started = time.perf_counter()
     results = []
     try:
         for variant in variants:
-            # Reads, diff, history and branches are measured on the mixed workload.
-            args.measure_reads = variant == "mixed"
             results.append(run_variant(args, variant, work))
     finally:
         if not args.work:
@@ -202,9 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         import report
 
         print(f"results: {report.write(measured, Path(args.out))}")
-    disagreements = [line for r in measured["variants"] for line in r["answers_agree"]]
-    if disagreements:
-        print("systems disagree:\n  " + "\n  ".join(disagreements), file=sys.stderr)
+    problems = [line for r in measured["variants"] for line in r["disagreements"]]
+    if problems:
+        print("systems disagree:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
     return 0
 

@@ -62,7 +62,7 @@ class System:
     def __init__(self, root: Path):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        self.refs: list[object] = []  # per night, what `reader` needs to read it
+        self.refs: list[object] = []  # per night, what `source` needs to read it
 
     # Writing -------------------------------------------------------------------
 
@@ -72,9 +72,19 @@ class System:
 
     # Reading -------------------------------------------------------------------
 
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect()
+
+    def source(self, con: duckdb.DuckDBPyConnection, night: int, table: str) -> str:
+        """What `FROM` reads in `con` for `table` as it was after `night`."""
+        raise NotImplementedError
+
     def reader(self, night: int, tables: list[str]) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection where `tables` read as they were after `night`."""
-        raise NotImplementedError
+        con = self.connect()
+        for table in tables:
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM {self.source(con, night, table)}")
+        return con
 
     def query(self, night: int, sql: str, tables: list[str], repeat: int = 1) -> tuple[list, list[float]]:
         con = self.reader(night, tables)
@@ -96,37 +106,31 @@ class System:
     def diff(self, a: int, b: int, table: str, key: str) -> tuple[dict, float]:
         """Rows inserted, deleted and updated between two nights, the way a
         user of this system does it: a full outer join of the two versions."""
-        con = duckdb.connect()
-        old = self.reader(a, [table])
-        new = self.reader(b, [table])
+        con = self.connect()
+        old, new = self.source(con, a, table), self.source(con, b, table)
         start = time.perf_counter()
-        old_rel = old.sql(f"SELECT * FROM {table}").fetch_arrow_table()
-        new_rel = new.sql(f"SELECT * FROM {table}").fetch_arrow_table()
-        con.register("o", old_rel)
-        con.register("n", new_rel)
-        common = [c for c in old_rel.column_names if c in new_rel.column_names and c != key]
-        changed = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in common) or "false"
+        names = [{d[0] for d in con.execute(f"SELECT * FROM {s} LIMIT 0").description} for s in (old, new)]
+        changed = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in sorted(names[0] & names[1]) if c != key) or "false"
         counts = con.execute(
             f"""SELECT count(*) FILTER (o.{key} IS NULL), count(*) FILTER (n.{key} IS NULL),
                        count(*) FILTER (o.{key} IS NOT NULL AND n.{key} IS NOT NULL AND ({changed}))
-                FROM o FULL OUTER JOIN n ON o.{key} = n.{key}"""
+                FROM {old} o FULL OUTER JOIN {new} n ON o.{key} = n.{key}"""
         ).fetchone()
         elapsed = time.perf_counter() - start
-        old.close()
-        new.close()
+        con.close()
         return {"inserted": counts[0], "deleted": counts[1], "updated": counts[2]}, elapsed
 
     def history(self, nights: int, table: str, key: str, value: int) -> tuple[int, float]:
         """The versions where one row changed: each night queried in turn."""
         start = time.perf_counter()
+        con = self.connect()
         states, last = 0, object()
         for night in range(1, nights + 1):
-            con = self.reader(night, [table])
-            row = con.execute(f"SELECT * FROM {table} WHERE {key} = {value}").fetchall()
-            con.close()
+            row = con.execute(f"SELECT * FROM {self.source(con, night, table)} WHERE {key} = {value}").fetchall()
             if row != last:
                 states += 1
                 last = row
+        con.close()
         return states, time.perf_counter() - start
 
     def branch(self, name: str) -> float | None:
@@ -230,16 +234,26 @@ class DuckLake(System):
         self.row_level = row_level
         self.name = "ducklake-rows" if row_level else "ducklake-replace"
         self.label = "DuckLake (UPDATE/DELETE/INSERT)" if row_level else "DuckLake (CREATE OR REPLACE)"
-        self.con = self._attach("lake", None)
+        self.con = self.connect()
+        self.con.execute(f"ATTACH '{self.catalog}' AS lake (DATA_PATH '{self.root / 'data'}/')")
+        self.con.execute("USE lake")
 
-    def _attach(self, alias: str, version: int | None) -> duckdb.DuckDBPyConnection:
+    @property
+    def catalog(self) -> str:
+        return f"ducklake:sqlite:{self.root / 'catalog.sqlite'}"
+
+    def connect(self):
         con = duckdb.connect()
         con.execute(f"LOAD '{_extension('sqlite_scanner')}'")
         con.execute(f"LOAD '{_extension('ducklake')}'")
-        options = f"DATA_PATH '{self.root / 'data'}/'" if version is None else f"SNAPSHOT_VERSION {version}, READ_ONLY"
-        con.execute(f"ATTACH 'ducklake:sqlite:{self.root / 'catalog.sqlite'}' AS {alias} ({options})")
-        con.execute(f"USE {alias}")
         return con
+
+    def source(self, con, night, table):
+        version = self.refs[night - 1]
+        alias = f"snapshot_{version}"
+        if not con.execute("SELECT 1 FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchall():
+            con.execute(f"ATTACH '{self.catalog}' AS {alias} (SNAPSHOT_VERSION {version}, READ_ONLY)")
+        return f"{alias}.{table}"
 
     def write(self, night, tables, files):
         con = self.con
@@ -251,7 +265,7 @@ class DuckLake(System):
                     con.register("snapshot", t.snapshot)
                     con.execute(f"CREATE OR REPLACE TABLE {t.name} AS SELECT * FROM snapshot")
                     con.unregister("snapshot")
-                elif self.row_level and t.change is not None and not t.change.empty:
+                elif self.row_level and not t.change.empty:
                     c = t.change
                     for column, kind in c.added_columns:
                         con.execute(f"ALTER TABLE {t.name} ADD COLUMN {column} {kind}")
@@ -272,9 +286,6 @@ class DuckLake(System):
         self.refs.append(con.execute("SELECT id FROM current_snapshot()").fetchone()[0])
         return elapsed
 
-    def reader(self, night, tables):
-        return self._attach("snap", self.refs[night - 1])
-
     def close(self):
         self.con.close()
 
@@ -285,12 +296,9 @@ class FileListed(System):
     def files(self, night: int, table: str) -> list[str]:
         raise NotImplementedError
 
-    def reader(self, night, tables):
-        con = duckdb.connect()
-        for table in tables:
-            listed = ", ".join(f"'{f}'" for f in self.files(night, table))
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
-        return con
+    def source(self, con, night, table):
+        listed = ", ".join(f"'{f}'" for f in self.files(night, table))
+        return f"read_parquet([{listed}], union_by_name = true)"
 
 
 class Delta(FileListed):
@@ -311,7 +319,7 @@ class Delta(FileListed):
                 path = str(self.root / t.name)
                 if night == 1 or (t.refreshed and not self.merge):
                     write_deltalake(path, t.snapshot, mode="overwrite", schema_mode="overwrite")
-                elif self.merge and t.change is not None and not t.change.empty:
+                elif self.merge and not t.change.empty:
                     c = t.change
                     table = DeltaTable(path)
                     if c.added_columns:
@@ -328,7 +336,7 @@ class Delta(FileListed):
                         )
 
         elapsed = _timed(run)
-        self.refs.append({t.name: DeltaTable_version(self.root / t.name) for t in tables})
+        self.refs.append({t.name: DeltaTable(str(self.root / t.name)).version() for t in tables})
         return elapsed
 
     def files(self, night, table):
@@ -336,12 +344,6 @@ class Delta(FileListed):
 
         uris = DeltaTable(str(self.root / table), version=self.refs[night - 1][table]).file_uris()
         return [u.removeprefix("file://") for u in uris]
-
-
-def DeltaTable_version(path: Path) -> int:
-    from deltalake import DeltaTable
-
-    return DeltaTable(str(path)).version()
 
 
 def _upserts(t: TableNight) -> pa.Table:
@@ -377,7 +379,7 @@ class Iceberg(FileListed):
                     table.append(t.snapshot)
                     continue
                 table = self.catalog.load_table(ident)
-                if not t.refreshed and (t.change is None or t.change.empty):
+                if not t.refreshed:  # neither rewritten nor changed tonight
                     continue
                 evolved = t.snapshot.schema.names != table.schema().column_names
                 if evolved:
@@ -392,7 +394,7 @@ class Iceberg(FileListed):
                 # recompute is, is written as the overwrite a pyiceberg user
                 # would write: binding a key filter of every row took pyiceberg
                 # 11 s a night for the master at scale 0.1.
-                everything = t.change is not None and t.change.updated.num_rows >= t.snapshot.num_rows // 2
+                everything = t.change.updated.num_rows >= t.snapshot.num_rows // 2
                 if not self.upsert or evolved or everything:
                     table.overwrite(t.snapshot)
                     continue
@@ -450,11 +452,8 @@ class ParquetCopies(System):
         self.refs.append(folder)
         return elapsed
 
-    def reader(self, night, tables):
-        con = duckdb.connect()
-        for table in tables:
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{self.refs[night - 1] / table}.parquet')")
-        return con
+    def source(self, con, night, table):
+        return f"read_parquet('{self.refs[night - 1] / table}.parquet')"
 
     def branch(self, name):
         return _timed(lambda: shutil.copytree(self.refs[-1], self.root / f"branch-{name}"))

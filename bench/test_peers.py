@@ -34,7 +34,7 @@ class PeerHarnessTest(unittest.TestCase):
     def test_every_system_answers_alike_every_night(self):
         for name, variant in self.variants.items():
             self.assertEqual(len(variant["systems"]), 8, name)
-            self.assertEqual(variant["answers_agree"], [], f"{name}: systems disagree")
+            self.assertEqual(variant["disagreements"], [], f"{name}: systems disagree")
 
     def test_the_answers_follow_the_nights(self):
         # The agreement above would be empty if the data did not move: each

@@ -43,12 +43,8 @@ WORDS = ["north", "south", "repair", "facade", "boiler", "roof", "elevator", "pl
 EPOCH = np.datetime64("2026-01-01")
 
 
-def _dictionary(values: list[str]) -> pa.Array:
-    return pa.array(values, pa.string())
-
-
 def _text(codes: np.ndarray, values: list[str]) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), _dictionary(values)).cast(pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(values, pa.string())).cast(pa.string())
 
 
 def _wkb_squares(lon: np.ndarray, lat: np.ndarray, half: np.ndarray) -> pa.Array:
@@ -84,7 +80,7 @@ class TableNight:
     key: str
     snapshot: pa.Table
     change: Change | None  # None on the first night (the table is created)
-    refreshed: bool  # whether the source refreshed this night (replace-style writers rewrite it)
+    refreshed: bool  # whether the source refreshed or the table changed this night (replace-style writers rewrite it)
 
 
 class Table:
@@ -114,25 +110,36 @@ class Table:
         for name in self.columns:
             self.columns[name] = self.columns[name][~mask]
 
+    # Columns kept as codes into these values, rendered as text.
+    TEXTS: dict[str, list[str]] = {}
+    # The SELECT list that renders the columns of `raw` (added columns follow).
+    projection = ""
+
+    def derived(self, c: dict[str, np.ndarray]) -> dict[str, pa.Array]:
+        """Columns computed from others when rendered."""
+        return {}
+
     def render(self, columns: dict[str, np.ndarray] | None = None, only: list[str] | None = None) -> pa.Table:
-        raise NotImplementedError
+        """`columns` (default: all rows) as the table's rows, in key order."""
+        c = self.columns if columns is None else columns
+        raw = pa.table({name: _text(v, self.TEXTS[name]) if name in self.TEXTS else v for name, v in c.items()} | self.derived(c))
+        added = "".join(f", {name}::{kind} AS {name}" for name, kind in self.added)
+        return _project(f"SELECT {self.projection}{added} FROM raw ORDER BY {self.key}", raw, only)
+
+
+def extra_values(keys: np.ndarray, night: int) -> np.ndarray:
+    """The values of the column added on `night`."""
+    return ((keys * night) % 997).astype(np.int32)
 
 
 class Master(Table):
-    TYPES = None
+    TEXTS = {"status": STATUSES, "bldg_class": BUILDING_CLASSES, "zoning": ZONINGS, "tax_class": TAX_CLASSES, "flood_zone": FLOOD_ZONES}
 
-    def render(self, columns=None, only=None) -> pa.Table:
-        c = self.columns if columns is None else columns
-        raw = pa.table({name: values for name, values in c.items() if name not in ("status", "bldg_class", "zoning", "tax_class", "flood_zone")})
-        raw = raw.append_column("status", _text(c["status"], STATUSES))
-        raw = raw.append_column("bldg_class", _text(c["bldg_class"], BUILDING_CLASSES))
-        raw = raw.append_column("zoning", _text(c["zoning"], ZONINGS))
-        raw = raw.append_column("tax_class", _text(c["tax_class"], TAX_CLASSES))
-        raw = raw.append_column("flood_zone", _text(c["flood_zone"], FLOOD_ZONES))
-        raw = raw.append_column("geom", _wkb_squares(c["longitude"], c["latitude"], np.sqrt(c["lot_area"]) * 4.5e-6))
-        added = "".join(f", {name}::{kind} AS {name}" for name, kind in self.added)
-        sql = f"""
-        SELECT bbl, borough::SMALLINT AS borough, block, lot,
+    def derived(self, c):
+        return {"geom": _wkb_squares(c["longitude"], c["latitude"], np.sqrt(c["lot_area"]) * 4.5e-6)}
+
+    projection = """
+        bbl, borough::SMALLINT AS borough, block, lot,
                house_no::VARCHAR || ' ' || 'STREET ' || street::VARCHAR AS address,
                zipcode::VARCHAR AS zipcode, 'OWNER ' || owner::VARCHAR || ' LLC' AS owner_name,
                bldg_class, land_use::SMALLINT AS land_use, zoning, lot_area, bldg_area,
@@ -152,25 +159,19 @@ class Master(Table):
                landmark, flood_zone,
                (score_a_e4 / 10000)::DECIMAL(12,4)::DOUBLE AS score_a,
                (score_b_e4 / 10000)::DECIMAL(12,4)::DOUBLE AS score_b,
-               geom{added}
-        FROM raw ORDER BY bbl"""
-        return _project(sql, raw, only)
+               geom"""
 
 
 class Source(Table):
-    def render(self, columns=None, only=None) -> pa.Table:
-        c = self.columns if columns is None else columns
-        raw = pa.table({name: values for name, values in c.items() if name not in ("kind", "status")})
-        raw = raw.append_column("kind", _text(c["kind"], EVENT_KINDS))
-        raw = raw.append_column("status", _text(c["status"], STATUSES))
-        added = "".join(f", {name}::{kind} AS {name}" for name, kind in self.added)
-        sql = f"""
-        SELECT {self.key}, bbl, (DATE '2026-01-01' + day::INTEGER) AS event_date, kind,
+    TEXTS = {"kind": EVENT_KINDS, "status": STATUSES}
+
+    @property
+    def projection(self) -> str:
+        return f"""
+        {self.key}, bbl, (DATE '2026-01-01' + day::INTEGER) AS event_date, kind,
                (amount_cents / 100)::DECIMAL(12,2) AS amount, status,
                kind || ' ' || word_a::VARCHAR || '/' || word_b::VARCHAR AS description,
-               (value_e3 / 1000)::DECIMAL(12,3)::DOUBLE AS value{added}
-        FROM raw ORDER BY {self.key}"""
-        return _project(sql, raw, only)
+               (value_e3 / 1000)::DECIMAL(12,3)::DOUBLE AS value"""
 
 
 _renderer = duckdb.connect()
@@ -370,7 +371,7 @@ class Workload:
             # A column added now and then (never on the last night, so the
             # last night's diff compares like with like).
             name = f"extra_{n:02d}"
-            table.columns[name] = ((table.keys() * n) % 997).astype(np.int32)
+            table.columns[name] = extra_values(table.keys(), n)
             table.added.append((name, "INTEGER"))
             added.append((name, "INTEGER"))
             changed_columns.add(name)
@@ -378,17 +379,15 @@ class Workload:
         # Build the change: deletes, then updates of surviving rows, then inserts.
         deleted_keys = keys_before[deleted_mask]
         update_mask = changed & ~deleted_mask
-        update_columns = [table.key] + sorted(changed_columns)
-        rendered = table.render(table.take(update_mask)) if update_mask.any() else table.render(table.take(np.zeros(table.rows, bool)))
-        updated = rendered.select(update_columns) if changed_columns else rendered.select([table.key]).slice(0, 0)
+        updated = table.render(table.take(update_mask), only=[table.key, *sorted(changed_columns)])
         table.delete(deleted_mask)
         if inserted is not None:
             for name, _ in table.added:
                 if name not in inserted:
-                    inserted[name] = ((inserted[table.key] * int(name[-2:])) % 997).astype(np.int32)
+                    inserted[name] = extra_values(inserted[table.key], int(name.removeprefix("extra_")))
             table.append(inserted)
             inserted_table = table.render(inserted)
         else:
-            inserted_table = table.render(table.take(np.zeros(table.rows, bool)))
+            inserted_table = table.render(table.take(slice(0, 0)))
         change = Change(pa.array(deleted_keys, pa.int64()), updated, inserted_table, added)
         return change, refreshed or not change.empty

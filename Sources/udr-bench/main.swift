@@ -14,7 +14,11 @@ let only = arguments.firstIndex(of: "--only").map { arguments[$0 + 1] }
 let diffRows = arguments.firstIndex(of: "--diff-rows").flatMap { Int(arguments[$0 + 1]) } ?? 10_000_000
 let repetitions = 15
 
-if arguments.count == 3, arguments[1] == "driver" {
+if arguments.count > 1, arguments[1] == "driver" {
+    guard arguments.count == 3 else {
+        FileHandle.standardError.write(Data("usage: udr-bench driver REPOSITORY (bench/peers.py starts it; requests are JSON lines on stdin)\n".utf8))
+        exit(2)
+    }
     try await runPeerDriver(repositoryPath: arguments[2])
     exit(0)
 }
