@@ -269,9 +269,9 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    public func stage(_ table: StagedTable, in transaction: String, replacing: ObjectID?, now: Date) throws(UDRError) {
+    public func stage(_ table: StagedTable, in transaction: String, replacing: ObjectID?, writeBegan: Date, now: Date) throws(UDRError) {
         try write { db in
-            let record = try Self.liveTransaction(db, transaction, now: now)
+            let record = try Self.liveTransaction(db, transaction, now: writeBegan)
             let current = try String.fetchOne(
                 db, sql: "SELECT manifest FROM staged WHERE tx = ? AND table_name = ?", arguments: [transaction, table.table.rawValue])
             guard current == replacing?.hex else {

@@ -195,10 +195,11 @@ public protocol Catalog: Sendable {
     func transaction(_ id: String) throws(UDRError) -> TransactionRecord?
     /// Every transaction not committed or aborted (including expired ones).
     func openTransactions() throws(UDRError) -> [TransactionRecord]
-    /// Stages a table version in a live transaction, replacing the one
-    /// staged for the table if it is still `replacing` (compare-and-swap:
-    /// `.conflict` otherwise); moves the expiry forward.
-    func stage(_ table: StagedTable, in transaction: String, replacing: ObjectID?, now: Date) throws(UDRError)
+    /// Stages a table version in a transaction that was live when the write
+    /// began (`writeBegan`) and is still open, replacing the one staged for
+    /// the table if it is still `replacing` (compare-and-swap: `.conflict`
+    /// otherwise); moves the expiry to `now` plus the time to live.
+    func stage(_ table: StagedTable, in transaction: String, replacing: ObjectID?, writeBegan: Date, now: Date) throws(UDRError)
     func stagedTables(in transaction: String) throws(UDRError) -> [StagedTable]
     /// Marks a transaction aborted and forgets what it staged. Committed
     /// transactions cannot be aborted.

@@ -22,17 +22,39 @@ public final class Transaction: Sendable {
     /// Further parents of the commit (a merge's source); it commits even
     /// when no table changed, so that the merge is recorded.
     let mergeParents: [ObjectID]
+    /// When the write this handle stages began: a write that began while
+    /// the transaction was live stages even when it outlasts the time to
+    /// live (it is activity, not abandonment). Nil outside a write.
+    private let writeBegan: Date?
 
     /// The transaction an enclosing `Repository.transaction { }` runs.
     @TaskLocal static var enclosing: String?
 
-    init(repository: Repository, id: String, branch: String, base: ObjectID?, inMemory: Bool, mergeParents: [ObjectID] = []) {
+    convenience init(repository: Repository, id: String, branch: String, base: ObjectID?, inMemory: Bool, mergeParents: [ObjectID] = []) {
+        self.init(
+            repository: repository, id: id, branch: branch, base: base, memory: inMemory ? StagedMemory() : nil, mergeParents: mergeParents,
+            writeBegan: nil)
+    }
+
+    private init(
+        repository: Repository, id: String, branch: String, base: ObjectID?, memory: StagedMemory?, mergeParents: [ObjectID], writeBegan: Date?
+    ) {
         self.repository = repository
         self.mergeParents = mergeParents
         self.id = id
         self.branch = branch
         self.base = base
-        self.memory = inMemory ? StagedMemory() : nil
+        self.memory = memory
+        self.writeBegan = writeBegan
+    }
+
+    /// This transaction for one write: checked live now, and judged live at
+    /// this moment again when the write stages, however long it runs.
+    private func beginWrite() throws(UDRError) -> Transaction {
+        let now = Date()
+        try checkLive(at: now)
+        return Transaction(
+            repository: repository, id: id, branch: branch, base: base, memory: memory, mergeParents: mergeParents, writeBegan: now)
     }
 
     var isPersistent: Bool { memory == nil }
@@ -50,17 +72,17 @@ public final class Transaction: Sendable {
         if let memory {
             memory.set(table)
         } else {
-            try repository.catalog.stage(table, in: id, replacing: replacing, now: Date())
+            try repository.catalog.stage(table, in: id, replacing: replacing, writeBegan: writeBegan ?? Date(), now: Date())
         }
     }
 
     /// Fails unless the transaction can still take work.
-    func checkLive() throws(UDRError) {
+    func checkLive(at now: Date = Date()) throws(UDRError) {
         guard isPersistent else { return }
         guard let record = try repository.catalog.transaction(id) else {
             throw UDRError(.transaction, "there is no transaction \(id); `udr tx list` shows the open ones")
         }
-        if let reason = record.closedReason() { throw UDRError(.transaction, reason) }
+        if let reason = record.closedReason(at: now) { throw UDRError(.transaction, reason) }
     }
 
     /// The tables the transaction reads: its snapshot with its own writes
@@ -99,8 +121,7 @@ public final class Transaction: Sendable {
     @discardableResult
     public func write(_ table: TableName, from source: WriteSource, key: [String]? = nil) async throws(UDRError) -> StagedWrite {
         try await repository.blocking { () throws(UDRError) -> StagedWrite in
-            try self.checkLive()
-            return try self.repository.stageWrite(table, from: source, key: key, in: self)
+            try self.repository.stageWrite(table, from: source, key: key, in: try self.beginWrite())
         }
     }
 
@@ -108,8 +129,7 @@ public final class Transaction: Sendable {
     @discardableResult
     public func apply(_ edit: RowEdit, to table: TableName) async throws(UDRError) -> StagedWrite {
         try await repository.blocking { () throws(UDRError) -> StagedWrite in
-            try self.checkLive()
-            return try self.repository.stageRows(edit, to: table, in: self)
+            try self.repository.stageRows(edit, to: table, in: try self.beginWrite())
         }
     }
 
