@@ -166,6 +166,9 @@ struct CLIRepository {
         try "a,b\n1,2\n3,4,5\n6,7\n".write(toFile: ragged, atomically: true, encoding: .utf8)
         let dupes = repo.dir.path("dupes.csv")
         try "k,v\n1,a\n2,b\n2,c\n3,d\n3,e\n".write(toFile: dupes, atomically: true, encoding: .utf8)
+        // Duplicates of a two-column key that are not neighbours in the input.
+        let pairDupes = repo.dir.path("pair-dupes.csv")
+        try "a,b,v\n1,x,1\n1,y,2\n0,x,3\n1,x,4\n".write(toFile: pairDupes, atomically: true, encoding: .utf8)
         let nulls = repo.dir.path("nulls.csv")
         try "k,v\n1,a\n,b\n".write(toFile: nulls, atomically: true, encoding: .utf8)
 
@@ -174,6 +177,7 @@ struct CLIRepository {
             (["write", "t", truncated], "cannot read"),
             (["write", "t", ragged], "line 3 has 3 fields, but the header has 2"),
             (["write", "t", dupes, "--key", "k"], "(2 rows)"),
+            (["write", "t", pairDupes, "--key", "a,b"], "1 key value(s) of (a, b) occur more than once: (1, x) (2 rows)"),
             (["write", "t", nulls, "--key", "k"], "NULL in the key"),
             (["write", "t", good, "--key", "nope"], "key column 'nope'"),
             (["query", "SELECT * FROM nope"], "nope"),

