@@ -160,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=float, default=0.1, help="1 = 856,000 parcels and 77 source tables of 250 KB to 50 MB")
     p.add_argument("--nights", type=int, default=30)
-    p.add_argument("--variant-nights", type=int, default=10, help="nights of the single-pattern variants")
+    p.add_argument("--variant-nights", type=int, default=5, help="nights of the single-pattern variants")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--column-every", type=int, default=8, help="a column is added every this many nights")
     p.add_argument("--variant", action="append", choices=VARIANTS, help="repeatable (default: all three)")

@@ -371,12 +371,17 @@ class Iceberg(FileListed):
     def write(self, night, tables, files):
         from pyiceberg.expressions import In
 
+        # Each table's snapshot after tonight: a table not written keeps
+        # last night's; a written one reports its new snapshot itself.
+        snapshots = dict(self.refs[-1]) if self.refs else {}
+
         def run():
             for t in tables:
                 ident = f"bench.{t.name}"
                 if night == 1:
                     table = self.catalog.create_table(ident, schema=t.snapshot.schema)
                     table.append(t.snapshot)
+                    snapshots[t.name] = table.current_snapshot().snapshot_id
                     continue
                 table = self.catalog.load_table(ident)
                 if not t.refreshed:  # neither rewritten nor changed tonight
@@ -397,6 +402,7 @@ class Iceberg(FileListed):
                 everything = t.change.updated.num_rows >= t.snapshot.num_rows // 2
                 if not self.upsert or evolved or everything:
                     table.overwrite(t.snapshot)
+                    snapshots[t.name] = table.current_snapshot().snapshot_id
                     continue
                 # Row-level: the deleted keys, then the changed and new rows
                 # replacing their keys. This is what pyiceberg's upsert() does
@@ -412,9 +418,10 @@ class Iceberg(FileListed):
                         tx.delete(In(t.key, c.deleted.to_pylist()))
                     if upserts.num_rows:
                         tx.overwrite(upserts, overwrite_filter=In(t.key, upserts.column(t.key).to_pylist()))
+                snapshots[t.name] = table.current_snapshot().snapshot_id
 
         elapsed = _timed(run)
-        self.refs.append({t.name: self.catalog.load_table(f"bench.{t.name}").current_snapshot().snapshot_id for t in tables})
+        self.refs.append(snapshots)
         return elapsed
 
     def files(self, night, table):
