@@ -14,6 +14,16 @@ let only = arguments.firstIndex(of: "--only").map { arguments[$0 + 1] }
 let diffRows = arguments.firstIndex(of: "--diff-rows").flatMap { Int(arguments[$0 + 1]) } ?? 10_000_000
 let repetitions = 15
 
+if arguments.contains("--help") || arguments.contains("-h") {
+    print(
+        """
+        usage: udr-bench [--only core|tx|branch] [--rows N] [--update-rows N] [--diff-rows N]
+               udr-bench driver REPOSITORY   (for bench/peers.py: JSON-line requests on stdin)
+        `make bench` runs every part in a release build.
+        """)
+    exit(0)
+}
+
 if arguments.count > 1, arguments[1] == "driver" {
     guard arguments.count == 3 else {
         FileHandle.standardError.write(Data("usage: udr-bench driver REPOSITORY (bench/peers.py starts it; requests are JSON lines on stdin)\n".utf8))
