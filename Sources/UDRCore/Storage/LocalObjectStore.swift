@@ -239,7 +239,7 @@ public struct LocalObjectStore: ObjectStore {
 /// Looked up at run time (Glibc's module does not export it; Darwin has none).
 enum FileSystemFlush {
     private typealias Function = @convention(c) (Int32) -> Int32
-    nonisolated(unsafe) private static let function: Function? = {
+    private static let function: Function? = {
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "syncfs") else { return nil }
         return unsafeBitCast(symbol, to: Function.self)
     }()
