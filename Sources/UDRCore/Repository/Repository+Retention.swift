@@ -215,6 +215,7 @@ extension Repository {
             var freed: Int64 = 0
             var waiting = 0
             var waitingBytes: Int64 = 0
+            var doomed: [ObjectID] = []
             for id in all where !reachable.contains(id) {
                 guard let modified = try self.store.modificationTime(id) else { continue }
                 if modified >= cutoff || spared.contains(id) {
@@ -225,10 +226,14 @@ extension Repository {
                 if dryRun {
                     deleted += 1
                     freed += try self.store.size(id) ?? 0
-                } else if let bytes = try self.store.delete(id, unlessModifiedSince: cutoff) {
-                    deleted += 1
-                    freed += bytes
+                } else {
+                    doomed.append(id)
                 }
+            }
+            if !doomed.isEmpty {
+                let gone = try self.store.delete(doomed, unlessModifiedSince: cutoff)
+                deleted += gone.objects
+                freed += gone.bytes
             }
             // Temporary files of running writes are younger than `cutoff`.
             let abandoned = try self.store.removeAbandoned(before: cutoff, dryRun: dryRun)

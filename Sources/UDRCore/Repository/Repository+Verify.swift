@@ -14,7 +14,7 @@ extension Repository {
     /// manifest, recipe and blob resolves.
     public func verify() async throws(UDRError) -> VerifyReport {
         try await blocking { () throws(UDRError) -> VerifyReport in
-            var problems: [String] = []
+            var problems = try self.store.problems()
             let ids = try self.store.list()
             var corrupt = Set<ObjectID>()
             for id in ids {

@@ -7,22 +7,31 @@ import Foundation
     import Darwin
 #endif
 
-/// Objects as files in a local directory: `objects/ab/cdef…`. A new object is
-/// written under `tmp/`, flushed to disk, then renamed into place, so a
-/// crash never leaves a partial object under its id.
+/// Objects as files in a local directory: one file per object at
+/// `objects/ab/cdef…`, or many objects in one pack under `objects/pack/`
+/// (see ``PackFormat``): a put of ``packThreshold`` or more new objects
+/// writes one pack. A new file is written under a temporary name, flushed
+/// to disk, then renamed into place, so a crash never leaves a partial
+/// object under its id.
 public struct LocalObjectStore: ObjectStore {
     public let root: URL
     public var objectsDirectory: URL { root.appendingPathComponent("objects") }
     var temporaryDirectory: URL { root.appendingPathComponent("tmp") }
+    var packDirectory: String { objectsDirectory.path + "/pack" }
+    let packs: PackIndex
+
+    /// From this many new objects on, one put writes them as one pack.
+    public static let packThreshold = 16
 
     /// `root` holds `objects/` and `tmp/`; both are created if missing.
     public init(root: URL) throws(UDRError) {
         self.root = root
-        for dir in [root.appendingPathComponent("objects"), root.appendingPathComponent("tmp")] {
+        for dir in [root.appendingPathComponent("objects"), root.appendingPathComponent("objects/pack"), root.appendingPathComponent("tmp")] {
             do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
                 throw UDRError(.io, "cannot create \(dir.path): \(error.localizedDescription)")
             }
         }
+        packs = PackIndex(directory: root.path + "/objects/pack")
     }
 
     /// A temporary name beside the object's final one: writers spread over
@@ -40,22 +49,39 @@ public struct LocalObjectStore: ObjectStore {
     }
 
     public func contains(_ id: ObjectID) throws(UDRError) -> Bool {
-        access(path(id), F_OK) == 0
+        access(path(id), F_OK) == 0 || packs.locate(id) != nil
     }
 
     public func size(_ id: ObjectID) throws(UDRError) -> Int64? {
         var info = stat()
-        guard stat(path(id), &info) == 0 else { return nil }
-        return Int64(info.st_size)
+        if stat(path(id), &info) == 0 { return Int64(info.st_size) }
+        return packs.locate(id)?.length
     }
 
     public func getUnchecked(_ id: ObjectID) throws(UDRError) -> Data {
-        guard let data = FileManager.default.contents(atPath: path(id)) else {
+        if let data = FileManager.default.contents(atPath: path(id)) { return data }
+        // A pack GC replaced since it was located: locate the object again.
+        for _ in 0..<2 {
+            guard let location = packs.locate(id) else { break }
+            let fd = open(packs.path(location.pack), O_RDONLY | O_CLOEXEC)
+            if fd < 0 {
+                packs.reload()
+                continue
+            }
+            defer { close(fd) }
+            if let data = PackFormat.readRange(fd: fd, offset: location.offset, length: Int(location.length)) { return data }
             throw UDRError(
-                .missingObject,
-                "object \(id) is missing from the object store (\(path(id))). Run `udr verify` to see what else is affected.")
+                .corruptObject, "object \(id) is cut short in pack \(location.pack). The repository is damaged; run `udr verify`.")
         }
-        return data
+        if packs.hasDamage {
+            throw UDRError(
+                .corruptObject,
+                "object \(id) is not in the object store, and a pack's index is damaged: \(packs.damage().map { "pack \($0.key): \($0.value)" }.sorted().joined(separator: "; ")). Run `udr verify`."
+            )
+        }
+        throw UDRError(
+            .missingObject,
+            "object \(id) is missing from the object store (\(path(id))). Run `udr verify` to see what else is affected.")
     }
 
     public func get(_ id: ObjectID) throws(UDRError) -> Data {
@@ -72,73 +98,96 @@ public struct LocalObjectStore: ObjectStore {
 
     public func put(hashed objects: [(id: ObjectID, data: Data)]) throws(UDRError) -> Int64 {
         var seen = Set<ObjectID>()
-        var pending: [(id: ObjectID, data: Data, temp: String)] = []
+        var pending: [(id: ObjectID, data: Data)] = []
+        var reloaded = false
         for object in objects where !seen.contains(object.id) {
             seen.insert(object.id)
-            // Present: refresh its time so a concurrent GC spares it. A GC
-            // that moved it away meanwhile makes this fail; write it anew.
+            // Present: refresh its time (its pack's) so a concurrent GC
+            // spares it. A GC that moved it away meanwhile makes this fail;
+            // write it anew.
             if utimensat(AT_FDCWD, path(object.id), nil, 0) == 0 { continue }
-            pending.append((object.id, object.data, temporaryPath(object.id)))
+            if !reloaded {
+                packs.reload()
+                reloaded = true
+            }
+            if let location = packs.known(object.id), utimensat(AT_FDCWD, packs.path(location.pack), nil, 0) == 0 { continue }
+            pending.append(object)
         }
         if pending.isEmpty { return 0 }
-        defer { for object in pending { unlink(object.temp) } }
+        if pending.count >= Self.packThreshold {
+            try writePack(pending)
+        } else {
+            try writeLoose(pending)
+        }
+        return pending.reduce(Int64(0)) { $0 + Int64($1.data.count) }
+    }
+
+    /// Writes objects as one pack: one file, flushed, renamed into place.
+    func writePack(_ objects: [(id: ObjectID, data: Data)]) throws(UDRError) {
+        let (name, tail) = PackFormat.index(of: objects)
+        let temp = packDirectory + "/." + name + "." + UUID().uuidString + ".tmp"
+        defer { unlink(temp) }
+        try Self.writeFile(temp, objects.map(\.data) + [tail], sync: true)
+        guard rename(temp, packs.path(name)) == 0 else {
+            throw UDRError(.io, "cannot move pack \(name) into place: \(String(cString: strerror(errno)))")
+        }
+        Self.fsyncPath(packDirectory)
+        var offset: Int64 = 0
+        packs.add(
+            name,
+            entries: objects.map { object in
+                defer { offset += Int64(object.data.count) }
+                return PackFormat.Entry(id: object.id, offset: offset, length: Int64(object.data.count))
+            })
+    }
+
+    /// Writes objects one file each, on several threads; all are durable
+    /// before any is renamed into place, and the names are durable before
+    /// this returns.
+    func writeLoose(_ objects: [(id: ObjectID, data: Data)]) throws(UDRError) {
+        let temps = objects.map { temporaryPath($0.id) }
+        defer { for temp in temps { unlink(temp) } }
         var directories = Set<String>()
-        for object in pending {
-            let dir = (object.temp as NSString).deletingLastPathComponent
+        for temp in temps {
+            let dir = (temp as NSString).deletingLastPathComponent
             if directories.insert(dir).inserted { mkdir(dir, 0o755) }
         }
-        // Temporary files are written on several threads and all are
-        // durable before any is renamed into place. Many objects are made
-        // durable by one flush of the file system (one journal commit, not
-        // one per file: 5.5x faster for the benchmark's 3,762 objects);
-        // few objects, or a system without syncfs(2), flush file by file.
-        let flushWhole = pending.count >= Self.fileSystemFlushThreshold && FileSystemFlush.available
         let failures = FailureBox()
-        let workers = min(8, pending.count)
-        let snapshot = pending
+        let workers = min(8, objects.count)
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            for index in stride(from: worker, to: snapshot.count, by: workers) where !failures.failed {
-                do throws(UDRError) { try Self.writeFile(snapshot[index].temp, snapshot[index].data, sync: !flushWhole) } catch {
+            for index in stride(from: worker, to: objects.count, by: workers) where !failures.failed {
+                do throws(UDRError) { try Self.writeFile(temps[index], [objects[index].data], sync: true) } catch {
                     failures.record(error)
                 }
             }
         }
         if let error = failures.first { throw error }
-        if flushWhole { try FileSystemFlush.flush(objectsDirectory.path) }
-        for object in pending {
-            guard rename(object.temp, path(object.id)) == 0 else {
+        for (object, temp) in zip(objects, temps) {
+            guard rename(temp, path(object.id)) == 0 else {
                 throw UDRError(.io, "cannot move object \(object.id) into place: \(String(cString: strerror(errno)))")
             }
         }
-        let added = pending.reduce(Int64(0)) { $0 + Int64($1.data.count) }
-        pending.removeAll()
-        if flushWhole {
-            try FileSystemFlush.flush(objectsDirectory.path)
-        } else {
-            // Directory flushes, like file flushes, overlap on several threads.
-            let flushed = Array(directories.union([objectsDirectory.path]))
-            let flushers = min(8, flushed.count)
-            DispatchQueue.concurrentPerform(iterations: flushers) { worker in
-                for index in stride(from: worker, to: flushed.count, by: flushers) { Self.fsyncPath(flushed[index]) }
-            }
-        }
-        return added
+        for dir in directories.union([objectsDirectory.path]) { Self.fsyncPath(dir) }
     }
 
     public func list() throws(UDRError) -> [ObjectID] {
-        var ids: [ObjectID] = []
+        var ids = Set<ObjectID>()
         let fm = FileManager.default
         let prefixes: [String]
         do { prefixes = try fm.contentsOfDirectory(atPath: objectsDirectory.path) } catch {
             throw UDRError(.io, "cannot list \(objectsDirectory.path): \(error.localizedDescription)")
         }
-        for prefix in prefixes.sorted() where prefix.count == 2 {
-            let names = (try? fm.contentsOfDirectory(atPath: objectsDirectory.path + "/" + prefix)) ?? []
-            for name in names.sorted() {
-                if let id = try? ObjectID(hex: prefix + name) { ids.append(id) }
+        for prefix in prefixes where prefix.count == 2 {
+            for name in (try? fm.contentsOfDirectory(atPath: objectsDirectory.path + "/" + prefix)) ?? [] {
+                if let id = try? ObjectID(hex: prefix + name) { ids.insert(id) }
             }
         }
-        return ids
+        ids.formUnion(packs.all().keys)
+        return ids.sorted()
+    }
+
+    public func problems() throws(UDRError) -> [String] {
+        packs.check().map { "pack \($0.key) is corrupt: \($0.value)" }.sorted()
     }
 
     public func removeAbandoned(before cutoff: Date, dryRun: Bool) throws(UDRError) -> Int64 {
@@ -146,7 +195,7 @@ public struct LocalObjectStore: ObjectStore {
         // Temporary objects beside the objects, and anything under tmp/
         // (trash of GC, scratch directories of writes).
         var candidates: [String] = []
-        for prefix in (try? fm.contentsOfDirectory(atPath: objectsDirectory.path)) ?? [] where prefix.count == 2 {
+        for prefix in (try? fm.contentsOfDirectory(atPath: objectsDirectory.path)) ?? [] where prefix.count == 2 || prefix == "pack" {
             let dir = objectsDirectory.path + "/" + prefix
             for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".tmp") {
                 candidates.append(dir + "/" + name)
@@ -175,50 +224,85 @@ public struct LocalObjectStore: ObjectStore {
 
     public func modificationTime(_ id: ObjectID) throws(UDRError) -> Date? {
         var info = stat()
-        guard stat(path(id), &info) == 0 else { return nil }
+        if stat(path(id), &info) == 0 { return Self.modified(info) }
+        guard let location = packs.locate(id), stat(packs.path(location.pack), &info) == 0 else { return nil }
         return Self.modified(info)
     }
 
-    public func delete(_ id: ObjectID, unlessModifiedSince cutoff: Date) throws(UDRError) -> Int64? {
-        let source = path(id)
-        let trash = temporaryDirectory.path + "/" + id.hex + ".gc." + UUID().uuidString
-        // Out of reach first: from here a writer storing the object finds
-        // it absent and writes it anew; one that refreshed it just before
-        // left a recent time, and the object goes back.
+    public func delete(_ ids: [ObjectID], unlessModifiedSince cutoff: Date) throws(UDRError) -> (objects: Int, bytes: Int64) {
+        var deleted = 0
+        var freed: Int64 = 0
+        var packed: [String: Set<ObjectID>] = [:]
+        let located = packs.all()
+        for id in ids {
+            if let bytes = removeOutOfReach(path(id), unlessModifiedSince: cutoff) {
+                deleted += 1
+                freed += bytes
+            } else if let location = located[id] {
+                packed[location.pack, default: []].insert(id)
+            }
+        }
+        // A pack goes when all its objects go; one that keeps some is
+        // rewritten with those first, so readers always find them.
+        for (pack, dead) in packed.sorted(by: { $0.key < $1.key }) {
+            let entries = packs.entries(of: pack)
+            let kept = entries.filter { !dead.contains($0.id) }
+            if !kept.isEmpty {
+                var objects: [(id: ObjectID, data: Data)] = []
+                for entry in kept { objects.append((entry.id, try getUnchecked(entry.id))) }
+                try writePack(objects)
+            }
+            guard removeOutOfReach(packs.path(pack), unlessModifiedSince: cutoff) != nil else { continue }
+            let gone = entries.filter { dead.contains($0.id) }
+            deleted += gone.count
+            freed += gone.reduce(Int64(0)) { $0 + $1.length }
+        }
+        if !packed.isEmpty {
+            Self.fsyncPath(packDirectory)
+            packs.reload()
+        }
+        return (deleted, freed)
+    }
+
+    /// Removes a file unless it was written or refreshed at or after
+    /// `cutoff`; returns its size, nil when it was kept or absent.
+    private func removeOutOfReach(_ source: String, unlessModifiedSince cutoff: Date) -> Int64? {
+        let trash = temporaryDirectory.path + "/" + (source as NSString).lastPathComponent + ".gc." + UUID().uuidString
+        // Out of reach first: from here a writer storing an object in it
+        // finds it absent and writes it anew; one that refreshed it just
+        // before left a recent time, and the file goes back.
         guard rename(source, trash) == 0 else { return nil }
         var info = stat()
         guard stat(trash, &info) == 0 else { return nil }
-        let modified = Self.modified(info)
-        if modified >= cutoff {
+        if Self.modified(info) >= cutoff {
             if access(source, F_OK) == 0 || rename(trash, source) != 0 { unlink(trash) }
             return nil
         }
-        guard unlink(trash) == 0 else { throw UDRError(.io, "cannot delete \(trash): \(String(cString: strerror(errno)))") }
+        unlink(trash)
         return Int64(info.st_size)
     }
 
-    /// From this many new objects on, one put flushes the whole file system
-    /// instead of each file and directory.
-    static let fileSystemFlushThreshold = 16
-
-    /// Writes a new file; with `sync`, flushes it to disk before returning.
-    static func writeFile(_ path: String, _ data: Data, sync: Bool = false) throws(UDRError) {
+    /// Writes a new file from `parts` in order; with `sync`, flushes it to
+    /// disk before returning.
+    static func writeFile(_ path: String, _ parts: [Data], sync: Bool = false) throws(UDRError) {
         let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw UDRError(.io, "cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        let failure: Int32? = data.withUnsafeBytes { buffer -> Int32? in
-            var offset = 0
-            while offset < buffer.count {
-                let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return errno
+        for data in parts {
+            let failure: Int32? = data.withUnsafeBytes { buffer -> Int32? in
+                var offset = 0
+                while offset < buffer.count {
+                    let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        return errno
+                    }
+                    offset += n
                 }
-                offset += n
+                return nil
             }
-            return nil
+            if let failure { throw UDRError(.io, "cannot write \(path): \(String(cString: strerror(failure)))") }
         }
-        if let failure { throw UDRError(.io, "cannot write \(path): \(String(cString: strerror(failure)))") }
         if sync, fsync(fd) != 0 { throw UDRError(.io, "cannot flush \(path) to disk: \(String(cString: strerror(errno)))") }
     }
 
@@ -232,26 +316,5 @@ public struct LocalObjectStore: ObjectStore {
             fsync(fd)
             close(fd)
         }
-    }
-}
-
-/// syncfs(2): flushes every dirty page and metadata of one file system.
-/// Looked up at run time (Glibc's module does not export it; Darwin has none).
-enum FileSystemFlush {
-    private typealias Function = @convention(c) (Int32) -> Int32
-    private static let function: Function? = {
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "syncfs") else { return nil }
-        return unsafeBitCast(symbol, to: Function.self)
-    }()
-
-    static var available: Bool { function != nil }
-
-    /// Flushes the file system that holds `path`.
-    static func flush(_ path: String) throws(UDRError) {
-        guard let function else { return }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw UDRError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard function(fd) == 0 else { throw UDRError(.io, "cannot flush \(path) to disk: \(String(cString: strerror(errno)))") }
     }
 }

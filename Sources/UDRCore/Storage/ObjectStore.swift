@@ -23,11 +23,14 @@ public protocol ObjectStore: Sendable {
     /// When the object was last written, or last stored again by a writer
     /// that found it present (nil when absent). GC spares recent objects.
     func modificationTime(_ id: ObjectID) throws(UDRError) -> Date?
-    /// Deletes an object unless it was written or stored again at or after
-    /// `cutoff` (checked after it is out of readers' and writers' reach, so a
-    /// writer storing it concurrently keeps it). Returns the bytes freed,
-    /// nil when the object was kept or absent.
-    func delete(_ id: ObjectID, unlessModifiedSince cutoff: Date) throws(UDRError) -> Int64?
+    /// Deletes objects, each unless it was written or stored again at or
+    /// after `cutoff` (checked after it is out of readers' and writers'
+    /// reach, so a writer storing it concurrently keeps it). Returns how
+    /// many objects went and the bytes freed.
+    func delete(_ ids: [ObjectID], unlessModifiedSince cutoff: Date) throws(UDRError) -> (objects: Int, bytes: Int64)
+    /// What the store finds wrong with its own files beyond single objects
+    /// (a pack whose index is damaged), for `verify`.
+    func problems() throws(UDRError) -> [String]
     /// Removes what interrupted writers left behind (temporary files and
     /// directories) last touched before `cutoff`; returns the bytes freed
     /// (or that would be, with `dryRun`).

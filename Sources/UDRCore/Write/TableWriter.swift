@@ -27,6 +27,9 @@ struct TableWriter {
     /// and no larger on the benchmark's table.
     static let parquetOptions = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 2000000"
 
+    /// New objects are stored in groups of about this many bytes.
+    static let storeBatchBytes = 256 << 20
+
     /// `inputName` names the input in errors (a file, or "the query").
     /// `key` nil keeps `previousKey` when the input still has its columns.
     func write(
@@ -187,15 +190,26 @@ struct TableWriter {
         clock.step("write segments")
         let chunks = try chunkLayout(files: files, columns: Set(columns.map(\.name)))
         clock.step("parquet metadata")
-        // Segments are handled in batches of up to 64: each file is hashed
-        // and cut into blobs on several threads, then the batch's new blobs
-        // and recipes are stored, so memory holds one batch at a time.
+        // Segments are hashed and cut into blobs in batches of up to 64, on
+        // several threads. Their new blobs and recipes are stored together
+        // once they reach `storeBatchBytes` (a local store writes them as
+        // one pack), so memory holds at most about that much.
         var segments: [SegmentRef] = []
         var logical: Int64 = 0
         var added: Int64 = 0
+        var unstored: [(id: ObjectID, data: Data)] = []
+        var unstoredBytes = 0
         for batch in stride(from: 0, to: files.count, by: 64).map({ $0..<min($0 + 64, files.count) }) {
             let prepared = try prepareSegments(files: Array(files[batch]), chunks: chunks)
-            added += try store.put(hashed: prepared.flatMap(\.objects))
+            for segment in prepared {
+                unstored += segment.objects
+                unstoredBytes += Int(segment.bytes)
+            }
+            if unstoredBytes >= Self.storeBatchBytes || batch.upperBound == files.count {
+                added += try store.put(hashed: unstored)
+                unstored = []
+                unstoredBytes = 0
+            }
             for (index, segment) in zip(batch, prepared) {
                 cache.adopt(file: files[index], segment: segment.id)
                 logical += segment.bytes

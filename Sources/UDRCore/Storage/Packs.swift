@@ -1,0 +1,261 @@
+import CBLAKE3
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A pack holds many objects in one file, so that a write of thousands of
+/// column chunks creates one file (and, on object storage, makes one
+/// request) instead of one per object. Objects keep their ids: a packed
+/// object is found, read, checked and deduplicated by its id like a loose
+/// one.
+///
+/// Layout: the objects' bytes back to back, then the index (per object its
+/// 32-byte id, offset and length, each a little-endian UInt64), then a
+/// trailer: the object count (UInt64), the BLAKE3 of the index, and the
+/// magic `UDRPACK1`. A pack is named by the hex of its index's hash, so the
+/// name checks the index and each object checks itself.
+enum PackFormat {
+    static let magic = Array("UDRPACK1".utf8)
+    static let entrySize = 48
+    static let trailerSize = 8 + 32 + 8
+
+    struct Entry {
+        let id: ObjectID
+        let offset: Int64
+        let length: Int64
+    }
+
+    /// The index and trailer of a pack of `objects` laid out in order, and
+    /// the pack's name.
+    static func index(of objects: [(id: ObjectID, data: Data)]) -> (name: String, tail: Data) {
+        var index = Data(capacity: objects.count * entrySize)
+        var offset: UInt64 = 0
+        for object in objects {
+            index.append(contentsOf: object.id.rawBytes)
+            appendLittleEndian(&index, offset)
+            appendLittleEndian(&index, UInt64(object.data.count))
+            offset += UInt64(object.data.count)
+        }
+        let digest = blake3(index)
+        var tail = index
+        appendLittleEndian(&tail, UInt64(objects.count))
+        tail.append(contentsOf: digest)
+        tail.append(contentsOf: magic)
+        return (hexString(digest), tail)
+    }
+
+    /// Reads a pack's index; throws a message naming what is wrong.
+    static func readIndex(fd: Int32, name: String) throws(PackDamage) -> [Entry] {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw PackDamage("cannot read it: \(String(cString: strerror(errno)))") }
+        let size = Int64(info.st_size)
+        guard size >= Int64(trailerSize), let trailer = readRange(fd: fd, offset: size - Int64(trailerSize), length: trailerSize),
+            Array(trailer.suffix(8)) == magic
+        else { throw PackDamage("its trailer is damaged (no pack magic at its end)") }
+        let count = trailer.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        let indexLength = count.multipliedReportingOverflow(by: UInt64(entrySize))
+        guard !indexLength.overflow, Int64(indexLength.partialValue) <= size - Int64(trailerSize),
+            let index = readRange(fd: fd, offset: size - Int64(trailerSize) - Int64(indexLength.partialValue), length: Int(indexLength.partialValue))
+        else { throw PackDamage("its trailer is damaged (an object count of \(count) does not fit the file)") }
+        let digest = blake3(index)
+        guard hexString(digest) == name, Array(trailer[8..<40]) == digest else {
+            throw PackDamage("its index is damaged (the index hashes to \(hexString(digest)))")
+        }
+        let dataEnd = size - Int64(trailerSize) - Int64(index.count)
+        var entries: [Entry] = []
+        entries.reserveCapacity(Int(count))
+        var outside: ObjectID?
+        index.withUnsafeBytes { raw in
+            for i in 0..<Int(count) {
+                let base = i * entrySize
+                let id = ObjectID(rawBytes: UnsafeRawBufferPointer(rebasing: raw[base..<(base + 32)]))
+                let offset = Int64(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: base + 32, as: UInt64.self)))
+                let length = Int64(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: base + 40, as: UInt64.self)))
+                guard offset >= 0, length >= 0, length <= dataEnd, offset <= dataEnd - length else {
+                    outside = id
+                    return
+                }
+                entries.append(Entry(id: id, offset: offset, length: length))
+            }
+        }
+        if let outside { throw PackDamage("its index places object \(outside) outside the file") }
+        return entries
+    }
+
+    /// `length` bytes at `offset`, or nil when the file is shorter.
+    static func readRange(fd: Int32, offset: Int64, length: Int) -> Data? {
+        var data = Data(count: length)
+        let complete = data.withUnsafeMutableBytes { buffer -> Bool in
+            var done = 0
+            while done < length {
+                let n = pread(fd, buffer.baseAddress! + done, length - done, off_t(offset) + off_t(done))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                done += n
+            }
+            return true
+        }
+        return complete ? data : nil
+    }
+
+    static func blake3(_ data: Data) -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: 32)
+        data.withUnsafeBytes { buffer in
+            digest.withUnsafeMutableBufferPointer { udr_blake3_hash(buffer.baseAddress, buffer.count, $0.baseAddress) }
+        }
+        return digest
+    }
+
+    static func appendLittleEndian(_ data: inout Data, _ value: UInt64) {
+        withUnsafeBytes(of: value.littleEndian) { data.append(contentsOf: $0) }
+    }
+}
+
+/// What is wrong with a pack.
+struct PackDamage: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// Where packed objects are, for one directory of packs. Loaded on first
+/// need and reloaded when an id is not found, since another process may
+/// have added a pack or GC may have replaced one.
+final class PackIndex: @unchecked Sendable {
+    // @unchecked: every access to the mutable state holds `lock`.
+    struct Location: Sendable {
+        let pack: String
+        let offset: Int64
+        let length: Int64
+    }
+
+    let directory: String
+    private let lock = NSLock()
+    private var loaded = false
+    private var packs: [String: [PackFormat.Entry]] = [:]
+    private var locations: [ObjectID: Location] = [:]
+    private var damaged: [String: String] = [:]
+
+    init(directory: String) { self.directory = directory }
+
+    func path(_ pack: String) -> String { directory + "/" + pack + ".pack" }
+
+    /// The object's place, reloading the index once when it is not known.
+    func locate(_ id: ObjectID) -> Location? {
+        if let found = lock.withLock({ loaded ? locations[id] : nil }) { return found }
+        reload()
+        return lock.withLock { locations[id] }
+    }
+
+    /// The object's place as currently known, without reloading.
+    func known(_ id: ObjectID) -> Location? {
+        lock.withLock { locations[id] }
+    }
+
+    /// Every packed object (after a reload).
+    func all() -> [ObjectID: Location] {
+        reload()
+        return lock.withLock { locations }
+    }
+
+    /// The objects of one pack, as last loaded.
+    func entries(of pack: String) -> [PackFormat.Entry] {
+        lock.withLock { packs[pack] ?? [] }
+    }
+
+    /// Packs whose index cannot be read, with what is wrong (after a reload).
+    func damage() -> [String: String] {
+        reload()
+        return lock.withLock { damaged }
+    }
+
+    /// Reads every pack's index again from disk (not what memory holds);
+    /// returns the packs whose index is damaged, with what is wrong.
+    func check() -> [String: String] {
+        var found: [String: String] = [:]
+        for name in packNames() {
+            let fd = open(path(name), O_RDONLY | O_CLOEXEC)
+            if fd < 0 { continue }
+            defer { close(fd) }
+            do throws(PackDamage) { _ = try PackFormat.readIndex(fd: fd, name: name) } catch { found[name] = error.message }
+        }
+        return found
+    }
+
+    private func packNames() -> Set<String> {
+        Set(
+            ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).compactMap { name -> String? in
+                guard name.hasSuffix(".pack"), !name.hasPrefix(".") else { return nil }
+                return String(name.dropLast(5))
+            })
+    }
+
+    /// Whether some pack could not be read at the last reload.
+    var hasDamage: Bool { lock.withLock { !damaged.isEmpty } }
+
+    /// Records a pack this process has just written.
+    func add(_ pack: String, entries: [PackFormat.Entry]) {
+        lock.withLock {
+            packs[pack] = entries
+            for entry in entries { locations[entry.id] = Location(pack: pack, offset: entry.offset, length: entry.length) }
+        }
+    }
+
+    /// Brings the index up to date with the directory: loads new packs and
+    /// forgets removed ones.
+    func reload() {
+        let names = packNames()
+        let (new, gone) = lock.withLock { () -> ([String], Bool) in
+            let known = Set(packs.keys).union(damaged.keys)
+            return (names.subtracting(known).sorted(), !known.subtracting(names).isEmpty)
+        }
+        var read: [String: Result<[PackFormat.Entry], PackDamage>] = [:]
+        for name in new {
+            let fd = open(path(name), O_RDONLY | O_CLOEXEC)
+            if fd < 0 { continue }  // removed meanwhile
+            read[name] = Result { () throws(PackDamage) in try PackFormat.readIndex(fd: fd, name: name) }
+            close(fd)
+        }
+        lock.withLock {
+            loaded = true
+            for (name, result) in read {
+                switch result {
+                case .success(let entries):
+                    packs[name] = entries
+                    for entry in entries { locations[entry.id] = Location(pack: name, offset: entry.offset, length: entry.length) }
+                case .failure(let damage):
+                    damaged[name] = damage.message
+                }
+            }
+            if gone {
+                packs = packs.filter { names.contains($0.key) }
+                damaged = damaged.filter { names.contains($0.key) }
+                locations = [:]
+                for (name, entries) in packs {
+                    for entry in entries { locations[entry.id] = Location(pack: name, offset: entry.offset, length: entry.length) }
+                }
+            }
+        }
+    }
+}
+
+extension ObjectID {
+    /// The 32 bytes the hex digits spell.
+    var rawBytes: [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(32)
+        var high: UInt8 = 0
+        for (i, c) in hex.utf8.enumerated() {
+            let v = c <= 57 ? c - 48 : c - 87
+            if i % 2 == 0 { high = v << 4 } else { out.append(high | v) }
+        }
+        return out
+    }
+
+    init(rawBytes: UnsafeRawBufferPointer) {
+        self.init(uncheckedHex: hexString(Array(rawBytes)))
+    }
+}
