@@ -227,3 +227,42 @@ import UDRTesting
         #expect(both.map { $0[0] }.contains(.int(100000)), "a second reference of the table still sees every row")
     }
 }
+
+/// A Parquet file that looks sorted by its row groups' key statistics is
+/// read without sorting; its order is checked, and it is sorted when the
+/// statistics were misleading. Either way the segments are those of the
+/// same rows written in any other order.
+@Suite struct InputOrderTests {
+    @Test func filesInKeyOrderAndFilesThatOnlyLookSoGiveTheSameSegments() async throws {
+        let (repo, dir) = try makeRepository()
+        let rows = "SELECT i * 3 AS k, md5(i::VARCHAR) AS v, i % 7 AS n FROM range(40960) t(i)"
+        let reference = try await repo.write(try TableName("reference"), from: .sql(rows + " ORDER BY hash(i)"), key: ["k"])
+        let duck = try scratchDuckDB()
+        let ordered = dir.path("ordered.parquet")
+        let shuffledWithinGroups = dir.path("shuffled.parquet")
+        try duck.execute("COPY (\(rows)) TO '\(ordered)' (FORMAT parquet, ROW_GROUP_SIZE 4096)")
+        try duck.execute("COPY (\(rows) ORDER BY i // 4096, hash(i)) TO '\(shuffledWithinGroups)' (FORMAT parquet, ROW_GROUP_SIZE 4096)")
+        // Both files' row groups hold ascending, disjoint key ranges.
+        for file in [ordered, shuffledWithinGroups] {
+            let groups = try duck.query(
+                "SELECT min(stats_min_value::BIGINT), max(stats_max_value::BIGINT), count(*) FROM parquet_metadata('\(file)') WHERE path_in_schema = 'k' GROUP BY row_group_id ORDER BY row_group_id"
+            ).rows
+            #expect(groups.count == 10)
+            for (a, b) in zip(groups, groups.dropFirst()) { #expect(a[1].int! < b[0].int!) }
+        }
+        let expected = try await repo.manifest(of: try TableName("reference")).segments.map(\.id)
+        #expect(expected.count > 1 && reference.bytesAdded > 0)
+        for (name, file) in [("ordered", ordered), ("shuffled", shuffledWithinGroups)] {
+            _ = try await repo.write(try TableName(name), from: .file(file), key: ["k"])
+            #expect(try await repo.manifest(of: try TableName(name)).segments.map(\.id) == expected, "\(name)")
+            #expect(try await count(repo, "SELECT count(*) FROM \(name) JOIN reference USING (k) WHERE \(name).v = reference.v") == 40960)
+        }
+        // A duplicate key in a file that looks sorted is still found.
+        let duplicated = dir.path("duplicated.parquet")
+        try duck.execute("COPY (SELECT * REPLACE (CASE WHEN k = 30 THEN 27 ELSE k END AS k) FROM '\(ordered)') TO '\(duplicated)' (FORMAT parquet, ROW_GROUP_SIZE 4096)")
+        let error = await #expect(throws: UDRError.self) {
+            try await repo.write(try TableName("dupes"), from: .file(duplicated), key: ["k"])
+        }
+        #expect(error?.code == .duplicateKey && error?.message.contains("27") == true)
+    }
+}

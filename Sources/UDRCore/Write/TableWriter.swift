@@ -35,8 +35,10 @@ struct TableWriter {
 
     /// `inputName` names the input in errors (a file, or "the query").
     /// `key` nil keeps `previousKey` when the input still has its columns.
+    /// `parquetFile` is the input's file when it is one Parquet file.
     func write(
-        table: TableName, version: Int, source: String, inputName: String, key requestedKey: [String]?, previousKey: [String]
+        table: TableName, version: Int, source: String, inputName: String, key requestedKey: [String]?, previousKey: [String],
+        parquetFile: String? = nil
     ) throws(UDRError) -> WrittenTable {
         var clock = StepClock()
         let columns = try describe(source, inputName: inputName)
@@ -52,8 +54,19 @@ struct TableWriter {
 
         defer { try? connection.execute("DROP TABLE IF EXISTS __udr_sorted") }
         let order = key.map { "__udr_src." + quoteIdentifier($0) }
-        try sort(source, columns: columns, key: key, order: order, inputName: inputName)
-        clock.step("read and sort")
+        if let parquetFile, try rowGroupsAscend(parquetFile, key: key, columns: columns) {
+            // Most likely in key order already: read it as it comes, check
+            // the order in one streaming pass, and sort only if it is not.
+            try sort(source, columns: columns, key: key, order: [], inputName: inputName)
+            clock.step("read (in key order)")
+            if try !inKeyOrder(key) {
+                try run("CREATE OR REPLACE TABLE __udr_sorted AS SELECT * FROM __udr_sorted ORDER BY \(key.map(quoteIdentifier).joined(separator: ", "))")
+                clock.step("sort (it was not)")
+            }
+        } else {
+            try sort(source, columns: columns, key: key, order: order, inputName: inputName)
+            clock.step("read and sort")
+        }
         try checkKeys(key, in: "__udr_sorted", sortedByKey: true)
         clock.step("check keys")
         let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
@@ -128,6 +141,39 @@ struct TableWriter {
             try connection.execute(
                 "CREATE OR REPLACE TABLE __udr_sorted AS SELECT \(select.joined(separator: ", ")) FROM (\(source)) AS __udr_src\(orderBy)")
         } catch { throw Self.unreadable(error, inputName) }
+    }
+
+    /// Whether the key is all integer columns (the same values and order
+    /// in storage) and the Parquet file's row groups, by their statistics,
+    /// hold ascending ranges of its first column that do not overlap: such
+    /// a file is most likely in key order already. Reads only the footer.
+    private func rowGroupsAscend(_ file: String, key: [String], columns: [Column]) throws(UDRError) -> Bool {
+        let types = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+        guard let first = key.first, key.allSatisfy({ types[$0].map(Self.smallIntegerTypes.contains) == true }) else { return false }
+        let groups: ResultSet
+        do throws(DuckDBError) {
+            groups = try connection.query(
+                "SELECT row_group_id, stats_min_value, stats_max_value FROM parquet_metadata(\(quoteLiteral(file))) WHERE path_in_schema = \(quoteLiteral(first)) ORDER BY row_group_id"
+            )
+        } catch { return false }
+        guard groups.rows.count > 1 else { return false }
+        var previousMax: Int64?
+        for row in groups.rows {
+            guard let low = row[1].string.flatMap({ Int64($0) }), let high = row[2].string.flatMap({ Int64($0) }), low <= high else { return false }
+            if let previousMax, low < previousMax || (key.count == 1 && low == previousMax) { return false }
+            previousMax = high
+        }
+        return true
+    }
+
+    /// Whether `__udr_sorted`'s rows (in rowid order) are in key order:
+    /// one streaming pass comparing each row with the one before.
+    private func inKeyOrder(_ key: [String]) throws(UDRError) -> Bool {
+        let tuple = key.count == 1 ? quoteIdentifier(key[0]) : "row(\(key.map(quoteIdentifier).joined(separator: ", ")))"
+        let disordered = try query(
+            "SELECT count(*) FROM (SELECT \(tuple) AS __udr_k, lag(\(tuple)) OVER () AS __udr_p FROM __udr_sorted) WHERE __udr_k < __udr_p"
+        ).scalar.int ?? 1
+        return disordered == 0
     }
 
     /// Integer types whose values fit a BIGINT.
