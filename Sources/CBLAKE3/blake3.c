@@ -172,6 +172,145 @@ static void push_cv(udr_blake3_hasher *self, uint32_t new_cv[8], uint64_t total_
     self->cv_stack_len++;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define UDR_BLAKE3_AVX2 1
+
+// Eight whole chunks at once, one per 32-bit lane of AVX2 registers: the
+// same compression function, lane i hashing the chunk at input + 1024 * i
+// (chunk counter + i). Used for chunks that are known not to be the last.
+
+#define AVX2_TARGET __attribute__((target("avx2")))
+
+AVX2_TARGET static inline __m256i add(__m256i a, __m256i b) { return _mm256_add_epi32(a, b); }
+AVX2_TARGET static inline __m256i xor(__m256i a, __m256i b) { return _mm256_xor_si256(a, b); }
+AVX2_TARGET static inline __m256i rot16(__m256i x) {
+    return _mm256_shuffle_epi8(x, _mm256_set_epi8(13, 12, 15, 14, 9, 8, 11, 10, 5, 4, 7, 6, 1, 0, 3, 2,
+                                                  13, 12, 15, 14, 9, 8, 11, 10, 5, 4, 7, 6, 1, 0, 3, 2));
+}
+AVX2_TARGET static inline __m256i rot12(__m256i x) { return _mm256_or_si256(_mm256_srli_epi32(x, 12), _mm256_slli_epi32(x, 20)); }
+AVX2_TARGET static inline __m256i rot8(__m256i x) {
+    return _mm256_shuffle_epi8(x, _mm256_set_epi8(12, 15, 14, 13, 8, 11, 10, 9, 4, 7, 6, 5, 0, 3, 2, 1,
+                                                  12, 15, 14, 13, 8, 11, 10, 9, 4, 7, 6, 5, 0, 3, 2, 1));
+}
+AVX2_TARGET static inline __m256i rot7(__m256i x) { return _mm256_or_si256(_mm256_srli_epi32(x, 7), _mm256_slli_epi32(x, 25)); }
+
+#define G8(a, b, c, d, x, y)              \
+    do {                                  \
+        v[a] = add(add(v[a], v[b]), (x)); \
+        v[d] = rot16(xor(v[d], v[a]));    \
+        v[c] = add(v[c], v[d]);           \
+        v[b] = rot12(xor(v[b], v[c]));    \
+        v[a] = add(add(v[a], v[b]), (y)); \
+        v[d] = rot8(xor(v[d], v[a]));     \
+        v[c] = add(v[c], v[d]);           \
+        v[b] = rot7(xor(v[b], v[c]));     \
+    } while (0)
+
+// SCHEDULE as constants, so that each round's message words are fixed
+// registers or stack slots rather than looked up.
+static const uint8_t SCHEDULE8[7][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8},
+    {3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1},
+    {10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6},
+    {12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4},
+    {9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7},
+    {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
+};
+
+#define ROUND8(r)                                                              \
+    do {                                                                       \
+        G8(0, 4, 8, 12, m[SCHEDULE8[r][0]], m[SCHEDULE8[r][1]]);               \
+        G8(1, 5, 9, 13, m[SCHEDULE8[r][2]], m[SCHEDULE8[r][3]]);               \
+        G8(2, 6, 10, 14, m[SCHEDULE8[r][4]], m[SCHEDULE8[r][5]]);              \
+        G8(3, 7, 11, 15, m[SCHEDULE8[r][6]], m[SCHEDULE8[r][7]]);              \
+        G8(0, 5, 10, 15, m[SCHEDULE8[r][8]], m[SCHEDULE8[r][9]]);              \
+        G8(1, 6, 11, 12, m[SCHEDULE8[r][10]], m[SCHEDULE8[r][11]]);            \
+        G8(2, 7, 8, 13, m[SCHEDULE8[r][12]], m[SCHEDULE8[r][13]]);             \
+        G8(3, 4, 9, 14, m[SCHEDULE8[r][14]], m[SCHEDULE8[r][15]]);             \
+    } while (0)
+
+// Transposes an 8x8 matrix of 32-bit words held as eight rows.
+AVX2_TARGET static inline void transpose8(__m256i v[8]) {
+    __m256i ab_0145 = _mm256_unpacklo_epi32(v[0], v[1]);
+    __m256i ab_2367 = _mm256_unpackhi_epi32(v[0], v[1]);
+    __m256i cd_0145 = _mm256_unpacklo_epi32(v[2], v[3]);
+    __m256i cd_2367 = _mm256_unpackhi_epi32(v[2], v[3]);
+    __m256i ef_0145 = _mm256_unpacklo_epi32(v[4], v[5]);
+    __m256i ef_2367 = _mm256_unpackhi_epi32(v[4], v[5]);
+    __m256i gh_0145 = _mm256_unpacklo_epi32(v[6], v[7]);
+    __m256i gh_2367 = _mm256_unpackhi_epi32(v[6], v[7]);
+    __m256i abcd_04 = _mm256_unpacklo_epi64(ab_0145, cd_0145);
+    __m256i abcd_15 = _mm256_unpackhi_epi64(ab_0145, cd_0145);
+    __m256i abcd_26 = _mm256_unpacklo_epi64(ab_2367, cd_2367);
+    __m256i abcd_37 = _mm256_unpackhi_epi64(ab_2367, cd_2367);
+    __m256i efgh_04 = _mm256_unpacklo_epi64(ef_0145, gh_0145);
+    __m256i efgh_15 = _mm256_unpackhi_epi64(ef_0145, gh_0145);
+    __m256i efgh_26 = _mm256_unpacklo_epi64(ef_2367, gh_2367);
+    __m256i efgh_37 = _mm256_unpackhi_epi64(ef_2367, gh_2367);
+    v[0] = _mm256_permute2x128_si256(abcd_04, efgh_04, 0x20);
+    v[1] = _mm256_permute2x128_si256(abcd_15, efgh_15, 0x20);
+    v[2] = _mm256_permute2x128_si256(abcd_26, efgh_26, 0x20);
+    v[3] = _mm256_permute2x128_si256(abcd_37, efgh_37, 0x20);
+    v[4] = _mm256_permute2x128_si256(abcd_04, efgh_04, 0x31);
+    v[5] = _mm256_permute2x128_si256(abcd_15, efgh_15, 0x31);
+    v[6] = _mm256_permute2x128_si256(abcd_26, efgh_26, 0x31);
+    v[7] = _mm256_permute2x128_si256(abcd_37, efgh_37, 0x31);
+}
+
+AVX2_TARGET static void hash8_chunks(const uint8_t *input, const uint32_t key[8], uint64_t counter, uint32_t out[8][8]) {
+    __m256i cv[8];
+    for (int i = 0; i < 8; i++) cv[i] = _mm256_set1_epi32((int)key[i]);
+    uint32_t lo[8], hi[8];
+    for (int i = 0; i < 8; i++) {
+        lo[i] = (uint32_t)(counter + (uint64_t)i);
+        hi[i] = (uint32_t)((counter + (uint64_t)i) >> 32);
+    }
+    const __m256i counter_lo = _mm256_loadu_si256((const __m256i *)lo);
+    const __m256i counter_hi = _mm256_loadu_si256((const __m256i *)hi);
+    for (int block = 0; block < 16; block++) {
+        // Each lane's block is two rows of eight words; transposed, each
+        // register holds one message word of all eight lanes.
+        __m256i m[16];
+        const uint8_t *base = input + 64 * block;
+        for (int lane = 0; lane < 8; lane++) {
+            m[lane] = _mm256_loadu_si256((const __m256i *)(base + 1024 * lane));
+            m[8 + lane] = _mm256_loadu_si256((const __m256i *)(base + 1024 * lane + 32));
+        }
+        transpose8(m);
+        transpose8(m + 8);
+        uint32_t flags = (block == 0 ? CHUNK_START : 0) | (block == 15 ? CHUNK_END : 0);
+        __m256i v[16] = {
+            cv[0], cv[1], cv[2], cv[3], cv[4], cv[5], cv[6], cv[7],
+            _mm256_set1_epi32((int)IV[0]), _mm256_set1_epi32((int)IV[1]), _mm256_set1_epi32((int)IV[2]), _mm256_set1_epi32((int)IV[3]),
+            counter_lo, counter_hi, _mm256_set1_epi32(64), _mm256_set1_epi32((int)flags),
+        };
+        ROUND8(0);
+        ROUND8(1);
+        ROUND8(2);
+        ROUND8(3);
+        ROUND8(4);
+        ROUND8(5);
+        ROUND8(6);
+        for (int i = 0; i < 8; i++) cv[i] = xor(v[i], v[i + 8]);
+    }
+    transpose8(cv);
+    for (int lane = 0; lane < 8; lane++) _mm256_storeu_si256((__m256i *)out[lane], cv[lane]);
+}
+
+static int avx2_available(void) {
+    static int state = -1;  // -1 unknown, 0 no, 1 yes
+    int known = __atomic_load_n(&state, __ATOMIC_RELAXED);
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+        __atomic_store_n(&state, known, __ATOMIC_RELAXED);
+    }
+    return known;
+}
+#endif
+
 void udr_blake3_init(udr_blake3_hasher *self) {
     memcpy(self->key, IV, 32);
     self->cv_stack_len = 0;
@@ -191,6 +330,19 @@ void udr_blake3_update(udr_blake3_hasher *self, const void *input, size_t input_
             push_cv(self, cv, total);
             chunk_reset(self, total);
         }
+#ifdef UDR_BLAKE3_AVX2
+        // Eight whole chunks at a chunk boundary, with more input after
+        // them (so none is the last): all eight in one pass.
+        if (chunk_len(self) == 0 && input_len > 8 * 1024 && avx2_available()) {
+            uint32_t cvs[8][8];
+            hash8_chunks(p, self->key, self->chunk_counter, cvs);
+            for (int i = 0; i < 8; i++) push_cv(self, cvs[i], self->chunk_counter + (uint64_t)i + 1);
+            chunk_reset(self, self->chunk_counter + 8);
+            p += 8 * 1024;
+            input_len -= 8 * 1024;
+            continue;
+        }
+#endif
         size_t want = 1024 - chunk_len(self);
         if (want > input_len) want = input_len;
         chunk_update(self, p, want);

@@ -1,6 +1,7 @@
 import CBLAKE3
 import Foundation
 import Testing
+import UDRTesting
 
 @testable import UDRCore
 
@@ -36,6 +37,34 @@ import Testing
         var out = [UInt8](repeating: 0, count: 32)
         udr_blake3_finalize(&hasher, &out)
         #expect(hexString(out) == expected)
+    }
+
+    /// Whole chunks are hashed eight at a time where the CPU allows: the
+    /// digest of any input equals the one computed a few bytes at a time
+    /// (which never takes that path), whatever the split into updates.
+    @Test(arguments: [8193, 9216, 16385, 65536 + 1024, 200_000, 1_048_577])
+    func blake3SameDigestWhateverThePath(length: Int) {
+        var generator = SeededGenerator(seed: UInt64(length))
+        let input = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        func digest(pieces: [Int]) -> String {
+            var hasher = udr_blake3_hasher()
+            udr_blake3_init(&hasher)
+            var offset = 0
+            var index = 0
+            while offset < input.count {
+                let end = min(input.count, offset + pieces[index % pieces.count])
+                input[offset..<end].withUnsafeBytes { udr_blake3_update(&hasher, $0.baseAddress, $0.count) }
+                offset = end
+                index += 1
+            }
+            var out = [UInt8](repeating: 0, count: 32)
+            udr_blake3_finalize(&hasher, &out)
+            return hexString(out)
+        }
+        let small = digest(pieces: [7])
+        #expect(ObjectID.of(input).hex == small)
+        #expect(digest(pieces: [1024, 9 * 1024, 8 * 1024 + 1]) == small)
+        #expect(digest(pieces: [3 * 1024, 8 * 1024]) == small)
     }
 
     @Test(arguments: ["parcels", "org_12.parcels", "_x", "layer-ab12", "a.b.c"])
