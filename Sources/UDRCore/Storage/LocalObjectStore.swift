@@ -97,48 +97,40 @@ public struct LocalObjectStore: ObjectStore {
     }
 
     public func put(hashed objects: [(id: ObjectID, data: Data)]) throws(UDRError) -> Int64 {
-        var seen = Set<ObjectID>()
-        var pending: [(id: ObjectID, data: Data)] = []
-        var reloaded = false
-        for object in objects where !seen.contains(object.id) {
-            seen.insert(object.id)
-            // Present: refresh its time (its pack's) so a concurrent GC
-            // spares it. A GC that moved it away meanwhile makes this fail;
-            // write it anew.
-            if utimensat(AT_FDCWD, path(object.id), nil, 0) == 0 { continue }
-            if !reloaded {
-                packs.reload()
-                reloaded = true
-            }
-            if let location = packs.known(object.id), utimensat(AT_FDCWD, packs.path(location.pack), nil, 0) == 0 { continue }
-            pending.append(object)
-        }
-        if pending.isEmpty { return 0 }
-        if pending.count >= Self.packThreshold {
-            try writePack(pending)
-        } else {
-            try writeLoose(pending)
-        }
-        return pending.reduce(Int64(0)) { $0 + Int64($1.data.count) }
+        let batch = LocalObjectBatch(store: self)
+        try batch.add(objects)
+        return try batch.commit()
     }
 
-    /// Writes objects as one pack: one file, flushed, renamed into place.
+    public func batch() -> any ObjectBatch { LocalObjectBatch(store: self) }
+
+    /// Whether the object is stored; if so, refreshes its time (its pack's)
+    /// so that a concurrent GC spares it. A GC that moved it away meanwhile
+    /// makes this false, and the caller writes it anew.
+    func refreshIfPresent(_ id: ObjectID) -> Bool {
+        if utimensat(AT_FDCWD, path(id), nil, 0) == 0 { return true }
+        guard let location = packs.known(id) else { return false }
+        return utimensat(AT_FDCWD, packs.path(location.pack), nil, 0) == 0
+    }
+
+    /// Writes objects as one pack, whether or not they are stored already
+    /// (GC rewriting a pack).
     func writePack(_ objects: [(id: ObjectID, data: Data)]) throws(UDRError) {
-        let (name, tail) = PackFormat.index(of: objects)
-        let temp = packDirectory + "/." + name + "." + UUID().uuidString + ".tmp"
-        defer { unlink(temp) }
-        try Self.writeFile(temp, objects.map(\.data) + [tail], sync: true)
+        let batch = LocalObjectBatch(store: self, packAlways: true)
+        try batch.add(objects)
+        _ = try batch.commit()
+    }
+
+    /// A new pack's temporary name; the leading dot keeps it from readers.
+    func temporaryPackPath() -> String { packDirectory + "/.pack-" + UUID().uuidString + ".tmp" }
+
+    /// Moves a complete, flushed pack file into place under its name.
+    func publishPack(_ temp: String, name: String, entries: [PackFormat.Entry]) throws(UDRError) {
         guard rename(temp, packs.path(name)) == 0 else {
             throw UDRError(.io, "cannot move pack \(name) into place: \(String(cString: strerror(errno)))")
         }
         Self.fsyncPath(packDirectory)
-        var offset: Int64 = 0
-        packs.add(
-            name,
-            entries: objects.map { object in
-                defer { offset += Int64(object.data.count) }
-                return PackFormat.Entry(id: object.id, offset: offset, length: Int64(object.data.count))
-            })
+        packs.add(name, entries: entries)
     }
 
     /// Writes objects one file each, on several threads; all are durable
@@ -288,22 +280,25 @@ public struct LocalObjectStore: ObjectStore {
         let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw UDRError(.io, "cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        for data in parts {
-            let failure: Int32? = data.withUnsafeBytes { buffer -> Int32? in
-                var offset = 0
-                while offset < buffer.count {
-                    let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        return errno
-                    }
-                    offset += n
-                }
-                return nil
-            }
-            if let failure { throw UDRError(.io, "cannot write \(path): \(String(cString: strerror(failure)))") }
-        }
+        for data in parts { try writeAll(fd, data, path: path) }
         if sync, fsync(fd) != 0 { throw UDRError(.io, "cannot flush \(path) to disk: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Writes all of `data` at the file's current offset.
+    static func writeAll(_ fd: Int32, _ data: Data, path: String) throws(UDRError) {
+        let failure: Int32? = data.withUnsafeBytes { buffer -> Int32? in
+            var offset = 0
+            while offset < buffer.count {
+                let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                offset += n
+            }
+            return nil
+        }
+        if let failure { throw UDRError(.io, "cannot write \(path): \(String(cString: strerror(failure)))") }
     }
 
     static func modified(_ info: stat) -> Date {

@@ -18,6 +18,9 @@ public protocol ObjectStore: Sendable {
     /// (objects already present cost nothing). Either an object is complete
     /// under its id or it is not visible at all.
     func put(hashed objects: [(id: ObjectID, data: Data)]) throws(UDRError) -> Int64
+    /// A batch for a writer that produces many objects over time: they are
+    /// stored as they come and become visible together when it commits.
+    func batch() -> any ObjectBatch
     /// Every object id.
     func list() throws(UDRError) -> [ObjectID]
     /// When the object was last written, or last stored again by a writer
@@ -37,7 +40,35 @@ public protocol ObjectStore: Sendable {
     func removeAbandoned(before cutoff: Date, dryRun: Bool) throws(UDRError) -> Int64
 }
 
+/// Objects a writer stores as it produces them (ids computed by the
+/// caller, as for ``ObjectStore/put(hashed:)``). None is visible before
+/// ``commit()``; a batch dropped without committing leaves nothing behind.
+public protocol ObjectBatch: AnyObject {
+    /// Adds objects; those already stored only have their time refreshed.
+    func add(_ objects: [(id: ObjectID, data: Data)]) throws(UDRError)
+    /// Makes the added objects durable and visible; returns the bytes of
+    /// the objects that were not stored before.
+    func commit() throws(UDRError) -> Int64
+}
+
+/// A batch that holds its objects in memory and puts them at commit.
+final class BufferedObjectBatch: ObjectBatch {
+    let store: any ObjectStore
+    private var objects: [(id: ObjectID, data: Data)] = []
+
+    init(store: any ObjectStore) { self.store = store }
+
+    func add(_ more: [(id: ObjectID, data: Data)]) throws(UDRError) { objects += more }
+
+    func commit() throws(UDRError) -> Int64 {
+        defer { objects = [] }
+        return try store.put(hashed: objects)
+    }
+}
+
 extension ObjectStore {
+    public func batch() -> any ObjectBatch { BufferedObjectBatch(store: self) }
+
     /// Stores objects durably; returns their ids and the bytes newly added.
     public func put(_ objects: [Data]) throws(UDRError) -> (ids: [ObjectID], bytesAdded: Int64) {
         let ids = objects.map { ObjectID.of($0) }

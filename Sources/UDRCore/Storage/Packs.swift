@@ -29,20 +29,17 @@ enum PackFormat {
         let length: Int64
     }
 
-    /// The index and trailer of a pack of `objects` laid out in order, and
-    /// the pack's name.
-    static func index(of objects: [(id: ObjectID, data: Data)]) -> (name: String, tail: Data) {
-        var index = Data(capacity: objects.count * entrySize)
-        var offset: UInt64 = 0
-        for object in objects {
-            index.append(contentsOf: object.id.rawBytes)
-            appendLittleEndian(&index, offset)
-            appendLittleEndian(&index, UInt64(object.data.count))
-            offset += UInt64(object.data.count)
+    /// The index and trailer of a pack holding `entries`, and the pack's name.
+    static func tail(_ entries: [Entry]) -> (name: String, tail: Data) {
+        var index = Data(capacity: entries.count * entrySize)
+        for entry in entries {
+            index.append(contentsOf: entry.id.rawBytes)
+            appendLittleEndian(&index, UInt64(entry.offset))
+            appendLittleEndian(&index, UInt64(entry.length))
         }
         let digest = blake3(index)
         var tail = index
-        appendLittleEndian(&tail, UInt64(objects.count))
+        appendLittleEndian(&tail, UInt64(entries.count))
         tail.append(contentsOf: digest)
         tail.append(contentsOf: magic)
         return (hexString(digest), tail)
@@ -257,5 +254,98 @@ extension ObjectID {
 
     init(rawBytes: UnsafeRawBufferPointer) {
         self.init(uncheckedHex: hexString(Array(rawBytes)))
+    }
+}
+
+/// A local store's batch: objects not stored yet are held until there are
+/// ``LocalObjectStore/packThreshold`` of them, then appended to a new pack
+/// file on a background queue, each append followed by a flush, so that
+/// writing and flushing overlap the writer's own work. `commit()` appends
+/// the index, flushes the rest and renames the pack into place. Fewer new
+/// objects are written loose at commit. With `packAlways` (GC rewriting a
+/// pack) every object goes into the pack, stored elsewhere or not.
+final class LocalObjectBatch: ObjectBatch, @unchecked Sendable {
+    // @unchecked: `fd` and `temp` are written before any work is queued
+    // and read only by queued work or after it is drained; `failure` holds
+    // its own lock; the rest belongs to the one thread that adds.
+    private let store: LocalObjectStore
+    private let packAlways: Bool
+    private var seen = Set<ObjectID>()
+    private var held: [(id: ObjectID, data: Data)] = []
+    private var entries: [PackFormat.Entry] = []
+    private var offset: Int64 = 0
+    private var added: Int64 = 0
+    private var temp: String?
+    private var fd: Int32 = -1
+    private var done = false
+    private let queue = DispatchQueue(label: "udr.pack-writer")
+    private let failure = FailureBox()
+
+    init(store: LocalObjectStore, packAlways: Bool = false) {
+        self.store = store
+        self.packAlways = packAlways
+    }
+
+    func add(_ objects: [(id: ObjectID, data: Data)]) throws(UDRError) {
+        if let error = failure.first { throw error }
+        var fresh: [(id: ObjectID, data: Data)] = []
+        var reloaded = false
+        for object in objects where seen.insert(object.id).inserted {
+            if !packAlways {
+                if !reloaded {
+                    store.packs.reload()
+                    reloaded = true
+                }
+                if store.refreshIfPresent(object.id) { continue }
+            }
+            fresh.append(object)
+            added += Int64(object.data.count)
+        }
+        if fd < 0 {
+            held += fresh
+            guard held.count >= (packAlways ? 1 : LocalObjectStore.packThreshold) else { return }
+            let path = store.temporaryPackPath()
+            let opened = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
+            guard opened >= 0 else { throw UDRError(.io, "cannot create \(path): \(String(cString: strerror(errno)))") }
+            (temp, fd) = (path, opened)
+            fresh = held
+            held = []
+        }
+        guard !fresh.isEmpty else { return }
+        for object in fresh {
+            entries.append(PackFormat.Entry(id: object.id, offset: offset, length: Int64(object.data.count)))
+            offset += Int64(object.data.count)
+        }
+        let (fd, path, failure, data) = (fd, temp ?? "", failure, fresh.map(\.data))
+        queue.async {
+            guard !failure.failed else { return }
+            do throws(UDRError) {
+                for bytes in data { try LocalObjectStore.writeAll(fd, bytes, path: path) }
+                guard fdatasync(fd) == 0 else { throw UDRError(.io, "cannot flush \(path) to disk: \(String(cString: strerror(errno)))") }
+            } catch { failure.record(error) }
+        }
+    }
+
+    func commit() throws(UDRError) -> Int64 {
+        precondition(!done, "a batch commits once")
+        done = true
+        guard fd >= 0, let temp else {
+            if !held.isEmpty { try store.writeLoose(held) }
+            return added
+        }
+        queue.sync {}
+        if let error = failure.first { throw error }
+        let (name, tail) = PackFormat.tail(entries)
+        try LocalObjectStore.writeAll(fd, tail, path: temp)
+        guard fsync(fd) == 0 else { throw UDRError(.io, "cannot flush \(temp) to disk: \(String(cString: strerror(errno)))") }
+        try store.publishPack(temp, name: name, entries: entries)
+        self.temp = nil
+        return added
+    }
+
+    deinit {
+        queue.sync {}
+        if fd >= 0 { close(fd) }
+        if let temp { unlink(temp) }
     }
 }

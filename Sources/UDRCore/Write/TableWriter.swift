@@ -30,9 +30,6 @@ struct TableWriter {
     /// such a change shares nothing with the versions before it.)
     static let parquetOptions = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 2000000, PARQUET_VERSION V2"
 
-    /// New objects are stored in groups of about this many bytes.
-    static let storeBatchBytes = 256 << 20
-
     /// `inputName` names the input in errors (a file, or "the query").
     /// `key` nil keeps `previousKey` when the input still has its columns.
     /// `parquetFile` is the input's file when it is one Parquet file.
@@ -280,25 +277,15 @@ struct TableWriter {
         let chunks = try chunkLayout(files: files, columns: Set(columns.map(\.name)))
         clock.step("parquet metadata")
         // Segments are hashed and cut into blobs in batches of up to 64, on
-        // several threads. Their new blobs and recipes are stored together
-        // once they reach `storeBatchBytes` (a local store writes them as
-        // one pack), so memory holds at most about that much.
+        // several threads; each batch's blobs and recipes go to the store
+        // while the next is prepared (a local store appends them to one
+        // pack), so memory holds about two batches.
         var segments: [SegmentRef] = []
         var logical: Int64 = 0
-        var added: Int64 = 0
-        var unstored: [(id: ObjectID, data: Data)] = []
-        var unstoredBytes = 0
+        let objects = store.batch()
         for batch in stride(from: 0, to: files.count, by: 64).map({ $0..<min($0 + 64, files.count) }) {
             let prepared = try prepareSegments(files: Array(files[batch]), chunks: chunks)
-            for segment in prepared {
-                unstored += segment.objects
-                unstoredBytes += Int(segment.bytes)
-            }
-            if unstoredBytes >= Self.storeBatchBytes || batch.upperBound == files.count {
-                added += try store.put(hashed: unstored)
-                unstored = []
-                unstoredBytes = 0
-            }
+            try objects.add(prepared.flatMap(\.objects))
             for (index, segment) in zip(batch, prepared) {
                 cache.adopt(file: files[index], segment: segment.id)
                 logical += segment.bytes
@@ -308,6 +295,7 @@ struct TableWriter {
                         stats: chunks[files[index]]?.stats ?? [:]))
             }
         }
+        let added = try objects.commit()
         clock.step("store blobs")
         var grouped: [[SegmentRef]] = []
         var offset = 0
