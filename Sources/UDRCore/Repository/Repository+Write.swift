@@ -165,11 +165,11 @@ extension Repository {
         let written = try withDuckDB { (connection) throws(UDRError) -> WrittenTable in
             if case .sql(let query) = source.base { try attach(try tx.snapshot(for: query), to: connection, for: query) }
             let input = try bind(source, to: connection, streams: streams)
-            var sortedHint: String?
-            if case .file(let path, _) = source.base, input.select.hasPrefix("SELECT * FROM read_parquet(") { sortedHint = path }
+            var parquetFile: String?
+            if case .file(let path, let format) = source.base, (format ?? (try? FileFormat.forFile(path))) == .parquet { parquetFile = path }
             return try writer(connection).write(
                 table: table, version: version, source: input.select, inputName: input.name, key: requestedKey,
-                previousKey: previous?.key ?? [], parquetFile: sortedHint)
+                previousKey: previous?.key ?? [], parquetFile: parquetFile)
         }
         return try stage(
             written, of: table, in: tx, current: current, kind: .replace,
