@@ -13,23 +13,19 @@ static const uint32_t IV[8] = {
     0x510E527Fu, 0x9B05688Cu, 0x1F83D9ABu, 0x5BE0CD19u,
 };
 
-// The message word schedule of each of the 7 rounds, precomputed from the
-// permutation [2,6,3,10,7,0,4,13,1,11,12,5,9,14,15,8] applied round after round.
-static uint8_t SCHEDULE[7][16];
-static int schedule_ready = 0;
-
-static void init_schedule(void) {
-    static const uint8_t permutation[16] = {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8};
-    uint8_t current[16];
-    for (int i = 0; i < 16; i++) current[i] = (uint8_t)i;
-    for (int r = 0; r < 7; r++) {
-        memcpy(SCHEDULE[r], current, 16);
-        uint8_t next[16];
-        for (int i = 0; i < 16; i++) next[i] = current[permutation[i]];
-        memcpy(current, next, 16);
-    }
-    __atomic_store_n(&schedule_ready, 1, __ATOMIC_RELEASE);
-}
+// The message word schedule of each of the 7 rounds: the permutation
+// [2,6,3,10,7,0,4,13,1,11,12,5,9,14,15,8] applied round after round.
+// Constants, so that each round's message words are fixed registers or
+// stack slots rather than looked up.
+static const uint8_t SCHEDULE[7][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8},
+    {3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1},
+    {10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6},
+    {12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4},
+    {9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7},
+    {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
+};
 
 static inline uint32_t rotr(uint32_t w, int c) { return (w >> c) | (w << (32 - c)); }
 
@@ -51,7 +47,6 @@ static inline uint32_t load32(const uint8_t *p) {
 
 static void compress(const uint32_t cv[8], const uint8_t block[64], uint8_t block_len,
                      uint64_t counter, uint8_t flags, uint32_t out[16]) {
-    if (!__atomic_load_n(&schedule_ready, __ATOMIC_ACQUIRE)) init_schedule();
     uint32_t m[16];
     for (int i = 0; i < 16; i++) m[i] = load32(block + 4 * i);
     uint32_t s[16] = {
@@ -207,28 +202,16 @@ AVX2_TARGET static inline __m256i rot7(__m256i x) { return _mm256_or_si256(_mm25
         v[b] = rot7(xor(v[b], v[c]));     \
     } while (0)
 
-// SCHEDULE as constants, so that each round's message words are fixed
-// registers or stack slots rather than looked up.
-static const uint8_t SCHEDULE8[7][16] = {
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8},
-    {3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1},
-    {10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6},
-    {12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4},
-    {9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7},
-    {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
-};
-
 #define ROUND8(r)                                                              \
     do {                                                                       \
-        G8(0, 4, 8, 12, m[SCHEDULE8[r][0]], m[SCHEDULE8[r][1]]);               \
-        G8(1, 5, 9, 13, m[SCHEDULE8[r][2]], m[SCHEDULE8[r][3]]);               \
-        G8(2, 6, 10, 14, m[SCHEDULE8[r][4]], m[SCHEDULE8[r][5]]);              \
-        G8(3, 7, 11, 15, m[SCHEDULE8[r][6]], m[SCHEDULE8[r][7]]);              \
-        G8(0, 5, 10, 15, m[SCHEDULE8[r][8]], m[SCHEDULE8[r][9]]);              \
-        G8(1, 6, 11, 12, m[SCHEDULE8[r][10]], m[SCHEDULE8[r][11]]);            \
-        G8(2, 7, 8, 13, m[SCHEDULE8[r][12]], m[SCHEDULE8[r][13]]);             \
-        G8(3, 4, 9, 14, m[SCHEDULE8[r][14]], m[SCHEDULE8[r][15]]);             \
+        G8(0, 4, 8, 12, m[SCHEDULE[r][0]], m[SCHEDULE[r][1]]);               \
+        G8(1, 5, 9, 13, m[SCHEDULE[r][2]], m[SCHEDULE[r][3]]);               \
+        G8(2, 6, 10, 14, m[SCHEDULE[r][4]], m[SCHEDULE[r][5]]);              \
+        G8(3, 7, 11, 15, m[SCHEDULE[r][6]], m[SCHEDULE[r][7]]);              \
+        G8(0, 5, 10, 15, m[SCHEDULE[r][8]], m[SCHEDULE[r][9]]);              \
+        G8(1, 6, 11, 12, m[SCHEDULE[r][10]], m[SCHEDULE[r][11]]);            \
+        G8(2, 7, 8, 13, m[SCHEDULE[r][12]], m[SCHEDULE[r][13]]);             \
+        G8(3, 4, 9, 14, m[SCHEDULE[r][14]], m[SCHEDULE[r][15]]);             \
     } while (0)
 
 // Transposes an 8x8 matrix of 32-bit words held as eight rows.

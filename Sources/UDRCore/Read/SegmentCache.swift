@@ -47,7 +47,7 @@ public struct SegmentCache: Sendable {
                 "segment \(segment.id) rebuilt from its blobs hashes to \(actual). The repository is damaged; run `udr verify`.")
         }
         let temp = target + "." + UUID().uuidString + ".tmp"
-        try LocalObjectStore.writeFile(temp, [bytes])
+        try LocalObjectStore.writeFile(temp, bytes)
         if rename(temp, target) != 0 { unlink(temp) }
         return (target, true)
     }

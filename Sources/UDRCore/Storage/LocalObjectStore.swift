@@ -73,10 +73,11 @@ public struct LocalObjectStore: ObjectStore {
             throw UDRError(
                 .corruptObject, "object \(id) is cut short in pack \(location.pack). The repository is damaged; run `udr verify`.")
         }
-        if packs.hasDamage {
+        let damage = packs.damage()
+        if !damage.isEmpty {
             throw UDRError(
                 .corruptObject,
-                "object \(id) is not in the object store, and a pack's index is damaged: \(packs.damage().map { "pack \($0.key): \($0.value)" }.sorted().joined(separator: "; ")). Run `udr verify`."
+                "object \(id) is not in the object store, and a pack's index is damaged: \(damage.map { "pack \($0.key): \($0.value)" }.sorted().joined(separator: "; ")). Run `udr verify`."
             )
         }
         throw UDRError(
@@ -106,11 +107,16 @@ public struct LocalObjectStore: ObjectStore {
 
     /// Whether the object is stored; if so, refreshes its time (its pack's)
     /// so that a concurrent GC spares it. A GC that moved it away meanwhile
-    /// makes this false, and the caller writes it anew.
-    func refreshIfPresent(_ id: ObjectID) -> Bool {
+    /// makes this false, and the caller writes it anew. A pack in
+    /// `refreshed` was refreshed by the caller already (a GC now finds it
+    /// recent and puts it back); each newly refreshed one is added.
+    func refreshIfPresent(_ id: ObjectID, skipping refreshed: inout Set<String>) -> Bool {
         if utimensat(AT_FDCWD, path(id), nil, 0) == 0 { return true }
         guard let location = packs.known(id) else { return false }
-        return utimensat(AT_FDCWD, packs.path(location.pack), nil, 0) == 0
+        if refreshed.contains(location.pack) { return true }
+        guard utimensat(AT_FDCWD, packs.path(location.pack), nil, 0) == 0 else { return false }
+        refreshed.insert(location.pack)
+        return true
     }
 
     /// Writes objects as one pack, whether or not they are stored already
@@ -148,7 +154,7 @@ public struct LocalObjectStore: ObjectStore {
         let workers = min(8, objects.count)
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             for index in stride(from: worker, to: objects.count, by: workers) where !failures.failed {
-                do throws(UDRError) { try Self.writeFile(temps[index], [objects[index].data], sync: true) } catch {
+                do throws(UDRError) { try Self.writeFile(temps[index], objects[index].data, sync: true) } catch {
                     failures.record(error)
                 }
             }
@@ -274,13 +280,12 @@ public struct LocalObjectStore: ObjectStore {
         return Int64(info.st_size)
     }
 
-    /// Writes a new file from `parts` in order; with `sync`, flushes it to
-    /// disk before returning.
-    static func writeFile(_ path: String, _ parts: [Data], sync: Bool = false) throws(UDRError) {
+    /// Writes a new file; with `sync`, flushes it to disk before returning.
+    static func writeFile(_ path: String, _ data: Data, sync: Bool = false) throws(UDRError) {
         let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw UDRError(.io, "cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        for data in parts { try writeAll(fd, data, path: path) }
+        try writeAll(fd, data, path: path)
         if sync, fsync(fd) != 0 { throw UDRError(.io, "cannot flush \(path) to disk: \(String(cString: strerror(errno)))") }
     }
 

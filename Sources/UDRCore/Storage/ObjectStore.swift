@@ -51,24 +51,7 @@ public protocol ObjectBatch: AnyObject {
     func commit() throws(UDRError) -> Int64
 }
 
-/// A batch that holds its objects in memory and puts them at commit.
-final class BufferedObjectBatch: ObjectBatch {
-    let store: any ObjectStore
-    private var objects: [(id: ObjectID, data: Data)] = []
-
-    init(store: any ObjectStore) { self.store = store }
-
-    func add(_ more: [(id: ObjectID, data: Data)]) throws(UDRError) { objects += more }
-
-    func commit() throws(UDRError) -> Int64 {
-        defer { objects = [] }
-        return try store.put(hashed: objects)
-    }
-}
-
 extension ObjectStore {
-    public func batch() -> any ObjectBatch { BufferedObjectBatch(store: self) }
-
     /// Stores objects durably; returns their ids and the bytes newly added.
     public func put(_ objects: [Data]) throws(UDRError) -> (ids: [ObjectID], bytesAdded: Int64) {
         let ids = objects.map { ObjectID.of($0) }

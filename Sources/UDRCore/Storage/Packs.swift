@@ -1,4 +1,3 @@
-import CBLAKE3
 import Foundation
 
 #if canImport(Glibc)
@@ -37,12 +36,12 @@ enum PackFormat {
             appendLittleEndian(&index, UInt64(entry.offset))
             appendLittleEndian(&index, UInt64(entry.length))
         }
-        let digest = blake3(index)
+        let digest = ObjectID.of(index)
         var tail = index
         appendLittleEndian(&tail, UInt64(entries.count))
-        tail.append(contentsOf: digest)
+        tail.append(contentsOf: digest.rawBytes)
         tail.append(contentsOf: magic)
-        return (hexString(digest), tail)
+        return (digest.hex, tail)
     }
 
     /// Reads a pack's index; throws a message naming what is wrong.
@@ -58,9 +57,9 @@ enum PackFormat {
         guard !indexLength.overflow, Int64(indexLength.partialValue) <= size - Int64(trailerSize),
             let index = readRange(fd: fd, offset: size - Int64(trailerSize) - Int64(indexLength.partialValue), length: Int(indexLength.partialValue))
         else { throw PackDamage("its trailer is damaged (an object count of \(count) does not fit the file)") }
-        let digest = blake3(index)
-        guard hexString(digest) == name, Array(trailer[8..<40]) == digest else {
-            throw PackDamage("its index is damaged (the index hashes to \(hexString(digest)))")
+        let digest = ObjectID.of(index)
+        guard digest.hex == name, Array(trailer[8..<40]) == digest.rawBytes else {
+            throw PackDamage("its index is damaged (the index hashes to \(digest))")
         }
         let dataEnd = size - Int64(trailerSize) - Int64(index.count)
         var entries: [Entry] = []
@@ -97,14 +96,6 @@ enum PackFormat {
             return true
         }
         return complete ? data : nil
-    }
-
-    static func blake3(_ data: Data) -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: 32)
-        data.withUnsafeBytes { buffer in
-            digest.withUnsafeMutableBufferPointer { udr_blake3_hash(buffer.baseAddress, buffer.count, $0.baseAddress) }
-        }
-        return digest
     }
 
     static func appendLittleEndian(_ data: inout Data, _ value: UInt64) {
@@ -190,15 +181,15 @@ final class PackIndex: @unchecked Sendable {
             })
     }
 
-    /// Whether some pack could not be read at the last reload.
-    var hasDamage: Bool { lock.withLock { !damaged.isEmpty } }
-
     /// Records a pack this process has just written.
     func add(_ pack: String, entries: [PackFormat.Entry]) {
-        lock.withLock {
-            packs[pack] = entries
-            for entry in entries { locations[entry.id] = Location(pack: pack, offset: entry.offset, length: entry.length) }
-        }
+        lock.withLock { record(pack, entries) }
+    }
+
+    /// Records a pack's objects; the caller holds `lock`.
+    private func record(_ pack: String, _ entries: [PackFormat.Entry]) {
+        packs[pack] = entries
+        for entry in entries { locations[entry.id] = Location(pack: pack, offset: entry.offset, length: entry.length) }
     }
 
     /// Brings the index up to date with the directory: loads new packs and
@@ -220,20 +211,16 @@ final class PackIndex: @unchecked Sendable {
             loaded = true
             for (name, result) in read {
                 switch result {
-                case .success(let entries):
-                    packs[name] = entries
-                    for entry in entries { locations[entry.id] = Location(pack: name, offset: entry.offset, length: entry.length) }
+                case .success(let entries): record(name, entries)
                 case .failure(let damage):
                     damaged[name] = damage.message
                 }
             }
             if gone {
-                packs = packs.filter { names.contains($0.key) }
+                let kept = packs.filter { names.contains($0.key) }
                 damaged = damaged.filter { names.contains($0.key) }
-                locations = [:]
-                for (name, entries) in packs {
-                    for entry in entries { locations[entry.id] = Location(pack: name, offset: entry.offset, length: entry.length) }
-                }
+                (packs, locations) = ([:], [:])
+                for (name, entries) in kept { record(name, entries) }
             }
         }
     }
@@ -271,6 +258,8 @@ final class LocalObjectBatch: ObjectBatch, @unchecked Sendable {
     private let store: LocalObjectStore
     private let packAlways: Bool
     private var seen = Set<ObjectID>()
+    /// Packs whose time this batch has refreshed already.
+    private var refreshed = Set<String>()
     private var held: [(id: ObjectID, data: Data)] = []
     private var entries: [PackFormat.Entry] = []
     private var offset: Int64 = 0
@@ -296,7 +285,7 @@ final class LocalObjectBatch: ObjectBatch, @unchecked Sendable {
                     store.packs.reload()
                     reloaded = true
                 }
-                if store.refreshIfPresent(object.id) { continue }
+                if store.refreshIfPresent(object.id, skipping: &refreshed) { continue }
             }
             fresh.append(object)
             added += Int64(object.data.count)

@@ -163,14 +163,19 @@ struct TableWriter {
         return true
     }
 
-    /// Whether `__udr_sorted`'s rows (in rowid order) are in key order:
-    /// one streaming pass comparing each row with the one before.
+    /// Whether `__udr_sorted`'s rows (in rowid order) are in key order.
     private func inKeyOrder(_ key: [String]) throws(UDRError) -> Bool {
+        try neighbours(key, in: "__udr_sorted", where: "<") == 0
+    }
+
+    /// How many rows of `relation` (in rowid order) have a key that
+    /// compares to the previous row's by `comparison` (`=`, `<`): one
+    /// streaming pass.
+    private func neighbours(_ key: [String], in relation: String, where comparison: String) throws(UDRError) -> Int64 {
         let tuple = key.count == 1 ? quoteIdentifier(key[0]) : "row(\(key.map(quoteIdentifier).joined(separator: ", ")))"
-        let disordered = try query(
-            "SELECT count(*) FROM (SELECT \(tuple) AS __udr_k, lag(\(tuple)) OVER () AS __udr_p FROM __udr_sorted) WHERE __udr_k < __udr_p"
+        return try query(
+            "SELECT count(*) FROM (SELECT \(tuple) AS __udr_k, lag(\(tuple)) OVER () AS __udr_p FROM \(relation)) WHERE __udr_k \(comparison) __udr_p"
         ).scalar.int ?? 1
-        return disordered == 0
     }
 
     /// Integer types whose values fit a BIGINT.
@@ -394,13 +399,7 @@ struct TableWriter {
                 "\(nulls) row(s) have a NULL in the key (\(key.joined(separator: ", "))), e.g. \(examples.joined(separator: "; ")). Key columns must not be NULL."
             )
         }
-        if sortedByKey {
-            let tuple = key.count == 1 ? quoteIdentifier(key[0]) : "row(\(cols))"
-            let neighbours = try query(
-                "SELECT count(*) FROM (SELECT \(tuple) AS __udr_k, lag(\(tuple)) OVER () AS __udr_p FROM \(relation)) WHERE __udr_k = __udr_p"
-            ).scalar.int ?? 0
-            if neighbours == 0 { return }
-        }
+        if sortedByKey, try neighbours(key, in: relation, where: "=") == 0 { return }
         // Grouped by the key's own types; the text form only for the message.
         let total = try query("SELECT count(*) FROM (SELECT 1 FROM \(relation) GROUP BY \(cols) HAVING count(*) > 1)").scalar.int ?? 0
         if total > 0 {
