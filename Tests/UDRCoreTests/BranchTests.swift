@@ -31,7 +31,7 @@ import UDRTesting
         #expect(created == mainHead)
         #expect(try await repo.storedBytes() == bytes, "creating a branch stores nothing")
 
-        try await repo.transaction(on: branch, message: "new scoring weights") { tx in
+        _ = try await repo.transaction(on: branch, message: "new scoring weights") { tx in
             try await tx.write(
                 Self.master, from: .sql("SELECT bbl, zone, score * 1.5 + zone AS score FROM master"))
         }
