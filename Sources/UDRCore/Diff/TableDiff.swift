@@ -76,11 +76,12 @@ struct TableDiff {
         var oldOnly = oldSegments
         var newOnly = newSegments
         if requested == nil || requested == declared {
-            // Shared segments hold the same rows on both sides.
-            let oldIDs = Set(oldSegments.map(\.id))
-            let newIDs = Set(newSegments.map(\.id))
-            oldOnly = oldSegments.filter { !newIDs.contains($0.id) }
-            newOnly = newSegments.filter { !oldIDs.contains($0.id) }
+            // Shared segments (the same file less the same deleted rows)
+            // hold the same rows on both sides.
+            let oldContent = Set(oldSegments.map(\.content))
+            let newContent = Set(newSegments.map(\.content))
+            oldOnly = oldSegments.filter { !newContent.contains($0.content) }
+            newOnly = newSegments.filter { !oldContent.contains($0.content) }
             shape.segmentsSkipped = oldSegments.count - oldOnly.count
         }
         var pairs: [(SegmentRef, SegmentRef, changed: [String])] = []
@@ -145,13 +146,14 @@ struct TableDiff {
         }
         let oldTypes = Dictionary(old.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
         let newTypes = Dictionary(new.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+        // Rows pair up by position only in files without deleted rows.
         var candidates: [String: [SegmentRef]] = [:]
-        for segment in oldOnly { candidates[signature(segment), default: []].append(segment) }
+        for segment in oldOnly where segment.deletions == nil { candidates[signature(segment), default: []].append(segment) }
         var recipes = ColumnBlobs(recipe: recipe)
         var pairs: [(SegmentRef, SegmentRef, changed: [String])] = []
         var pairedOld = Set<ObjectID>()
         var pairedNew = Set<ObjectID>()
-        for segment in newOnly {
+        for segment in newOnly where segment.deletions == nil {
             guard let olds = candidates[signature(segment)] else { continue }
             let names = new.columnNames(of: segment)
             guard let newBlobs = try recipes.of(segment) else { continue }

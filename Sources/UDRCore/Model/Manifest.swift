@@ -27,30 +27,80 @@ public struct SegmentRef: Hashable, Sendable, Codable {
     public let id: ObjectID
     /// The object holding the segment's ``SegmentRecipe``.
     public let recipe: ObjectID
-    public let rows: Int64
+    /// Live rows: the file's rows less the deleted ones.
+    public var rows: Int64
     /// Size of the Parquet file.
     public let bytes: Int64
-    /// Min and max of each top-level column, keyed by column name.
+    /// Min and max of each top-level column, keyed by column name (of
+    /// all the file's rows, deleted ones included: bounds still hold).
     public let stats: [String: ColumnStats]
     /// The columns the segment's file holds when they are fewer than the
     /// manifest's (it was written before columns were added; the missing
     /// ones read as NULL). nil: all of the manifest's columns.
     public var columns: [String]?
+    /// Rows of the file deleted since it was written, when any: a delete
+    /// stores a list of positions instead of a new segment, so the file
+    /// and its column chunks stay shared with the versions before.
+    public var deletions: Deletions?
 
-    public init(id: ObjectID, recipe: ObjectID, rows: Int64, bytes: Int64, stats: [String: ColumnStats], columns: [String]? = nil) {
+    public init(
+        id: ObjectID, recipe: ObjectID, rows: Int64, bytes: Int64, stats: [String: ColumnStats], columns: [String]? = nil,
+        deletions: Deletions? = nil
+    ) {
         self.id = id
         self.recipe = recipe
         self.rows = rows
         self.bytes = bytes
         self.stats = stats
         self.columns = columns
+        self.deletions = deletions
+    }
+
+    /// Rows in the segment's file, deleted ones included.
+    public var fileRows: Int64 { rows + (deletions?.count ?? 0) }
+
+    /// The segment's live rows, as stored: the same file with the same
+    /// deletions holds the same rows.
+    public var content: SegmentContent { SegmentContent(id: id, deletions: deletions?.object) }
+}
+
+/// What identifies a segment's live rows: its file and its deletions.
+public struct SegmentContent: Hashable, Sendable {
+    public let id: ObjectID
+    public let deletions: ObjectID?
+
+    /// A name for files derived from these rows.
+    var name: String { deletions.map { id.hex + "-" + $0.hex } ?? id.hex }
+}
+
+/// The deleted rows of a segment: an object holding a ``DeletedRows``.
+public struct Deletions: Hashable, Sendable, Codable {
+    public let object: ObjectID
+    /// How many rows are deleted.
+    public let count: Int64
+
+    public init(object: ObjectID, count: Int64) {
+        self.object = object
+        self.count = count
+    }
+}
+
+/// Positions (0-based, ascending) of the deleted rows of one segment file.
+public struct DeletedRows: Hashable, Sendable, Codable {
+    public let segment: ObjectID
+    public let positions: [Int64]
+
+    public init(segment: ObjectID, positions: [Int64]) {
+        self.segment = segment
+        self.positions = positions
     }
 }
 
 /// A table version: schema, key, and ordered segments. Stored as an object;
 /// its id is what a commit records for the table.
 public struct Manifest: Hashable, Sendable, Codable {
-    public static let currentFormat = 1
+    /// 2: segments may carry deletions.
+    public static let currentFormat = 2
 
     public let format: Int
     public let table: TableName
@@ -77,7 +127,7 @@ public struct Manifest: Hashable, Sendable, Codable {
 
     /// Same schema, key and segments: the content is the same whatever the version number.
     public func hasSameContent(as other: Manifest) -> Bool {
-        columns == other.columns && key == other.key && segments.map(\.id) == other.segments.map(\.id)
+        columns == other.columns && key == other.key && segments.map(\.content) == other.segments.map(\.content)
     }
 
     /// The same table version under another version number.

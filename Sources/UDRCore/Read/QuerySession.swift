@@ -104,7 +104,7 @@ extension Repository {
         for (name, manifest) in snapshot.tables.sorted(by: { $0.key < $1.key }) {
             let pruned = pruning?.segments(of: manifest, readAs: name) ?? manifest.segments
             let materialize = { (segment: SegmentRef) throws(UDRError) -> String in
-                let (path, created) = try self.cache.materialize(segment, store: self.store)
+                let (path, created) = try self.cache.materialize(segment, store: self.store, connection: connection)
                 materialized = materialized || created
                 return path
             }

@@ -82,7 +82,7 @@ extension SegmentCache {
                 files.append(try materialize(members[range.lowerBound]))
                 continue
             }
-            let id = ObjectID.of(Data(members.map(\.id.hex).joined(separator: ",").utf8))
+            let id = ObjectID.of(Data(members.map(\.content.name).joined(separator: ",").utf8))
             let target = groupPath(id)
             if access(target, R_OK) == 0 {
                 files.append(target)

@@ -1,3 +1,4 @@
+import DuckDB
 import Foundation
 
 #if canImport(Glibc)
@@ -30,10 +31,42 @@ public struct SegmentCache: Sendable {
         if access(target, F_OK) == 0 || rename(file, target) != 0 { unlink(file) }
     }
 
-    /// The path of the segment's file, rebuilding it from the object store
-    /// (every blob and the whole file checked) when it is not cached;
-    /// `created` tells whether it was rebuilt.
-    func materialize(_ segment: SegmentRef, store: any ObjectStore) throws(UDRError) -> (path: String, created: Bool) {
+    /// The path of a file of the segment's live rows, rebuilding it from
+    /// the object store (every blob and the whole file checked) when it is
+    /// not cached; `created` tells whether it was rebuilt. A segment with
+    /// deletions reads as a file of its rows less the deleted ones, written
+    /// by DuckDB on `connection` beside the segment's own file.
+    func materialize(_ segment: SegmentRef, store: any ObjectStore, connection: Connection) throws(UDRError) -> (path: String, created: Bool) {
+        let whole = try materializeFile(segment, store: store)
+        guard let deletions = segment.deletions else { return whole }
+        let target = directory.path + "/" + segment.content.name + ".parquet"
+        if access(target, R_OK) == 0 { return (target, whole.created) }
+        let deleted = try store.getJSON(DeletedRows.self, deletions.object)
+        guard deleted.segment == segment.id, Int64(deleted.positions.count) == deletions.count else {
+            throw UDRError(
+                .corruptObject,
+                "the deletions \(deletions.object) do not belong to segment \(segment.id). The repository is damaged; run `udr verify`.")
+        }
+        let temp = target + "." + UUID().uuidString + ".tmp"
+        let list = deleted.positions.map(String.init).joined(separator: ", ")
+        do {
+            try connection.execute(
+                """
+                COPY (SELECT * EXCLUDE (file_row_number) FROM read_parquet(\(quoteLiteral(whole.path)), file_row_number = true)
+                      WHERE file_row_number NOT IN (\(list)))
+                TO \(quoteLiteral(temp)) (FORMAT parquet, COMPRESSION lz4_raw)
+                """)
+        } catch {
+            unlink(temp)
+            throw UDRError(.io, "cannot write the live rows of segment \(segment.id): \(error.message)", underlying: error)
+        }
+        if rename(temp, target) != 0 { unlink(temp) }
+        return (target, true)
+    }
+
+    /// The path of the segment's own file, rebuilt from its blobs when
+    /// it is not cached.
+    func materializeFile(_ segment: SegmentRef, store: any ObjectStore) throws(UDRError) -> (path: String, created: Bool) {
         let target = path(segment.id)
         if access(target, R_OK) == 0 { return (target, false) }
         let recipe = try store.getJSON(SegmentRecipe.self, segment.recipe)

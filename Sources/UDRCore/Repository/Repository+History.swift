@@ -112,11 +112,12 @@ extension Repository {
             // The last version read: its key segments, and whether it held the row.
             var previous: (segments: [SegmentRef], index: Int, manifest: Manifest, present: Bool)?
             var blobs = ColumnBlobs(recipe: recipe(of:))
+            let materialize = materializer(connection)
             var read = 0
             var columnsRead = 0
             for (index, version) in versions.enumerated() {
                 let segments = version.manifest.segments.filter { candidates.contains($0.id) }
-                if let previous, previous.segments.map(\.id) == segments.map(\.id) { continue }
+                if let previous, previous.segments.map(\.content) == segments.map(\.content) { continue }
                 read += 1
                 var inserted = 0
                 if !segments.isEmpty {
@@ -128,7 +129,7 @@ extension Repository {
                             previous.segments[0], in: previous.manifest, segments[0], in: version.manifest, key: keyColumns, blobs: &blobs)
                     }
                     var files: [String] = []
-                    for segment in segments { files.append(try materializedPath(segment)) }
+                    for segment in segments { files.append(try materialize(segment)) }
                     if let changed, let previous {
                         columnsRead += changed.count
                         let readColumns = version.manifest.columns.filter { changed.contains($0.name) || keyColumns.contains($0.name) }

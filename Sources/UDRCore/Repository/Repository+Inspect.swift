@@ -115,6 +115,7 @@ extension Repository {
                         recipes[segment.recipe] = objects
                     }
                     sizes.merge(recipes[segment.recipe]!) { a, _ in a }
+                    if let deletions = segment.deletions?.object { sizes[deletions] = try self.store.size(deletions) ?? 0 }
                 }
                 return sizes
             }

@@ -224,7 +224,7 @@ extension Repository {
             if strategy == .fail && !merge.conflicts.isEmpty { return merge }
             let editor = RowEditor(
                 connection: connection, writer: writer(connection), table: table, manifest: ours.renumbered(version),
-                policy: configuration.segmentation, materialize: materializedPath)
+                policy: configuration.segmentation, materialize: materializer(connection), file: segmentFile)
             merge.result = try editor.applyDelta(columns: columns, rejectExisting: false)
             return merge
         }

@@ -58,8 +58,9 @@ extension Repository {
         for id in manifests where !known.contains(id) {
             guard try present(id) else { continue }
             reached.insert(id)
-            for segment in try manifest(id).segments where !known.contains(segment.recipe) && !reached.contains(segment.recipe) {
-                guard try present(segment.recipe) else { continue }
+            for segment in try manifest(id).segments {
+                if let deletions = segment.deletions?.object, !known.contains(deletions), try present(deletions) { reached.insert(deletions) }
+                guard !known.contains(segment.recipe), !reached.contains(segment.recipe), try present(segment.recipe) else { continue }
                 reached.insert(segment.recipe)
                 for part in try store.getJSON(SegmentRecipe.self, segment.recipe).parts { reached.insert(part.blob) }
             }

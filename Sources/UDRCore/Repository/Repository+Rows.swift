@@ -42,7 +42,7 @@ extension Repository {
             let input = try edit.source.map { (source) throws(UDRError) in try bind(source, to: connection, streams: streams) }
             let editor = RowEditor(
                 connection: connection, writer: writer(connection), table: table, manifest: base, policy: configuration.segmentation,
-                materialize: materializedPath)
+                materialize: materializer(connection), file: segmentFile)
             defer { clock.step("edit") }
             return try editor.apply(edit, input: input)
         }

@@ -55,6 +55,20 @@ extension Repository {
                         problems.append(error.message)
                         continue
                     }
+                    for segment in manifest.segments {
+                        guard let deletions = segment.deletions, !checkedRecipes.contains(deletions.object) else { continue }
+                        checkedRecipes.insert(deletions.object)
+                        let what = "deletions of segment \(segment.id) (\(table) v\(entry.version))"
+                        guard check(deletions.object, what) else { continue }
+                        do throws(UDRError) {
+                            let deleted = try self.store.getJSON(DeletedRows.self, deletions.object)
+                            if deleted.segment != segment.id || Int64(deleted.positions.count) != deletions.count {
+                                problems.append("\(what): \(deletions.object) lists \(deleted.positions.count) rows of segment \(deleted.segment)")
+                            }
+                        } catch {
+                            problems.append(error.message)
+                        }
+                    }
                     for segment in manifest.segments where !checkedRecipes.contains(segment.recipe) {
                         checkedRecipes.insert(segment.recipe)
                         guard check(segment.recipe, "recipe of segment \(segment.id) (\(table) v\(entry.version))") else { continue }

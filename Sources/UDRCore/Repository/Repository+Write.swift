@@ -225,9 +225,15 @@ extension Repository {
         }
     }
 
-    /// A segment's materialized file, rebuilt from the store if needed.
-    func materializedPath(_ segment: SegmentRef) throws(UDRError) -> String {
-        try cache.materialize(segment, store: store).path
+    /// The path of a file of a segment's live rows, rebuilt from the
+    /// store if needed (using `connection` when it has deletions).
+    func materializer(_ connection: Connection) -> (SegmentRef) throws(UDRError) -> String {
+        { (segment) throws(UDRError) in try self.cache.materialize(segment, store: self.store, connection: connection).path }
+    }
+
+    /// The path of a segment's own file, deleted rows included.
+    func segmentFile(_ segment: SegmentRef) throws(UDRError) -> String {
+        try cache.materializeFile(segment, store: store).path
     }
 
     /// A diff of table versions on `connection`, reading this repository's segments.
@@ -236,7 +242,7 @@ extension Repository {
     }
 
     func tableDiff(_ connection: Connection) -> TableDiff {
-        TableDiff(connection: connection, materialize: materializedPath, recipe: recipe(of:))
+        TableDiff(connection: connection, materialize: materializer(connection), recipe: recipe(of:))
     }
 
     /// A SELECT over an input file, and how errors name it.

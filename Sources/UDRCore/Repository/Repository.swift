@@ -153,6 +153,11 @@ public final class Repository: Sendable {
     func manifest(_ id: ObjectID) throws(UDRError) -> Manifest {
         if let cached = decoded.get(id) as? Manifest { return cached }
         let manifest = try store.getJSON(Manifest.self, id)
+        guard manifest.format <= Manifest.currentFormat else {
+            throw UDRError(
+                .unsupportedType,
+                "table version \(manifest.table) v\(manifest.version) was written by a newer UDR (manifest format \(manifest.format)); upgrade UDR to read it")
+        }
         decoded.put(id, manifest)
         return manifest
     }

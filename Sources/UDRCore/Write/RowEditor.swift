@@ -20,8 +20,10 @@ struct RowEditor {
     let table: TableName
     let manifest: Manifest
     let policy: SegmentationPolicy
-    /// The materialized file of a segment.
+    /// A file of a segment's live rows.
     let materialize: (SegmentRef) throws(UDRError) -> String
+    /// The segment's own file, deleted rows included.
+    let file: (SegmentRef) throws(UDRError) -> String
 
     struct Result {
         let written: WrittenTable
@@ -299,6 +301,11 @@ struct RowEditor {
         ).rows[0]
         let counts = RowCounts(inserted: counted[0].int ?? 0, deleted: counted[2].int ?? 0, updated: counted[1].int ?? 0)
         if counts == RowCounts() && columns == manifest.columns { return nil }
+        if counts.inserted == 0 && counts.updated == 0 && columns == manifest.columns,
+            let segments = try deleteInPlace(touchedSegments)
+        {
+            return Result(written: try finish(segments.segments, columns: columns, logical: 0, added: segments.added), counts: counts)
+        }
 
         let list = names.joined(separator: ", ")
         let source = """
@@ -326,6 +333,41 @@ struct RowEditor {
         }
         return Result(
             written: try finish(out, columns: columns, logical: written.logical, added: written.added), counts: counts)
+    }
+
+    /// Deletes the keys of `__udr_del` from the `touched` segments by
+    /// listing their rows' positions beside each file (see ``Deletions``),
+    /// so the files and their column chunks stay shared with the versions
+    /// before. nil when a segment would then hold more deleted rows than
+    /// live ones: the caller rewrites the touched segments instead, without
+    /// their deleted rows.
+    private func deleteInPlace(_ touched: [Int]) throws(UDRError) -> (segments: [SegmentRef], added: Int64)? {
+        var segments = manifest.segments
+        var objects: [Data] = []
+        for index in touched {
+            let segment = segments[index]
+            var whole = segment
+            whole.deletions = nil
+            let select = Repository.segmentSelect(
+                manifest, segments: [whole], files: [try file(segment)], extra: ["file_row_number"])
+            let hits = try query(
+                "SELECT o.file_row_number FROM (\(select)) AS o WHERE EXISTS (SELECT 1 FROM __udr_del d WHERE \(keyMatch("d", "o")))"
+            ).rows.compactMap { $0[0].int }
+            guard !hits.isEmpty else { continue }
+            var positions = Set(hits)
+            if let deletions = segment.deletions {
+                let before = try writer.store.getJSON(DeletedRows.self, deletions.object)
+                positions.formUnion(before.positions)
+            }
+            let count = Int64(positions.count)
+            guard count <= segment.fileRows - count else { return nil }
+            let object = try ObjectCoding.encode(DeletedRows(segment: segment.id, positions: positions.sorted()))
+            objects.append(object)
+            segments[index].deletions = Deletions(object: ObjectID.of(object), count: count)
+            segments[index].rows = segment.fileRows - count
+        }
+        let added = try writer.store.put(objects).bytesAdded
+        return (segments, added)
     }
 
     // MARK: Keyless tables
