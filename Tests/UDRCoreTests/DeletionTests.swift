@@ -51,6 +51,8 @@ import UDRTesting
         // Diff: exactly the deleted keys.
         let diff = try await repo.diff("main~1", "main").tables[0]
         #expect(diff.rows == RowCounts(deleted: Int64(doomed.count)))
+        #expect(diff.segmentsRead == 0, "only the deleted rows are read, by position")
+        #expect(diff.segmentPairsRead == v1.segments.count)
         let feed = try await repo.diffRows("main~1", "main", as: .feed)
         let kColumn = try #require(feed.columns.firstIndex { $0.name == "k" })
         #expect(feed.rows.compactMap { $0[kColumn].int }.sorted() == doomed)
@@ -67,12 +69,25 @@ import UDRTesting
         #expect(try await repo.manifest(of: Self.table).segments.map(\.id) == v1.segments.map(\.id))
         #expect(try await repo.query(digest).rows == plain.query(digest).rows)
 
+        // A deleted row put back as it was is no difference from version 1.
+        let i = doomed[1] / 10
+        let back = "SELECT \(doomed[1]) AS k, \(i % 97) AS zone, 'p\(i)' AS name, \(i) * 0.25 AS score"
+        _ = try await repo.apply(.upsert(.sql(back)), to: Self.table)
+        try plain.execute("INSERT INTO parcels \(back)")
+        let gone = try plain.query("SELECT count(*) FROM (\(Self.initial)) WHERE k NOT IN (SELECT k FROM parcels)").scalar.int
+        #expect(try await repo.diff("main~3", "main").tables.first?.rows == RowCounts(deleted: gone ?? -1))
+
         // An upsert into a segment with deleted rows writes it again without them.
-        let upsert = "SELECT k + 5 AS k, 1 AS zone, 'new' AS name, 0.5 AS score FROM parcels WHERE k = 40000"
+        let target = try #require(try await repo.manifest(of: Self.table).segments.last { $0.deletions != nil })
+        let inside = try #require(Int(target.stats["k"]?.min ?? "")) + 5
+        let upsert = "SELECT \(inside) AS k, 1 AS zone, 'new' AS name, 0.5 AS score"
         try plain.execute("INSERT INTO parcels \(upsert)")
         _ = try await repo.apply(.upsert(.sql(upsert)), to: Self.table)
-        let v4 = try await repo.manifest(of: Self.table)
-        #expect(v4.segments.contains { $0.deletions == nil }, "the rewritten segment holds only live rows")
+        let rewritten = try #require(
+            try await repo.manifest(of: Self.table).segments.first {
+                Int($0.stats["k"]?.min ?? "") ?? .max <= inside && inside <= Int($0.stats["k"]?.max ?? "") ?? .min
+            })
+        #expect(rewritten.deletions == nil, "the rewritten segment holds only live rows")
         #expect(try await repo.query(digest).rows == plain.query(digest).rows)
         #expect(try await repo.verify().ok)
 

@@ -5,6 +5,8 @@ import Foundation
 /// reading what both share.
 ///
 /// - Segments present in both versions hold the same rows: skipped.
+/// - The same file on both sides with other deleted rows: only the rows
+///   deleted on one side and not the other are read, by position.
 /// - A segment of each side whose key column chunks are the same blobs
 ///   holds the same keys in the same order (a "pair"); only the columns
 ///   whose chunks differ are read, and compared row by row by position.
@@ -23,6 +25,10 @@ struct TableDiff {
     let materialize: (SegmentRef) throws(UDRError) -> String
     /// A segment's recipe (which blobs hold which column).
     let recipe: (SegmentRef) throws(UDRError) -> SegmentRecipe
+    /// The segment's own file, deleted rows included.
+    let file: (SegmentRef) throws(UDRError) -> String
+    /// The positions of a segment's deleted rows.
+    let deleted: (SegmentRef) throws(UDRError) -> Set<Int64>
 
     struct Shape {
         let prefix: String
@@ -84,11 +90,30 @@ struct TableDiff {
             newOnly = newSegments.filter { !oldContent.contains($0.content) }
             shape.segmentsSkipped = oldSegments.count - oldOnly.count
         }
+        // The same file on both sides, less other deleted rows: the rows
+        // deleted on one side only are the difference.
+        var oldRows: [String] = []
+        var newRows: [String] = []
+        if let old, let new, requested == nil || requested == declared {
+            let newFiles = Dictionary(newOnly.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            var matched = Set<ObjectID>()
+            for segment in oldOnly {
+                guard let other = newFiles[segment.id], !matched.contains(segment.id) else { continue }
+                matched.insert(segment.id)
+                let before = try deleted(segment)
+                let after = try deleted(other)
+                if let rows = try rowsAt(after.subtracting(before), of: segment, in: old, columns: columns) { oldRows.append(rows) }
+                if let rows = try rowsAt(before.subtracting(after), of: other, in: new, columns: columns) { newRows.append(rows) }
+            }
+            oldOnly = oldOnly.filter { !matched.contains($0.id) }
+            newOnly = newOnly.filter { !matched.contains($0.id) }
+            shape.pairsRead += matched.count
+        }
         var pairs: [(SegmentRef, SegmentRef, changed: [String])] = []
         if let old, let new, let key, key == declared {
             (pairs, oldOnly, newOnly) = try pair(old: old, new: new, oldOnly: oldOnly, newOnly: newOnly, key: key)
         }
-        shape.pairsRead = pairs.count
+        shape.pairsRead += pairs.count
         shape.segmentsRead = oldOnly.count + newOnly.count
 
         // Pairs, grouped by the columns that changed.
@@ -99,8 +124,8 @@ struct TableDiff {
         }
 
         // The rest: whole rows, read where they lie (views over the files).
-        try load(old, segments: oldOnly, columns: columns, into: "\(prefix)_uo")
-        try load(new, segments: newOnly, columns: columns, into: "\(prefix)_un")
+        try load(old, segments: oldOnly, columns: columns, into: "\(prefix)_uo", adding: oldRows)
+        try load(new, segments: newOnly, columns: columns, into: "\(prefix)_un", adding: newRows)
         defer {
             try? connection.execute("DROP VIEW IF EXISTS \(prefix)_uo")
             try? connection.execute("DROP VIEW IF EXISTS \(prefix)_un")
@@ -227,11 +252,27 @@ struct TableDiff {
         try run("INSERT INTO \(shape.new) BY NAME SELECT \(newList) FROM \(table)")
     }
 
+    /// The rows at `positions` of a segment's own file, as `columns`; nil
+    /// for none.
+    private func rowsAt(_ positions: Set<Int64>, of segment: SegmentRef, in manifest: Manifest, columns: [Column]) throws(UDRError)
+        -> String?
+    {
+        guard !positions.isEmpty else { return nil }
+        var whole = segment
+        whole.deletions = nil
+        whole.columns = manifest.columnNames(of: segment)
+        let wide = Manifest(table: manifest.table, version: manifest.version, columns: columns, key: manifest.key, segments: [whole])
+        let select = Repository.segmentSelect(wide, segments: [whole], files: [try file(segment)], extra: ["file_row_number"])
+        let names = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
+        return "SELECT \(names) FROM (\(select)) WHERE file_row_number IN (\(positions.sorted().map(String.init).joined(separator: ", ")))"
+    }
+
     /// Loads the rows of `segments` of a version as `columns` (NULL where
-    /// the version lacks one).
-    private func load(_ manifest: Manifest?, segments: [SegmentRef], columns: [Column], into table: String) throws(UDRError) {
+    /// the version lacks one), and the rows of the `adding` queries.
+    private func load(_ manifest: Manifest?, segments: [SegmentRef], columns: [Column], into table: String, adding: [String]) throws(UDRError) {
         guard let manifest, !segments.isEmpty else {
-            return try run("CREATE VIEW \(table) AS SELECT \(typedNulls(columns)) WHERE false")
+            let parts = ["SELECT \(typedNulls(columns)) WHERE false"] + adding
+            return try run("CREATE VIEW \(table) AS \(parts.joined(separator: " UNION ALL "))")
         }
         // Read as the wider schema: the side's segments name their own columns.
         let named = segments.map { segment -> SegmentRef in
@@ -242,7 +283,8 @@ struct TableDiff {
         var files: [String] = []
         for segment in named { files.append(try materialize(segment)) }
         let wide = Manifest(table: manifest.table, version: manifest.version, columns: columns, key: manifest.key, segments: named)
-        try run("CREATE VIEW \(table) AS \(Repository.segmentSelect(wide, segments: named, files: files))")
+        let parts = [Repository.segmentSelect(wide, segments: named, files: files)] + adding
+        try run("CREATE VIEW \(table) AS \(parts.joined(separator: " UNION ALL "))")
     }
 
     private func checkUnique(_ key: [String], in table: String, side: String) throws(UDRError) {
