@@ -38,17 +38,11 @@ public struct SegmentCache: Sendable {
     /// by DuckDB on `connection` beside the segment's own file.
     func materialize(_ segment: SegmentRef, store: any ObjectStore, connection: Connection) throws(UDRError) -> (path: String, created: Bool) {
         let whole = try materializeFile(segment, store: store)
-        guard let deletions = segment.deletions else { return whole }
+        guard segment.deletions != nil else { return whole }
         let target = directory.path + "/" + segment.content.name + ".parquet"
         if access(target, R_OK) == 0 { return (target, whole.created) }
-        let deleted = try store.getJSON(DeletedRows.self, deletions.object)
-        guard deleted.segment == segment.id, Int64(deleted.positions.count) == deletions.count else {
-            throw UDRError(
-                .corruptObject,
-                "the deletions \(deletions.object) do not belong to segment \(segment.id). The repository is damaged; run `udr verify`.")
-        }
+        let list = try store.deletedPositions(of: segment).map(String.init).joined(separator: ", ")
         let temp = target + "." + UUID().uuidString + ".tmp"
-        let list = deleted.positions.map(String.init).joined(separator: ", ")
         do {
             try connection.execute(
                 """

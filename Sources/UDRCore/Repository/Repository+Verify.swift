@@ -34,7 +34,7 @@ extension Repository {
                 return !corrupt.contains(id)
             }
             var checkedManifests = Set<ObjectID>()
-            var checkedRecipes = Set<ObjectID>()
+            var checkedObjects = Set<ObjectID>()
             let commits = try self.catalog.allCommitRecords()
             for record in commits {
                 guard check(record.id, "commit (tx \(record.txID))") else { continue }
@@ -56,21 +56,15 @@ extension Repository {
                         continue
                     }
                     for segment in manifest.segments {
-                        guard let deletions = segment.deletions, !checkedRecipes.contains(deletions.object) else { continue }
-                        checkedRecipes.insert(deletions.object)
-                        let what = "deletions of segment \(segment.id) (\(table) v\(entry.version))"
-                        guard check(deletions.object, what) else { continue }
-                        do throws(UDRError) {
-                            let deleted = try self.store.getJSON(DeletedRows.self, deletions.object)
-                            if deleted.segment != segment.id || Int64(deleted.positions.count) != deletions.count {
-                                problems.append("\(what): \(deletions.object) lists \(deleted.positions.count) rows of segment \(deleted.segment)")
+                        if let deletions = segment.deletions?.object, checkedObjects.insert(deletions).inserted {
+                            let what = "deletions of segment \(segment.id) (\(table) v\(entry.version))"
+                            if check(deletions, what) {
+                                do throws(UDRError) { _ = try self.store.deletedPositions(of: segment) } catch {
+                                    problems.append("\(what): \(error.message)")
+                                }
                             }
-                        } catch {
-                            problems.append(error.message)
                         }
-                    }
-                    for segment in manifest.segments where !checkedRecipes.contains(segment.recipe) {
-                        checkedRecipes.insert(segment.recipe)
+                        guard checkedObjects.insert(segment.recipe).inserted else { continue }
                         guard check(segment.recipe, "recipe of segment \(segment.id) (\(table) v\(entry.version))") else { continue }
                         do throws(UDRError) {
                             let recipe = try self.store.getJSON(SegmentRecipe.self, segment.recipe)

@@ -244,10 +244,7 @@ extension Repository {
     func tableDiff(_ connection: Connection) -> TableDiff {
         TableDiff(
             connection: connection, materialize: materializer(connection), recipe: recipe(of:), file: segmentFile,
-            deleted: { (segment) throws(UDRError) in
-                guard let deletions = segment.deletions else { return [] }
-                return Set(try self.store.getJSON(DeletedRows.self, deletions.object).positions)
-            })
+            deleted: { (segment) throws(UDRError) in Set(try self.store.deletedPositions(of: segment)) })
     }
 
     /// A SELECT over an input file, and how errors name it.

@@ -74,4 +74,18 @@ extension ObjectStore {
     public func getJSON<T: Decodable>(_ type: T.Type, _ id: ObjectID) throws(UDRError) -> T {
         try ObjectCoding.decode(type, from: get(id), id: id)
     }
+
+    /// The positions of a segment's deleted rows (none without deletions),
+    /// checked to be the segment's own list.
+    func deletedPositions(of segment: SegmentRef) throws(UDRError) -> [Int64] {
+        guard let deletions = segment.deletions else { return [] }
+        let deleted = try getJSON(DeletedRows.self, deletions.object)
+        guard deleted.segment == segment.id, Int64(deleted.positions.count) == deletions.count else {
+            throw UDRError(
+                .corruptObject,
+                "the deletions \(deletions.object) list \(deleted.positions.count) rows of segment \(deleted.segment), not \(deletions.count) rows of segment \(segment.id). The repository is damaged; run `udr verify`."
+            )
+        }
+        return deleted.positions
+    }
 }

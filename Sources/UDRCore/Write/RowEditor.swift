@@ -343,22 +343,28 @@ struct RowEditor {
     /// their deleted rows.
     private func deleteInPlace(_ touched: [Int]) throws(UDRError) -> (segments: [SegmentRef], added: Int64)? {
         var segments = manifest.segments
-        var objects: [Data] = []
+        guard !touched.isEmpty else { return (segments, 0) }
+        // The deleted keys' positions in the touched files, in one pass.
+        var wholes: [SegmentRef] = []
+        var files: [String] = []
         for index in touched {
-            let segment = segments[index]
-            var whole = segment
+            var whole = segments[index]
             whole.deletions = nil
-            let select = Repository.segmentSelect(
-                manifest, segments: [whole], files: [try file(segment)], extra: ["file_row_number"])
-            let hits = try query(
-                "SELECT o.file_row_number FROM (\(select)) AS o WHERE EXISTS (SELECT 1 FROM __udr_del d WHERE \(keyMatch("d", "o")))"
-            ).rows.compactMap { $0[0].int }
-            guard !hits.isEmpty else { continue }
-            var positions = Set(hits)
-            if let deletions = segment.deletions {
-                let before = try writer.store.getJSON(DeletedRows.self, deletions.object)
-                positions.formUnion(before.positions)
-            }
+            wholes.append(whole)
+            files.append(try file(segments[index]))
+        }
+        let select = Repository.segmentSelect(manifest, segments: wholes, files: files, extra: ["filename", "file_row_number"])
+        var hits: [String: [Int64]] = [:]
+        for row in try query(
+            "SELECT o.filename, o.file_row_number FROM (\(select)) AS o WHERE EXISTS (SELECT 1 FROM __udr_del d WHERE \(keyMatch("d", "o")))"
+        ).rows {
+            if let name = row[0].string, let position = row[1].int { hits[name, default: []].append(position) }
+        }
+        var objects: [Data] = []
+        for (index, name) in zip(touched, files) {
+            guard let found = hits[name] else { continue }
+            let segment = segments[index]
+            let positions = Set(found).union(try writer.store.deletedPositions(of: segment))
             let count = Int64(positions.count)
             guard count <= segment.fileRows - count else { return nil }
             let object = try ObjectCoding.encode(DeletedRows(segment: segment.id, positions: positions.sorted()))
@@ -366,8 +372,7 @@ struct RowEditor {
             segments[index].deletions = Deletions(object: ObjectID.of(object), count: count)
             segments[index].rows = segment.fileRows - count
         }
-        let added = try writer.store.put(objects).bytesAdded
-        return (segments, added)
+        return (segments, try writer.store.put(objects).bytesAdded)
     }
 
     // MARK: Keyless tables
