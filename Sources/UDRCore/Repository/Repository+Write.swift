@@ -169,7 +169,7 @@ extension Repository {
             if case .file(let path, let format) = source.base, (format ?? (try? FileFormat.forFile(path))) == .parquet { parquetFile = path }
             return try writer(connection).write(
                 table: table, version: version, source: input.select, inputName: input.name, key: requestedKey,
-                previousKey: previous?.key ?? [], parquetFile: parquetFile)
+                previousKey: previous?.key ?? [], parquetFile: parquetFile, previous: previous)
         }
         return try stage(
             written, of: table, in: tx, current: current, kind: .replace,

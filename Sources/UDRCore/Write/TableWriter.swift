@@ -33,9 +33,11 @@ struct TableWriter {
     /// `inputName` names the input in errors (a file, or "the query").
     /// `key` nil keeps `previousKey` when the input still has its columns.
     /// `parquetFile` is the input's file when it is one Parquet file.
+    /// `previous`, the table's current version, lets the write keep its
+    /// segment files where rows only changed (see ``writeOver(_:columns:key:rowCount:clock:)``).
     func write(
         table: TableName, version: Int, source: String, inputName: String, key requestedKey: [String]?, previousKey: [String],
-        parquetFile: String? = nil
+        parquetFile: String? = nil, previous: Manifest? = nil
     ) throws(UDRError) -> WrittenTable {
         var clock = StepClock()
         let columns = try describe(source, inputName: inputName)
@@ -67,6 +69,11 @@ struct TableWriter {
         try checkKeys(key, in: "__udr_sorted", sortedByKey: true)
         clock.step("check keys")
         let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
+        if let previous, let written = try writeOver(previous, columns: columns, key: key, rowCount: rowCount, clock: &clock) {
+            cache.evictIfNeeded(keeping: Set(written.segments.map { cache.path($0.id) }))
+            let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: written.segments)
+            return WrittenTable(manifest: manifest, logicalBytes: written.logical, bytesAdded: written.added)
+        }
         // An empty table still has one (empty) segment: it carries the schema.
         let written = try writeSegments(
             ranges: try cut(runs: [0..<rowCount], keepEmpty: true, key: key, columns: columns), columns: columns, clock: &clock)
@@ -81,13 +88,17 @@ struct TableWriter {
     /// runs of segments: run `i` holds the rows whose `__udr_run` is `i`,
     /// ordered by key (by `__udr_pos` when keyless) and cut by the usual
     /// rule. Returns each run's segments (none for an empty run).
-    func writeRuns(source: String, columns: [Column], key: [String], runs: Int) throws(UDRError) -> (
-        segments: [[SegmentRef]], logical: Int64, added: Int64
-    ) {
+    /// `byPosition` orders every run by `__udr_pos` instead of the key;
+    /// the runs in `whole` become one segment each, uncut.
+    func writeRuns(source: String, columns: [Column], key: [String], runs: Int, byPosition: Bool = false, whole: Set<Int> = [])
+        throws(UDRError) -> (segments: [[SegmentRef]], logical: Int64, added: Int64)
+    {
         var clock = StepClock()
         defer { try? connection.execute("DROP TABLE IF EXISTS __udr_sorted") }
-        let order = ["__udr_src.__udr_run"] + (key.isEmpty ? ["__udr_src.__udr_pos"] : key.map { "__udr_src." + quoteIdentifier($0) })
+        let order =
+            ["__udr_src.__udr_run"] + (key.isEmpty || byPosition ? ["__udr_src.__udr_pos"] : key.map { "__udr_src." + quoteIdentifier($0) })
         try sort(source, columns: columns, key: key, order: order, inputName: "the changed rows", extra: ["__udr_run"])
+        clock.step("order the rows")
         let bounds = try query("SELECT __udr_run, min(rowid), max(rowid) + 1 FROM __udr_sorted GROUP BY ALL").rows
         var spans = Array(repeating: 0..<0, count: runs)
         for row in bounds {
@@ -95,7 +106,7 @@ struct TableWriter {
             spans[Int(run)] = Int(low)..<Int(high)
         }
         let written = try writeSegments(
-            ranges: try cut(runs: spans, keepEmpty: false, key: key, columns: columns), columns: columns, clock: &clock)
+            ranges: try cut(runs: spans, keepEmpty: false, key: key, columns: columns, whole: whole), columns: columns, clock: &clock)
         return written
     }
 
@@ -224,8 +235,11 @@ struct TableWriter {
     /// one integer column lead (compared as integers both when sorted and
     /// when filtered), each segment's first-key range comes with it: the
     /// key of the cut before it and of its own last row, where those are
-    /// content-defined cuts (whose keys the cut query reads anyway).
-    private func cut(runs: [Range<Int>], keepEmpty: Bool, key: [String], columns: [Column]) throws(UDRError) -> [[SegmentRows]] {
+    /// content-defined cuts (whose keys the cut query reads anyway). The
+    /// runs in `whole` are not cut.
+    private func cut(runs: [Range<Int>], keepEmpty: Bool, key: [String], columns: [Column], whole: Set<Int> = []) throws(UDRError)
+        -> [[SegmentRows]]
+    {
         let bounding = key.first.flatMap { first in
             columns.first { $0.name == first && Self.smallIntegerTypes.contains($0.type) }.map { _ in quoteIdentifier(first) }
         }
@@ -237,9 +251,13 @@ struct TableWriter {
         if bounding != nil { for row in rows { if let at = row[0].int, let value = row[1].int { keyAt[Int(at)] = value } } }
         var out: [[SegmentRows]] = []
         var next = 0
-        for span in runs {
+        for (run, span) in runs.enumerated() {
             guard !span.isEmpty || keepEmpty else {
                 out.append([])
+                continue
+            }
+            if whole.contains(run) {
+                out.append([SegmentRows(rows: span)])
                 continue
             }
             while next < candidates.count && candidates[next] < span.lowerBound { next += 1 }
@@ -482,11 +500,11 @@ struct TableWriter {
         return points.sorted()
     }
 
-    private func run(_ sql: String, code: UDRError.Code = .query) throws(UDRError) {
+    func run(_ sql: String, code: UDRError.Code = .query) throws(UDRError) {
         do { try connection.execute(sql) } catch { throw UDRError(code, error.message, underlying: error) }
     }
 
-    private func query(_ sql: String) throws(UDRError) -> ResultSet {
+    func query(_ sql: String) throws(UDRError) -> ResultSet {
         do { return try connection.query(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
     }
 }
