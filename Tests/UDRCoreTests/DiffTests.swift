@@ -24,7 +24,7 @@ import UDRTesting
     static func randomEdit(_ repo: Repository, _ random: inout SeededGenerator, seed: Int) async throws -> String {
         let salt = Int.random(in: 0..<1_000_000, using: &random)
         let rate = [7, 97, 499, 3000].randomElement(using: &random)!
-        switch Int.random(in: 0..<7, using: &random) {
+        switch Int.random(in: 0..<8, using: &random) {
         case 0:
             _ = try await repo.apply(try .update(set: "a = a + 1", where: "hash(k + \(salt)) % \(rate) = 0"), to: table)
             return "update a, 1/\(rate)"
@@ -50,6 +50,18 @@ import UDRTesting
             guard !manifest.columns.contains(where: { $0.name == "extra" }) else { return "none" }
             _ = try await repo.write(table, from: .sql("SELECT *, CASE WHEN k % 3 = 0 THEN NULL ELSE k % 7 END AS extra FROM p"))
             return "add column"
+        case 6:
+            // A nightly refresh: the whole table again, some rows gone, some
+            // changed, some new between the others and after them.
+            _ = try await repo.write(
+                table,
+                from: .sql(
+                    """
+                    SELECT * REPLACE (CASE WHEN hash(k + \(salt)) % \(rate) = 2 THEN 'r' || a ELSE c END AS c) FROM p WHERE hash(k + \(salt)) % \(rate) <> 4
+                    UNION ALL SELECT * REPLACE (k + 3 AS k, 'new' AS c) FROM p WHERE hash(k + \(salt)) % \(rate) = 5 AND k + 3 NOT IN (SELECT k FROM p)
+                    UNION ALL SELECT * REPLACE (k + 10 AS k, 'tail' AS c) FROM p WHERE k = (SELECT max(k) FROM p)
+                    """))
+            return "refresh 1/\(rate)"
         default:
             _ = try await repo.apply(.upsert(.sql("SELECT k, a, b, c || '' AS c, l FROM p WHERE hash(k + \(salt)) % \(rate) = 3")), to: table)
             return "no-op upsert"

@@ -10,6 +10,7 @@ import Foundation
 /// - A segment of each side whose key column chunks are the same blobs
 ///   holds the same keys in the same order (a "pair"); only the columns
 ///   whose chunks differ are read, and compared row by row by position.
+///   Rows deleted on one side only are read whole, by position.
 /// - The other segments of each side are read whole and compared as sets
 ///   of rows (multisets for a keyless table).
 ///
@@ -115,12 +116,21 @@ struct TableDiff {
         }
         shape.pairsRead += pairs.count
         shape.segmentsRead = oldOnly.count + newOnly.count
+        // A pair's rows deleted on one side only: a delete, or a row back.
+        var deadInPairs: [(SegmentRef, Set<Int64>)] = []
+        for (o, n, _) in pairs where o.deletions != nil || n.deletions != nil {
+            let before = try deleted(o)
+            let after = try deleted(n)
+            if let rows = try rowsAt(after.subtracting(before), of: o, in: old!, columns: columns) { oldRows.append(rows) }
+            if let rows = try rowsAt(before.subtracting(after), of: n, in: new!, columns: columns) { newRows.append(rows) }
+            deadInPairs.append((o, before.union(after)))
+        }
 
         // Pairs, grouped by the columns that changed.
         var groups: [[String]: [(SegmentRef, SegmentRef)]] = [:]
         for (o, n, changed) in pairs { groups[changed, default: []].append((o, n)) }
         for (changed, members) in groups.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-            try comparePairs(members, changed: changed, old: old!, new: new!, shape: shape, complete: complete)
+            try comparePairs(members, changed: changed, old: old!, new: new!, shape: shape, complete: complete, dead: deadInPairs)
         }
 
         // The rest: whole rows, read where they lie (views over the files).
@@ -167,18 +177,17 @@ struct TableDiff {
     ) {
         // Cheap first: the same row count and key range (from the manifests).
         func signature(_ s: SegmentRef) -> String {
-            "\(s.rows)|" + key.map { "\(s.stats[$0]?.min ?? "")|\(s.stats[$0]?.max ?? "")" }.joined(separator: "|")
+            "\(s.fileRows)|" + key.map { "\(s.stats[$0]?.min ?? "")|\(s.stats[$0]?.max ?? "")" }.joined(separator: "|")
         }
         let oldTypes = Dictionary(old.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
         let newTypes = Dictionary(new.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
-        // Rows pair up by position only in files without deleted rows.
         var candidates: [String: [SegmentRef]] = [:]
-        for segment in oldOnly where segment.deletions == nil { candidates[signature(segment), default: []].append(segment) }
+        for segment in oldOnly { candidates[signature(segment), default: []].append(segment) }
         var recipes = ColumnBlobs(recipe: recipe)
         var pairs: [(SegmentRef, SegmentRef, changed: [String])] = []
         var pairedOld = Set<ObjectID>()
         var pairedNew = Set<ObjectID>()
-        for segment in newOnly where segment.deletions == nil {
+        for segment in newOnly {
             guard let olds = candidates[signature(segment)] else { continue }
             let names = new.columnNames(of: segment)
             guard let newBlobs = try recipes.of(segment) else { continue }
@@ -210,11 +219,13 @@ struct TableDiff {
         }.map(\.element)
     }
 
-    /// Compares paired segments by position, reading only the changed
-    /// columns of the old side, and the key and changed columns (every
-    /// column when `complete`) of the new side.
+    /// Compares paired segments by position in their own files, reading
+    /// only the changed columns of the old side, and the key and changed
+    /// columns (every column when `complete`) of the new side. `dead`
+    /// lists old segments' positions deleted on either side: skipped.
     private func comparePairs(
-        _ members: [(SegmentRef, SegmentRef)], changed: [String], old: Manifest, new: Manifest, shape: Shape, complete: Bool
+        _ members: [(SegmentRef, SegmentRef)], changed: [String], old: Manifest, new: Manifest, shape: Shape, complete: Bool,
+        dead: [(SegmentRef, Set<Int64>)]
     ) throws(UDRError) {
         guard !changed.isEmpty else { return }
         let key = shape.key ?? []
@@ -223,14 +234,26 @@ struct TableDiff {
         let newNames = complete ? new.columns.map(\.name) : key + changed.filter { !key.contains($0) }
         let oldColumns = changed.compactMap { oldTypes[$0] }
         let newColumns = newNames.compactMap { newTypes[$0] }
-        func side(_ manifest: Manifest, _ columns: [Column], _ segments: [SegmentRef]) throws(UDRError) -> String {
+        let deadByID = Dictionary(dead.map { ($0.0.id, $0.1) }, uniquingKeysWith: { a, _ in a })
+        var deadRows: [String] = []
+        func side(_ manifest: Manifest, _ columns: [Column], _ segments: [SegmentRef], extra: [String]) throws(UDRError) -> String {
             var files: [String] = []
-            for segment in segments { files.append(try materialize(segment)) }
-            let subset = Manifest(table: manifest.table, version: manifest.version, columns: columns, key: manifest.key, segments: segments)
-            return Repository.segmentSelect(subset, segments: segments, files: files)
+            for segment in segments {
+                let path = try file(segment)
+                files.append(path)
+                if !extra.isEmpty { deadRows += (deadByID[segment.id] ?? []).map { "(\(quoteLiteral(path)), \($0))" } }
+            }
+            let whole = segments.map { segment -> SegmentRef in
+                var copy = segment
+                copy.deletions = nil
+                return copy
+            }
+            let subset = Manifest(table: manifest.table, version: manifest.version, columns: columns, key: manifest.key, segments: whole)
+            return Repository.segmentSelect(subset, segments: whole, files: files, extra: extra)
         }
-        let oldSelect = try side(old, oldColumns, members.map(\.0))
-        let newSelect = try side(new, newColumns, members.map(\.1))
+        let positions = members.contains { deadByID[$0.0.id] != nil }
+        let oldSelect = try side(old, oldColumns, members.map(\.0), extra: positions ? ["filename", "file_row_number"] : [])
+        let newSelect = try side(new, newColumns, members.map(\.1), extra: [])
         let o = oldColumns.enumerated().map { "\(quoteIdentifier($1.name)) AS __o\($0)" }.joined(separator: ", ")
         let n = newColumns.enumerated().map { "\(quoteIdentifier($1.name)) AS __n\($0)" }.joined(separator: ", ")
         let newIndex = Dictionary(newColumns.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -239,8 +262,17 @@ struct TableDiff {
         }
         guard !differs.isEmpty else { return }
         let table = "\(shape.prefix)_pairs"
+        let deadTable = "\(shape.prefix)_dead"
+        var live = ""
+        if positions {
+            try run(
+                "CREATE TABLE \(deadTable) AS SELECT * FROM (VALUES \((deadRows + ["(NULL, NULL)"]).joined(separator: ", "))) v(file, pos)")
+            live = " AND NOT EXISTS (SELECT 1 FROM \(deadTable) d WHERE d.file = __o_file AND d.pos = __o_pos)"
+        }
+        defer { try? connection.execute("DROP TABLE IF EXISTS \(deadTable)") }
+        let oldExtra = positions ? ", filename AS __o_file, file_row_number AS __o_pos" : ""
         try run(
-            "CREATE TABLE \(table) AS SELECT * FROM (SELECT \(o) FROM (\(oldSelect))) POSITIONAL JOIN (SELECT \(n) FROM (\(newSelect))) WHERE \(differs.joined(separator: " OR "))"
+            "CREATE TABLE \(table) AS SELECT *\(positions ? " EXCLUDE (__o_file, __o_pos)" : "") FROM (SELECT \(o)\(oldExtra) FROM (\(oldSelect))) POSITIONAL JOIN (SELECT \(n) FROM (\(newSelect))) WHERE (\(differs.joined(separator: " OR ")))\(live)"
         )
         defer { try? connection.execute("DROP TABLE IF EXISTS \(table)") }
         let oldIndex = Dictionary(oldColumns.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })

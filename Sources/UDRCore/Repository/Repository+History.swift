@@ -184,7 +184,7 @@ extension Repository {
         blobs: inout ColumnBlobs
     ) throws(UDRError) -> [String]? {
         let names = newManifest.columnNames(of: new)
-        guard oldManifest.columnNames(of: old) == names, old.rows == new.rows, let oldBlobs = try blobs.of(old),
+        guard oldManifest.columnNames(of: old) == names, old.fileRows == new.fileRows, let oldBlobs = try blobs.of(old),
             let newBlobs = try blobs.of(new)
         else { return nil }
         guard newManifest.columns.map(\.name) == names else { return nil }
