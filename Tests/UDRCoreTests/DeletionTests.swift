@@ -77,17 +77,20 @@ import UDRTesting
         let gone = try plain.query("SELECT count(*) FROM (\(Self.initial)) WHERE k NOT IN (SELECT k FROM parcels)").scalar.int
         #expect(try await repo.diff("main~3", "main").tables.first?.rows == RowCounts(deleted: gone ?? -1))
 
-        // An upsert into a segment with deleted rows writes it again without them.
+        // An upsert of a new key inside a segment with deleted rows, and of a
+        // changed row in it, keeps its rows and deleted rows in place; the
+        // new row goes to a segment of its own.
         let target = try #require(try await repo.manifest(of: Self.table).segments.last { $0.deletions != nil })
-        let inside = try #require(Int(target.stats["k"]?.min ?? "")) + 5
-        let upsert = "SELECT \(inside) AS k, 1 AS zone, 'new' AS name, 0.5 AS score"
+        let low = try #require(Int(target.stats["k"]?.min ?? ""))
+        let upsert = "SELECT \(low + 5) AS k, 1 AS zone, 'new' AS name, 0.5 AS score UNION ALL SELECT \(low), 2, 'changed', 1.5"
+        try plain.execute("DELETE FROM parcels WHERE k = \(low)")
         try plain.execute("INSERT INTO parcels \(upsert)")
         _ = try await repo.apply(.upsert(.sql(upsert)), to: Self.table)
-        let rewritten = try #require(
-            try await repo.manifest(of: Self.table).segments.first {
-                Int($0.stats["k"]?.min ?? "") ?? .max <= inside && inside <= Int($0.stats["k"]?.max ?? "") ?? .min
-            })
-        #expect(rewritten.deletions == nil, "the rewritten segment holds only live rows")
+        let after = try await repo.manifest(of: Self.table)
+        let rewritten = try #require(after.segments.first { $0.fileRows == target.fileRows && $0.stats["k"] == target.stats["k"] })
+        #expect(rewritten.deletions?.count == target.deletions?.count, "its deleted rows stay listed")
+        #expect(rewritten.id != target.id, "the changed row was written in place")
+        #expect(after.segments.contains { $0.rows == 1 && $0.stats["k"]?.min == String(low + 5) })
         #expect(try await repo.query(digest).rows == plain.query(digest).rows)
         #expect(try await repo.verify().ok)
 

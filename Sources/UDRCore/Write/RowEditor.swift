@@ -306,6 +306,9 @@ struct RowEditor {
         {
             return Result(written: try finish(segments.segments, columns: columns, logical: 0, added: segments.added), counts: counts)
         }
+        if let placed = try applyInPlace(touchedSegments, columns: columns, inserts: counts.inserted > 0) {
+            return Result(written: placed, counts: counts)
+        }
 
         let list = names.joined(separator: ", ")
         let source = """
@@ -333,6 +336,52 @@ struct RowEditor {
         }
         return Result(
             written: try finish(out, columns: columns, logical: written.logical, added: written.added), counts: counts)
+    }
+
+    /// Writes the `touched` segments (whose live rows are in `__udr_old`)
+    /// again with their rows in place, the edited ones changed and the
+    /// deleted ones listed (see ``TableWriter/writeOver(_:subset:columns:key:rowCount:clock:)``):
+    /// their unchanged column chunks stay shared. New keys join the small
+    /// segments at the table's end, if any, in segments after the others.
+    /// nil when that does not apply: the caller re-cuts the touched runs.
+    private func applyInPlace(_ touched: [Int], columns: [Column], inserts: Bool) throws(UDRError) -> WrittenTable? {
+        let segments = manifest.segments
+        var subset = touched
+        if inserts {
+            for index in segments.indices.reversed() {
+                guard segments[index].fileRows < Int64(policy.minimumRows) else { break }
+                if !subset.contains(index) { subset.append(index) }
+            }
+        }
+        guard !subset.isEmpty else { return nil }
+        let names = columns.map { quoteIdentifier($0.name) }
+        var parts = [
+            """
+            SELECT \(names.joined(separator: ", ")) FROM __udr_old o
+            WHERE NOT EXISTS (SELECT 1 FROM __udr_del d WHERE \(keyMatch("d", "o"))) AND NOT EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "o")))
+            """,
+            "SELECT \(names.joined(separator: ", ")) FROM __udr_up",
+        ]
+        let extra = subset.filter { !touched.contains($0) }
+        if !extra.isEmpty {
+            var files: [String] = []
+            for index in extra { files.append(try materialize(segments[index])) }
+            let extended = Manifest(table: table, version: manifest.version, columns: columns, key: manifest.key, segments: segments)
+            parts.append(
+                Repository.segmentSelect(extended, segments: extra.map { kept(segments[$0], extendedTo: columns) }, files: files))
+        }
+        let key = manifest.key
+        try writer.sort(
+            parts.joined(separator: "\nUNION ALL\n"), columns: columns, key: key, order: key.map { "__udr_src." + quoteIdentifier($0) },
+            inputName: "the edited rows")
+        defer { try? connection.execute("DROP TABLE IF EXISTS __udr_sorted") }
+        let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
+        var clock = StepClock()
+        guard
+            let placement = try writer.writeOver(manifest, subset: subset, columns: columns, key: key, rowCount: rowCount, clock: &clock)
+        else { return nil }
+        let result = placement.segments(replacing: segments, subset: Set(subset)) { kept($0, extendedTo: columns) }
+        return try finish(result, columns: columns, logical: placement.logical, added: placement.bytesAdded)
     }
 
     /// Deletes the keys of `__udr_del` from the `touched` segments by

@@ -69,10 +69,11 @@ struct TableWriter {
         try checkKeys(key, in: "__udr_sorted", sortedByKey: true)
         clock.step("check keys")
         let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
-        if let previous, let written = try writeOver(previous, columns: columns, key: key, rowCount: rowCount, clock: &clock) {
-            cache.evictIfNeeded(keeping: Set(written.segments.map { cache.path($0.id) }))
-            let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: written.segments)
-            return WrittenTable(manifest: manifest, logicalBytes: written.logical, bytesAdded: written.added)
+        if let previous, let placement = try writeOver(previous, columns: columns, key: key, rowCount: rowCount, clock: &clock) {
+            let segments = placement.segments(replacing: previous.segments, subset: nil)
+            cache.evictIfNeeded(keeping: Set(segments.map { cache.path($0.id) }))
+            let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
+            return WrittenTable(manifest: manifest, logicalBytes: placement.logical, bytesAdded: placement.bytesAdded)
         }
         // An empty table still has one (empty) segment: it carries the schema.
         let written = try writeSegments(
@@ -133,7 +134,7 @@ struct TableWriter {
     /// marks boundary candidates and orders rows (compared as their logical
     /// type) into `__udr_sorted`: a plain table (the database is private to
     /// this write) so that the segment writers' own connections can read it.
-    private func sort(
+    func sort(
         _ source: String, columns: [Column], key: [String], order: [String], inputName: String, extra: [String] = []
     ) throws(UDRError) {
         try run("SET preserve_insertion_order = true")
