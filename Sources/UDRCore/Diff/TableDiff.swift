@@ -63,7 +63,14 @@ struct TableDiff {
     /// Builds the changed rows of `old` → `new`. `key` overrides the tables'
     /// own key: rows are then matched by it, every segment is read, and it
     /// must be unique on both sides.
-    func build(old: Manifest?, new: Manifest?, key requested: [String]? = nil, prefix: String, complete: Bool) throws(UDRError) -> Shape {
+    ///
+    /// `countsOnly` (a summary): a row deleted from a file the other side
+    /// keeps is read by its key alone, unless its key is among the rows
+    /// read whole on the other side (it moved); the whole row of such a
+    /// file is a full decode of the file.
+    func build(
+        old: Manifest?, new: Manifest?, key requested: [String]? = nil, prefix: String, complete: Bool, countsOnly: Bool = false
+    ) throws(UDRError) -> Shape {
         let columns = Self.columns(old, new)
         let declared = Self.key(old, new)
         let key = requested ?? declared
@@ -95,6 +102,16 @@ struct TableDiff {
         // deleted on one side only are the difference.
         var oldRows: [String] = []
         var newRows: [String] = []
+        // Old rows deleted on the new side, read by key when only counted.
+        var deletedByKey: [(SegmentRef, Set<Int64>)] = []
+        func deletedOld(_ positions: Set<Int64>, of segment: SegmentRef, in manifest: Manifest) throws(UDRError) {
+            guard !positions.isEmpty else { return }
+            if countsOnly && key != nil && key == declared {
+                deletedByKey.append((segment, positions))
+            } else if let rows = try rowsAt(positions, of: segment, in: manifest, columns: columns) {
+                oldRows.append(rows)
+            }
+        }
         if let old, let new, requested == nil || requested == declared {
             let newFiles = Dictionary(newOnly.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             var matched = Set<ObjectID>()
@@ -103,7 +120,7 @@ struct TableDiff {
                 matched.insert(segment.id)
                 let before = try deleted(segment)
                 let after = try deleted(other)
-                if let rows = try rowsAt(after.subtracting(before), of: segment, in: old, columns: columns) { oldRows.append(rows) }
+                try deletedOld(after.subtracting(before), of: segment, in: old)
                 if let rows = try rowsAt(before.subtracting(after), of: other, in: new, columns: columns) { newRows.append(rows) }
             }
             oldOnly = oldOnly.filter { !matched.contains($0.id) }
@@ -121,7 +138,7 @@ struct TableDiff {
         for (o, n, _) in pairs where o.deletions != nil || n.deletions != nil {
             let before = try deleted(o)
             let after = try deleted(n)
-            if let rows = try rowsAt(after.subtracting(before), of: o, in: old!, columns: columns) { oldRows.append(rows) }
+            try deletedOld(after.subtracting(before), of: o, in: old!)
             if let rows = try rowsAt(before.subtracting(after), of: n, in: new!, columns: columns) { newRows.append(rows) }
             deadInPairs.append((o, before.union(after)))
         }
@@ -134,12 +151,16 @@ struct TableDiff {
         }
 
         // The rest: whole rows, read where they lie (views over the files).
-        try load(old, segments: oldOnly, columns: columns, into: "\(prefix)_uo", adding: oldRows)
         try load(new, segments: newOnly, columns: columns, into: "\(prefix)_un", adding: newRows)
         defer {
             try? connection.execute("DROP VIEW IF EXISTS \(prefix)_uo")
             try? connection.execute("DROP VIEW IF EXISTS \(prefix)_un")
+            try? connection.execute("DROP TABLE IF EXISTS \(prefix)_dk")
         }
+        if let old, let key, !deletedByKey.isEmpty {
+            oldRows += try deletedKeys(deletedByKey, in: old, key: key, columns: columns, prefix: prefix)
+        }
+        try load(old, segments: oldOnly, columns: columns, into: "\(prefix)_uo", adding: oldRows)
         if let requested, requested != declared {
             try checkUnique(requested, in: "\(prefix)_uo", side: "the old version")
             try checkUnique(requested, in: "\(prefix)_un", side: "the new version")
@@ -297,6 +318,45 @@ struct TableDiff {
         let select = Repository.segmentSelect(wide, segments: [whole], files: [try file(segment)], extra: ["file_row_number"])
         let names = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
         return "SELECT \(names) FROM (\(select)) WHERE file_row_number IN (\(positions.sorted().map(String.init).joined(separator: ", ")))"
+    }
+
+    /// The old rows deleted at `positions` of their files, as queries for
+    /// `_uo`: each by its key alone (the other columns NULL), except those
+    /// whose key `_un` holds, read whole to be compared.
+    private func deletedKeys(
+        _ deleted: [(SegmentRef, Set<Int64>)], in manifest: Manifest, key: [String], columns: [Column], prefix: String
+    ) throws(UDRError) -> [String] {
+        let keyColumns = key.compactMap { k in manifest.columns.first { $0.name == k } }
+        var parts: [String] = []
+        var segments: [String: SegmentRef] = [:]
+        for (segment, positions) in deleted {
+            var whole = segment
+            whole.deletions = nil
+            whole.columns = manifest.columnNames(of: segment)
+            segments[segment.id.hex] = segment
+            let keys = Manifest(table: manifest.table, version: manifest.version, columns: keyColumns, key: key, segments: [whole])
+            let select = Repository.segmentSelect(keys, segments: [whole], files: [try file(segment)], extra: ["file_row_number"])
+            parts.append(
+                "SELECT *, \(quoteLiteral(segment.id.hex)) AS __seg FROM (\(select)) WHERE file_row_number IN (\(positions.sorted().map(String.init).joined(separator: ", ")))"
+            )
+        }
+        let table = "\(prefix)_dk"
+        try run("CREATE TABLE \(table) AS \(parts.joined(separator: " UNION ALL "))")
+        let moved = "EXISTS (SELECT 1 FROM \(prefix)_un n WHERE \(Self.match(key, "d", "n")))"
+        var out: [String] = []
+        var movedRows: [String: Set<Int64>] = [:]
+        for row in try query("SELECT __seg, file_row_number FROM \(table) d WHERE \(moved)").rows {
+            if let seg = row[0].string, let position = row[1].int { movedRows[seg, default: []].insert(position) }
+        }
+        for (seg, positions) in movedRows.sorted(by: { $0.key < $1.key }) {
+            if let segment = segments[seg], let rows = try rowsAt(positions, of: segment, in: manifest, columns: columns) { out.append(rows) }
+        }
+        let select = columns.map { column in
+            key.contains(column.name)
+                ? "d.\(quoteIdentifier(column.name))" : "CAST(NULL AS \(column.type)) AS \(quoteIdentifier(column.name))"
+        }
+        out.append("SELECT \(select.joined(separator: ", ")) FROM \(table) d WHERE NOT \(moved)")
+        return out
     }
 
     /// Loads the rows of `segments` of a version as `columns` (NULL where

@@ -55,7 +55,9 @@ extension Repository {
         -> RepositoryDiff
     {
         try await blocking { () throws(UDRError) -> RepositoryDiff in
-            try self.withDiff(from, to, tables: tables, key: key, complete: false) { (_, summary, _) throws(UDRError) in summary }
+            try self.withDiff(from, to, tables: tables, key: key, complete: false, countsOnly: true) { (_, summary, _) throws(UDRError) in
+                summary
+            }
         }
     }
 
@@ -126,7 +128,7 @@ extension Repository {
     /// Resolves both refs, builds each differing table's changed rows in a
     /// fresh DuckDB, and runs `body` with the summary and each table's shape.
     func withDiff<T>(
-        _ from: String, _ to: String, tables requested: [TableName]?, key: [String]?, complete: Bool,
+        _ from: String, _ to: String, tables requested: [TableName]?, key: [String]?, complete: Bool, countsOnly: Bool = false,
         _ body: (Connection, RepositoryDiff, [TableName: TableDiff.Shape]) throws(UDRError) -> T
     ) throws(UDRError) -> T {
         let fromID = try resolveRef(from)
@@ -154,7 +156,8 @@ extension Repository {
                 let status: TableDifference.Status = oldManifest == nil ? .added : newManifest == nil ? .dropped : same ? .unchanged : .changed
                 // A named table that did not change still gets its (empty,
                 // nothing read) result, so its change feed has its columns.
-                let shape = try diff.build(old: oldManifest, new: newManifest, key: key, prefix: "__udr_d\(index)", complete: complete)
+                let shape = try diff.build(
+                    old: oldManifest, new: newManifest, key: key, prefix: "__udr_d\(index)", complete: complete, countsOnly: countsOnly)
                 let counts = same ? RowCounts() : try diff.counts(shape)
                 shapes[name] = shape
                 let oldTypes = Dictionary((oldManifest?.columns ?? []).map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
