@@ -102,15 +102,10 @@ struct TableDiff {
         // deleted on one side only are the difference.
         var oldRows: [String] = []
         var newRows: [String] = []
-        // Old rows deleted on the new side, read by key when only counted.
-        var deletedByKey: [(SegmentRef, Set<Int64>)] = []
+        // Old rows deleted on the new side: read together, after the rest.
+        var deletedRows: [(SegmentRef, Set<Int64>)] = []
         func deletedOld(_ positions: Set<Int64>, of segment: SegmentRef, in manifest: Manifest) throws(UDRError) {
-            guard !positions.isEmpty else { return }
-            if countsOnly && key != nil && key == declared {
-                deletedByKey.append((segment, positions))
-            } else if let rows = try rowsAt(positions, of: segment, in: manifest, columns: columns) {
-                oldRows.append(rows)
-            }
+            if !positions.isEmpty { deletedRows.append((segment, positions)) }
         }
         if let old, let new, requested == nil || requested == declared {
             let newFiles = Dictionary(newOnly.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -157,8 +152,9 @@ struct TableDiff {
             try? connection.execute("DROP VIEW IF EXISTS \(prefix)_un")
             try? connection.execute("DROP TABLE IF EXISTS \(prefix)_dk")
         }
-        if let old, let key, !deletedByKey.isEmpty {
-            oldRows += try deletedKeys(deletedByKey, in: old, key: key, columns: columns, prefix: prefix)
+        if let old, !deletedRows.isEmpty {
+            let byKey = countsOnly && key == declared ? key : nil
+            oldRows += try readDeleted(deletedRows, in: old, byKey: byKey, columns: columns, prefix: prefix)
         }
         try load(old, segments: oldOnly, columns: columns, into: "\(prefix)_uo", adding: oldRows)
         if let requested, requested != declared {
@@ -321,27 +317,38 @@ struct TableDiff {
     }
 
     /// The old rows deleted at `positions` of their files, as queries for
-    /// `_uo`: each by its key alone (the other columns NULL), except those
-    /// whose key `_un` holds, read whole to be compared.
-    private func deletedKeys(
-        _ deleted: [(SegmentRef, Set<Int64>)], in manifest: Manifest, key: [String], columns: [Column], prefix: String
+    /// `_uo`, read in one scan of the files (a file's rows at a few
+    /// positions cost a decode of the whole file either way). `byKey`
+    /// reads only the key (the other columns NULL), except for rows whose
+    /// key `_un` holds, read whole to be compared.
+    private func readDeleted(
+        _ deleted: [(SegmentRef, Set<Int64>)], in manifest: Manifest, byKey key: [String]?, columns: [Column], prefix: String
     ) throws(UDRError) -> [String] {
-        let keyColumns = key.compactMap { k in manifest.columns.first { $0.name == k } }
-        var parts: [String] = []
+        var wholes: [SegmentRef] = []
+        var files: [String] = []
+        var wanted: [String] = []
         var segments: [String: SegmentRef] = [:]
         for (segment, positions) in deleted {
             var whole = segment
             whole.deletions = nil
             whole.columns = manifest.columnNames(of: segment)
+            wholes.append(whole)
+            let path = try file(segment)
+            files.append(path)
             segments[segment.id.hex] = segment
-            let keys = Manifest(table: manifest.table, version: manifest.version, columns: keyColumns, key: key, segments: [whole])
-            let select = Repository.segmentSelect(keys, segments: [whole], files: [try file(segment)], extra: ["file_row_number"])
-            parts.append(
-                "SELECT *, \(quoteLiteral(segment.id.hex)) AS __seg FROM (\(select)) WHERE file_row_number IN (\(positions.sorted().map(String.init).joined(separator: ", ")))"
-            )
+            wanted += positions.map { "(\(quoteLiteral(path)), \($0), \(quoteLiteral(segment.id.hex)))" }
         }
+        let read = key.map { key in key.compactMap { k in columns.first { $0.name == k } } } ?? columns
+        let shape = Manifest(table: manifest.table, version: manifest.version, columns: read, key: manifest.key, segments: wholes)
+        let select = Repository.segmentSelect(shape, segments: wholes, files: files, extra: ["filename", "file_row_number"])
         let table = "\(prefix)_dk"
-        try run("CREATE TABLE \(table) AS \(parts.joined(separator: " UNION ALL "))")
+        try run(
+            """
+            CREATE TABLE \(table) AS SELECT p.* EXCLUDE (filename), w.seg AS __seg FROM (\(select)) p
+            JOIN (VALUES \(wanted.joined(separator: ", "))) w(file, pos, seg) ON p.filename = w.file AND p.file_row_number = w.pos
+            """)
+        let names = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
+        guard let key else { return ["SELECT \(names) FROM \(table)"] }
         let moved = "EXISTS (SELECT 1 FROM \(prefix)_un n WHERE \(Self.match(key, "d", "n")))"
         var out: [String] = []
         var movedRows: [String: Set<Int64>] = [:]
@@ -351,11 +358,11 @@ struct TableDiff {
         for (seg, positions) in movedRows.sorted(by: { $0.key < $1.key }) {
             if let segment = segments[seg], let rows = try rowsAt(positions, of: segment, in: manifest, columns: columns) { out.append(rows) }
         }
-        let select = columns.map { column in
+        let keyOnly = columns.map { column in
             key.contains(column.name)
                 ? "d.\(quoteIdentifier(column.name))" : "CAST(NULL AS \(column.type)) AS \(quoteIdentifier(column.name))"
         }
-        out.append("SELECT \(select.joined(separator: ", ")) FROM \(table) d WHERE NOT \(moved)")
+        out.append("SELECT \(keyOnly.joined(separator: ", ")) FROM \(table) d WHERE NOT \(moved)")
         return out
     }
 
