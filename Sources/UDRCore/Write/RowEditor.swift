@@ -341,17 +341,15 @@ struct RowEditor {
     /// Writes the `touched` segments (whose live rows are in `__udr_old`)
     /// again with their rows in place, the edited ones changed and the
     /// deleted ones listed (see ``TableWriter/writeOver(_:subset:columns:key:rowCount:clock:)``):
-    /// their unchanged column chunks stay shared. New keys join the small
-    /// segments at the table's end, if any, in segments after the others.
+    /// their unchanged column chunks stay shared. New keys go to segments
+    /// after the others (see ``TableWriter/smallSegmentsAtEnd``).
     /// nil when that does not apply: the caller re-cuts the touched runs.
     private func applyInPlace(_ touched: [Int], columns: [Column], inserts: Bool) throws(UDRError) -> WrittenTable? {
         let segments = manifest.segments
         var subset = touched
-        if inserts {
-            for index in segments.indices.reversed() {
-                guard segments[index].fileRows < Int64(policy.minimumRows) else { break }
-                if !subset.contains(index) { subset.append(index) }
-            }
+        let small = segments.reversed().prefix { $0.fileRows < Int64(policy.minimumRows) }.count
+        if inserts && small >= TableWriter.smallSegmentsAtEnd - 1 {
+            for index in segments.indices.suffix(small) where !subset.contains(index) { subset.append(index) }
         }
         guard !subset.isEmpty else { return nil }
         let names = columns.map { quoteIdentifier($0.name) }

@@ -76,13 +76,16 @@ extension TableWriter {
         // Each segment keeps its place with its rows at their positions,
         // unless it would hold more deleted rows than live ones (its live
         // rows are cut anew, in its place) or has none left. Few added rows
-        // join the small segments at the end, if any, written anew.
+        // make a small segment at the end; once there are
+        // `Self.smallSegmentsAtEnd` of those, they are written anew together
+        // with the added rows (each row is written again about once per
+        // that many writes, not at every write).
         enum Fate { case inPlace, recut, dropped }
         var fates: [Fate] = segments.indices.map { live[$0] == 0 ? .dropped : fileRows[$0] - live[$0] > live[$0] ? .recut : .inPlace }
         let added = Int64(rowCount) - live.reduce(0, +)
-        if added > 0 && added < Int64(policy.minimumRows) {
-            for index in previous.segments.indices.reversed() {
-                guard previous.segments[index].fileRows < Int64(policy.minimumRows) else { break }
+        let small = previous.segments.reversed().prefix { $0.fileRows < Int64(policy.minimumRows) }.count
+        if added > 0 && added < Int64(policy.minimumRows) && small >= Self.smallSegmentsAtEnd - 1 {
+            for index in previous.segments.indices.suffix(small) {
                 if let position = indexes.firstIndex(of: index) { fates[position] = .dropped }
             }
         }
@@ -204,6 +207,10 @@ extension TableWriter {
         }
         return layered
     }
+
+    /// How many small segments (fewer than the policy's minimum rows) may
+    /// stand at a table's end before added rows are written with them.
+    static let smallSegmentsAtEnd = 4
 
     private func list(_ files: [String]) -> String { "[" + files.map(quoteLiteral).joined(separator: ", ") + "]" }
 }
