@@ -282,8 +282,7 @@ struct TableDiff {
         let deadTable = "\(shape.prefix)_dead"
         var live = ""
         if positions {
-            try run(
-                "CREATE TABLE \(deadTable) AS SELECT * FROM (VALUES \((deadRows + ["(NULL, NULL)"]).joined(separator: ", "))) v(file, pos)")
+            try positionsTable(deadTable, columns: "file VARCHAR, pos BIGINT", rows: deadRows)
             live = " AND NOT EXISTS (SELECT 1 FROM \(deadTable) d WHERE d.file = __o_file AND d.pos = __o_pos)"
         }
         defer { try? connection.execute("DROP TABLE IF EXISTS \(deadTable)") }
@@ -342,10 +341,13 @@ struct TableDiff {
         let shape = Manifest(table: manifest.table, version: manifest.version, columns: read, key: manifest.key, segments: wholes)
         let select = Repository.segmentSelect(shape, segments: wholes, files: files, extra: ["filename", "file_row_number"])
         let table = "\(prefix)_dk"
+        let positions = "\(prefix)_positions"
+        try positionsTable(positions, columns: "file VARCHAR, pos BIGINT, seg VARCHAR", rows: wanted)
+        defer { try? connection.execute("DROP TABLE IF EXISTS \(positions)") }
         try run(
             """
             CREATE TABLE \(table) AS SELECT p.* EXCLUDE (filename), w.seg AS __seg FROM (\(select)) p
-            JOIN (VALUES \(wanted.joined(separator: ", "))) w(file, pos, seg) ON p.filename = w.file AND p.file_row_number = w.pos
+            JOIN \(positions) w ON p.filename = w.file AND p.file_row_number = w.pos
             """)
         let names = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
         guard let key else { return ["SELECT \(names) FROM \(table)"] }
@@ -364,6 +366,15 @@ struct TableDiff {
         }
         out.append("SELECT \(keyOnly.joined(separator: ", ")) FROM \(table) d WHERE NOT \(moved)")
         return out
+    }
+
+    /// A table of literal rows (`('file', 12)`, …), inserted in batches so
+    /// that a diff of many deleted rows does not make one huge statement.
+    private func positionsTable(_ name: String, columns: String, rows: [String]) throws(UDRError) {
+        try run("CREATE TABLE \(name) (\(columns))")
+        for start in stride(from: 0, to: rows.count, by: 10_000) {
+            try run("INSERT INTO \(name) VALUES \(rows[start..<min(start + 10_000, rows.count)].joined(separator: ", "))")
+        }
     }
 
     /// Loads the rows of `segments` of a version as `columns` (NULL where
