@@ -78,21 +78,28 @@ public struct Deletions: Hashable, Sendable, Codable {
     public let object: ObjectID
     /// How many rows are deleted.
     public let count: Int64
-
-    public init(object: ObjectID, count: Int64) {
-        self.object = object
-        self.count = count
-    }
 }
 
 /// Positions (0-based, ascending) of the deleted rows of one segment file.
 public struct DeletedRows: Hashable, Sendable, Codable {
     public let segment: ObjectID
     public let positions: [Int64]
+}
 
-    public init(segment: ObjectID, positions: [Int64]) {
-        self.segment = segment
-        self.positions = positions
+extension SegmentRef {
+    /// The segment with the rows at `positions` (ascending) of its file
+    /// deleted instead of the ones it had, and the object that lists them
+    /// (nil, with no deletions, for no positions); the caller stores it.
+    func deleting(_ positions: [Int64]) throws(UDRError) -> (segment: SegmentRef, object: Data?) {
+        var copy = self
+        copy.rows = fileRows - Int64(positions.count)
+        guard !positions.isEmpty else {
+            copy.deletions = nil
+            return (copy, nil)
+        }
+        let object = try ObjectCoding.encode(DeletedRows(segment: id, positions: positions))
+        copy.deletions = Deletions(object: ObjectID.of(object), count: Int64(positions.count))
+        return (copy, object)
     }
 }
 

@@ -414,10 +414,9 @@ struct RowEditor {
             let positions = Set(found).union(try writer.store.deletedPositions(of: segment))
             let count = Int64(positions.count)
             guard count <= segment.fileRows - count else { return nil }
-            let object = try ObjectCoding.encode(DeletedRows(segment: segment.id, positions: positions.sorted()))
-            objects.append(object)
-            segments[index].deletions = Deletions(object: ObjectID.of(object), count: count)
-            segments[index].rows = segment.fileRows - count
+            let deleted = try segment.deleting(positions.sorted())
+            segments[index] = deleted.segment
+            if let object = deleted.object { objects.append(object) }
         }
         return (segments, try writer.store.put(objects).bytesAdded)
     }

@@ -150,16 +150,15 @@ extension TableWriter {
                 placement.kept[indexes[runs[run]]] = written.segments[run]
                 continue
             }
-            guard written.segments[run].count == 1, var segment = written.segments[run].first else {
-                throw UDRError(.runtime, "a kept segment was written as \(written.segments[run].count) segments")
+            guard written.segments[run].count == 1, let segment = written.segments[run].first else {
+                throw UDRError(
+                    .runtime,
+                    "internal error: a segment kept in place was written as \(written.segments[run].count) segments; nothing was committed. Please report it."
+                )
             }
-            if let positions = dead[run], !positions.isEmpty {
-                let object = try ObjectCoding.encode(DeletedRows(segment: segment.id, positions: positions))
-                objects.append(object)
-                segment.deletions = Deletions(object: ObjectID.of(object), count: Int64(positions.count))
-                segment.rows -= Int64(positions.count)
-            }
-            placement.kept[indexes[runs[run]]] = [segment]
+            let deleted = try segment.deleting(dead[run] ?? [])
+            if let object = deleted.object { objects.append(object) }
+            placement.kept[indexes[runs[run]]] = [deleted.segment]
         }
         placement.bytesAdded = written.added + (try store.put(objects).bytesAdded)
         clock.step("write over the previous version")
