@@ -5,8 +5,6 @@ import Foundation
 /// reading what both share.
 ///
 /// - Segments present in both versions hold the same rows: skipped.
-/// - The same file on both sides with other deleted rows: only the rows
-///   deleted on one side and not the other are read, by position.
 /// - A segment of each side whose key column chunks are the same blobs
 ///   holds the same keys in the same order (a "pair"); only the columns
 ///   whose chunks differ are read, and compared row by row by position.
@@ -98,44 +96,23 @@ struct TableDiff {
             newOnly = newSegments.filter { !oldContent.contains($0.content) }
             shape.segmentsSkipped = oldSegments.count - oldOnly.count
         }
-        // The same file on both sides, less other deleted rows: the rows
-        // deleted on one side only are the difference.
-        var oldRows: [String] = []
-        var newRows: [String] = []
-        // Old rows deleted on the new side: read together, after the rest.
-        var deletedRows: [(SegmentRef, Set<Int64>)] = []
-        func deletedOld(_ positions: Set<Int64>, of segment: SegmentRef, in manifest: Manifest) throws(UDRError) {
-            if !positions.isEmpty { deletedRows.append((segment, positions)) }
-        }
-        if let old, let new, requested == nil || requested == declared {
-            let newFiles = Dictionary(newOnly.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-            var matched = Set<ObjectID>()
-            for segment in oldOnly {
-                guard let other = newFiles[segment.id], !matched.contains(segment.id) else { continue }
-                matched.insert(segment.id)
-                let before = try deleted(segment)
-                let after = try deleted(other)
-                try deletedOld(after.subtracting(before), of: segment, in: old)
-                if let rows = try rowsAt(before.subtracting(after), of: other, in: new, columns: columns) { newRows.append(rows) }
-            }
-            oldOnly = oldOnly.filter { !matched.contains($0.id) }
-            newOnly = newOnly.filter { !matched.contains($0.id) }
-            shape.pairsRead += matched.count
-        }
         var pairs: [(SegmentRef, SegmentRef, changed: [String])] = []
         if let old, let new, let key, key == declared {
             (pairs, oldOnly, newOnly) = try pair(old: old, new: new, oldOnly: oldOnly, newOnly: newOnly, key: key)
         }
-        shape.pairsRead += pairs.count
+        shape.pairsRead = pairs.count
         shape.segmentsRead = oldOnly.count + newOnly.count
-        // A pair's rows deleted on one side only: a delete, or a row back.
-        var deadInPairs: [(SegmentRef, Set<Int64>)] = []
+        // A pair's rows deleted on one side only: a delete (its row read from
+        // the old file), or a row back (from the new one).
+        var gone: [(SegmentRef, Set<Int64>)] = []
+        var back: [(SegmentRef, Set<Int64>)] = []
+        var deadInPairs: [ObjectID: Set<Int64>] = [:]
         for (o, n, _) in pairs where o.deletions != nil || n.deletions != nil {
             let before = try deleted(o)
             let after = try deleted(n)
-            try deletedOld(after.subtracting(before), of: o, in: old!)
-            if let rows = try rowsAt(before.subtracting(after), of: n, in: new!, columns: columns) { newRows.append(rows) }
-            deadInPairs.append((o, before.union(after)))
+            gone.append((o, after.subtracting(before)))
+            back.append((n, before.subtracting(after)))
+            deadInPairs[o.id] = before.union(after)
         }
 
         // Pairs, grouped by the columns that changed.
@@ -146,16 +123,16 @@ struct TableDiff {
         }
 
         // The rest: whole rows, read where they lie (views over the files).
-        try load(new, segments: newOnly, columns: columns, into: "\(prefix)_un", adding: newRows)
         defer {
             try? connection.execute("DROP VIEW IF EXISTS \(prefix)_uo")
             try? connection.execute("DROP VIEW IF EXISTS \(prefix)_un")
-            try? connection.execute("DROP TABLE IF EXISTS \(prefix)_dk")
+            for table in ["back", "gone", "moved"] { try? connection.execute("DROP TABLE IF EXISTS \(prefix)_\(table)") }
         }
-        if let old, !deletedRows.isEmpty {
-            let byKey = countsOnly && key == declared ? key : nil
-            oldRows += try readDeleted(deletedRows, in: old, byKey: byKey, columns: columns, prefix: prefix)
-        }
+        var newRows: [String] = []
+        if let new, let rows = try loadRows(back, of: new, columns: columns, into: "\(prefix)_back") { newRows.append(rows) }
+        try load(new, segments: newOnly, columns: columns, into: "\(prefix)_un", adding: newRows)
+        var oldRows: [String] = []
+        if let old { oldRows = try goneRows(gone, of: old, byKey: countsOnly ? key : nil, columns: columns, prefix: prefix) }
         try load(old, segments: oldOnly, columns: columns, into: "\(prefix)_uo", adding: oldRows)
         if let requested, requested != declared {
             try checkUnique(requested, in: "\(prefix)_uo", side: "the old version")
@@ -242,7 +219,7 @@ struct TableDiff {
     /// lists old segments' positions deleted on either side: skipped.
     private func comparePairs(
         _ members: [(SegmentRef, SegmentRef)], changed: [String], old: Manifest, new: Manifest, shape: Shape, complete: Bool,
-        dead: [(SegmentRef, Set<Int64>)]
+        dead: [ObjectID: Set<Int64>]
     ) throws(UDRError) {
         guard !changed.isEmpty else { return }
         let key = shape.key ?? []
@@ -251,15 +228,9 @@ struct TableDiff {
         let newNames = complete ? new.columns.map(\.name) : key + changed.filter { !key.contains($0) }
         let oldColumns = changed.compactMap { oldTypes[$0] }
         let newColumns = newNames.compactMap { newTypes[$0] }
-        let deadByID = Dictionary(dead.map { ($0.0.id, $0.1) }, uniquingKeysWith: { a, _ in a })
-        var deadRows: [String] = []
         func side(_ manifest: Manifest, _ columns: [Column], _ segments: [SegmentRef], extra: [String]) throws(UDRError) -> String {
             var files: [String] = []
-            for segment in segments {
-                let path = try file(segment)
-                files.append(path)
-                if !extra.isEmpty { deadRows += (deadByID[segment.id] ?? []).map { "(\(quoteLiteral(path)), \($0))" } }
-            }
+            for segment in segments { files.append(try file(segment)) }
             let whole = segments.map { segment -> SegmentRef in
                 var copy = segment
                 copy.deletions = nil
@@ -268,7 +239,12 @@ struct TableDiff {
             let subset = Manifest(table: manifest.table, version: manifest.version, columns: columns, key: manifest.key, segments: whole)
             return Repository.segmentSelect(subset, segments: whole, files: files, extra: extra)
         }
-        let positions = members.contains { deadByID[$0.0.id] != nil }
+        let positions = members.contains { dead[$0.0.id] != nil }
+        var deadRows: [String] = []
+        for (o, _) in members where positions {
+            let path = try file(o)
+            deadRows += (dead[o.id] ?? []).map { "(\(quoteLiteral(path)), \($0))" }
+        }
         let oldSelect = try side(old, oldColumns, members.map(\.0), extra: positions ? ["filename", "file_row_number"] : [])
         let newSelect = try side(new, newColumns, members.map(\.1), extra: [])
         let o = oldColumns.enumerated().map { "\(quoteIdentifier($1.name)) AS __o\($0)" }.joined(separator: ", ")
@@ -300,48 +276,27 @@ struct TableDiff {
         try run("INSERT INTO \(shape.new) BY NAME SELECT \(newList) FROM \(table)")
     }
 
-    /// The rows at `positions` of a segment's own file, as `columns`; nil
-    /// for none.
-    private func rowsAt(_ positions: Set<Int64>, of segment: SegmentRef, in manifest: Manifest, columns: [Column]) throws(UDRError)
-        -> String?
+    /// Loads the rows at the given positions of segments' own files into
+    /// `table`, as `read` (with `file_row_number` and the segment's id in
+    /// `__seg`), in one scan of the files: a few rows of a file cost a
+    /// decode of the whole file either way. Returns a SELECT of them as
+    /// `read`; nil for no rows.
+    private func loadRows(_ rows: [(SegmentRef, Set<Int64>)], of manifest: Manifest, columns read: [Column], into table: String)
+        throws(UDRError) -> String?
     {
-        guard !positions.isEmpty else { return nil }
-        var whole = segment
-        whole.deletions = nil
-        whole.columns = manifest.columnNames(of: segment)
-        let wide = Manifest(table: manifest.table, version: manifest.version, columns: columns, key: manifest.key, segments: [whole])
-        let select = Repository.segmentSelect(wide, segments: [whole], files: [try file(segment)], extra: ["file_row_number"])
-        let names = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
-        return "SELECT \(names) FROM (\(select)) WHERE file_row_number IN (\(positions.sorted().map(String.init).joined(separator: ", ")))"
-    }
-
-    /// The old rows deleted at `positions` of their files, as queries for
-    /// `_uo`, read in one scan of the files (a file's rows at a few
-    /// positions cost a decode of the whole file either way). `byKey`
-    /// reads only the key (the other columns NULL), except for rows whose
-    /// key `_un` holds, read whole to be compared.
-    private func readDeleted(
-        _ deleted: [(SegmentRef, Set<Int64>)], in manifest: Manifest, byKey key: [String]?, columns: [Column], prefix: String
-    ) throws(UDRError) -> [String] {
-        var wholes: [SegmentRef] = []
+        let rows = rows.filter { !$0.1.isEmpty }
+        guard !rows.isEmpty else { return nil }
         var files: [String] = []
         var wanted: [String] = []
-        var segments: [String: SegmentRef] = [:]
-        for (segment, positions) in deleted {
-            var whole = segment
-            whole.deletions = nil
-            whole.columns = manifest.columnNames(of: segment)
-            wholes.append(whole)
+        for (segment, positions) in rows {
             let path = try file(segment)
             files.append(path)
-            segments[segment.id.hex] = segment
             wanted += positions.map { "(\(quoteLiteral(path)), \($0), \(quoteLiteral(segment.id.hex)))" }
         }
-        let read = key.map { key in key.compactMap { k in columns.first { $0.name == k } } } ?? columns
+        let wholes = rows.map { manifest.wholeFile($0.0) }
         let shape = Manifest(table: manifest.table, version: manifest.version, columns: read, key: manifest.key, segments: wholes)
         let select = Repository.segmentSelect(shape, segments: wholes, files: files, extra: ["filename", "file_row_number"])
-        let table = "\(prefix)_dk"
-        let positions = "\(prefix)_positions"
+        let positions = "\(table)_positions"
         try positionsTable(positions, columns: "file VARCHAR, pos BIGINT, seg VARCHAR", rows: wanted)
         defer { try? connection.execute("DROP TABLE IF EXISTS \(positions)") }
         try run(
@@ -349,22 +304,32 @@ struct TableDiff {
             CREATE TABLE \(table) AS SELECT p.* EXCLUDE (filename), w.seg AS __seg FROM (\(select)) p
             JOIN \(positions) w ON p.filename = w.file AND p.file_row_number = w.pos
             """)
-        let names = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
-        guard let key else { return ["SELECT \(names) FROM \(table)"] }
+        return "SELECT \(read.map { quoteIdentifier($0.name) }.joined(separator: ", ")) FROM \(table)"
+    }
+
+    /// The old rows deleted at the given positions, as queries for `_uo`
+    /// (after `_un` exists). `byKey` reads only the key (the other columns
+    /// NULL), except for rows whose key `_un` holds, read whole to be
+    /// compared.
+    private func goneRows(_ gone: [(SegmentRef, Set<Int64>)], of manifest: Manifest, byKey key: [String]?, columns: [Column], prefix: String)
+        throws(UDRError) -> [String]
+    {
+        guard let key else { return try loadRows(gone, of: manifest, columns: columns, into: "\(prefix)_gone").map { [$0] } ?? [] }
+        let keyColumns = key.compactMap { k in columns.first { $0.name == k } }
+        let table = "\(prefix)_gone"
+        guard try loadRows(gone, of: manifest, columns: keyColumns, into: table) != nil else { return [] }
         let moved = "EXISTS (SELECT 1 FROM \(prefix)_un n WHERE \(Self.match(key, "d", "n")))"
-        var out: [String] = []
-        var movedRows: [String: Set<Int64>] = [:]
-        for row in try query("SELECT __seg, file_row_number FROM \(table) d WHERE \(moved)").rows {
-            if let seg = row[0].string, let position = row[1].int { movedRows[seg, default: []].insert(position) }
-        }
-        for (seg, positions) in movedRows.sorted(by: { $0.key < $1.key }) {
-            if let segment = segments[seg], let rows = try rowsAt(positions, of: segment, in: manifest, columns: columns) { out.append(rows) }
-        }
         let keyOnly = columns.map { column in
             key.contains(column.name)
                 ? "d.\(quoteIdentifier(column.name))" : "CAST(NULL AS \(column.type)) AS \(quoteIdentifier(column.name))"
         }
-        out.append("SELECT \(keyOnly.joined(separator: ", ")) FROM \(table) d WHERE NOT \(moved)")
+        var out = ["SELECT \(keyOnly.joined(separator: ", ")) FROM \(table) d WHERE NOT \(moved)"]
+        var movedRows: [String: Set<Int64>] = [:]
+        for row in try query("SELECT __seg, file_row_number FROM \(table) d WHERE \(moved)").rows {
+            if let seg = row[0].string, let position = row[1].int { movedRows[seg, default: []].insert(position) }
+        }
+        let whole = gone.compactMap { segment, _ in movedRows[segment.id.hex].map { (segment, $0) } }
+        if let rows = try loadRows(whole, of: manifest, columns: columns, into: "\(prefix)_moved") { out.append(rows) }
         return out
     }
 

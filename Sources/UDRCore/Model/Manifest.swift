@@ -144,6 +144,15 @@ public struct Manifest: Hashable, Sendable, Codable {
 
     /// The names of the columns a segment's file holds.
     func columnNames(of segment: SegmentRef) -> [String] { segment.columns ?? columns.map(\.name) }
+
+    /// A segment read as its own file: every row, deleted ones too, and
+    /// the columns the file holds named (to read it under another schema).
+    func wholeFile(_ segment: SegmentRef) -> SegmentRef {
+        var copy = segment
+        copy.deletions = nil
+        copy.columns = columnNames(of: segment)
+        return copy
+    }
 }
 
 /// How a segment's Parquet file is put back together: the concatenation of

@@ -143,7 +143,9 @@ extension Repository {
         }
         select += extra
         var options = extra.map { "\($0) = true" }
-        if segments.contains(where: { $0.columns != nil }) { options.append("union_by_name = true") }
+        // Files of other columns than the manifest's are matched by name.
+        let names = manifest.columns.map(\.name)
+        if segments.contains(where: { $0.columns.map { $0 != names } ?? false }) { options.append("union_by_name = true") }
         let list = "[" + files.map(quoteLiteral).joined(separator: ", ") + "]"
         return "SELECT \(select.joined(separator: ", ")) FROM read_parquet(\(([list] + options).joined(separator: ", ")))"
     }

@@ -392,14 +392,9 @@ struct RowEditor {
         var segments = manifest.segments
         guard !touched.isEmpty else { return (segments, 0) }
         // The deleted keys' positions in the touched files, in one pass.
-        var wholes: [SegmentRef] = []
+        let wholes = touched.map { manifest.wholeFile(segments[$0]) }
         var files: [String] = []
-        for index in touched {
-            var whole = segments[index]
-            whole.deletions = nil
-            wholes.append(whole)
-            files.append(try file(segments[index]))
-        }
+        for index in touched { files.append(try file(segments[index])) }
         let select = Repository.segmentSelect(manifest, segments: wholes, files: files, extra: ["filename", "file_row_number"])
         var hits: [String: [Int64]] = [:]
         for row in try query(
