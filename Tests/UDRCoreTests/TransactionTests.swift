@@ -195,10 +195,11 @@ struct InjectedFailure: Error {}
         #expect(e1?.code == .transaction)
         #expect(e1?.message.contains("was aborted") == true)
 
-        // Time to live is counted from the last staged write.
-        let expiring = try await repo.beginTransaction(timeToLive: 3)
+        // Time to live is counted from the last staged write. (Long enough
+        // for that write to stage on a machine busy with the other tests.)
+        let expiring = try await repo.beginTransaction(timeToLive: 6)
         try await expiring.write(t, from: .sql("SELECT 1 AS k, 1 AS v"))
-        try await Task.sleep(for: .milliseconds(3500))
+        try await Task.sleep(for: .milliseconds(6500))
         let e2 = await #expect(throws: UDRError.self) { try await expiring.commit() }
         #expect(e2?.message.contains("expired") == true)
         let e3 = await #expect(throws: UDRError.self) { try await expiring.write(t, from: .sql("SELECT 2 AS k, 1 AS v")) }
