@@ -306,7 +306,7 @@ struct RowEditor {
         {
             return Result(written: try finish(segments.segments, columns: columns, logical: 0, added: segments.added), counts: counts)
         }
-        if let placed = try applyInPlace(touchedSegments, columns: columns, inserts: counts.inserted > 0) {
+        if let placed = try applyInPlace(touchedSegments, columns: columns, inserted: counts.inserted) {
             return Result(written: placed, counts: counts)
         }
 
@@ -342,15 +342,11 @@ struct RowEditor {
     /// again with their rows in place, the edited ones changed and the
     /// deleted ones listed (see ``TableWriter/writeOver(_:subset:columns:key:rowCount:clock:)``):
     /// their unchanged column chunks stay shared. New keys go to segments
-    /// after the others (see ``TableWriter/smallSegmentsAtEnd``).
+    /// after the others (see ``TableWriter/endSegmentsJoining(_:added:)``).
     /// nil when that does not apply: the caller re-cuts the touched runs.
-    private func applyInPlace(_ touched: [Int], columns: [Column], inserts: Bool) throws(UDRError) -> WrittenTable? {
+    private func applyInPlace(_ touched: [Int], columns: [Column], inserted: Int64) throws(UDRError) -> WrittenTable? {
         let segments = manifest.segments
-        var subset = touched
-        let small = segments.reversed().prefix { $0.fileRows < Int64(policy.minimumRows) }.count
-        if inserts && small >= TableWriter.smallSegmentsAtEnd - 1 {
-            for index in segments.indices.suffix(small) where !subset.contains(index) { subset.append(index) }
-        }
+        let subset = touched + writer.endSegmentsJoining(manifest, added: inserted).filter { !touched.contains($0) }
         guard !subset.isEmpty else { return nil }
         let names = columns.map { quoteIdentifier($0.name) }
         var parts = [
@@ -378,7 +374,7 @@ struct RowEditor {
         guard
             let placement = try writer.writeOver(manifest, subset: subset, columns: columns, key: key, rowCount: rowCount, clock: &clock)
         else { return nil }
-        let result = placement.segments(replacing: segments, subset: Set(subset)) { kept($0, extendedTo: columns) }
+        let result = placement.segments(replacing: segments) { kept($0, extendedTo: columns) }
         return try finish(result, columns: columns, logical: placement.logical, added: placement.bytesAdded)
     }
 

@@ -34,7 +34,7 @@ struct TableWriter {
     /// `key` nil keeps `previousKey` when the input still has its columns.
     /// `parquetFile` is the input's file when it is one Parquet file.
     /// `previous`, the table's current version, lets the write keep its
-    /// segment files where rows only changed (see ``writeOver(_:columns:key:rowCount:clock:)``).
+    /// segment files where rows only changed (see ``writeOver(_:subset:columns:key:rowCount:clock:)``).
     func write(
         table: TableName, version: Int, source: String, inputName: String, key requestedKey: [String]?, previousKey: [String],
         parquetFile: String? = nil, previous: Manifest? = nil
@@ -70,7 +70,7 @@ struct TableWriter {
         clock.step("check keys")
         let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
         if let previous, let placement = try writeOver(previous, columns: columns, key: key, rowCount: rowCount, clock: &clock) {
-            let segments = placement.segments(replacing: previous.segments, subset: nil)
+            let segments = placement.segments(replacing: previous.segments)
             cache.evictIfNeeded(keeping: Set(segments.map { cache.path($0.id) }))
             let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
             return WrittenTable(manifest: manifest, logicalBytes: placement.logical, bytesAdded: placement.bytesAdded)
@@ -100,14 +100,20 @@ struct TableWriter {
             ["__udr_src.__udr_run"] + (key.isEmpty || byPosition ? ["__udr_src.__udr_pos"] : key.map { "__udr_src." + quoteIdentifier($0) })
         try sort(source, columns: columns, key: key, order: order, inputName: "the changed rows", extra: ["__udr_run"])
         clock.step("order the rows")
-        let bounds = try query("SELECT __udr_run, min(rowid), max(rowid) + 1 FROM __udr_sorted GROUP BY ALL").rows
+        // Each run's rows, and its first-key range (it bounds the COPY of an uncut run).
+        let bounding = whole.isEmpty ? nil : Self.boundingColumn(key: key, columns: columns)
+        let keyRange = bounding.map { ", min(CAST(\($0) AS BIGINT)), max(CAST(\($0) AS BIGINT))" } ?? ""
+        let bounds = try query("SELECT __udr_run, min(rowid), max(rowid) + 1\(keyRange) FROM __udr_sorted GROUP BY ALL").rows
         var spans = Array(repeating: 0..<0, count: runs)
+        var keyRanges: [Int: ClosedRange<Int64>] = [:]
         for row in bounds {
             guard let run = row[0].int, let low = row[1].int, let high = row[2].int, run >= 0, run < runs else { continue }
             spans[Int(run)] = Int(low)..<Int(high)
+            if bounding != nil, let first = row[3].int, let last = row[4].int, first <= last { keyRanges[Int(run)] = first...last }
         }
         let written = try writeSegments(
-            ranges: try cut(runs: spans, keepEmpty: false, key: key, columns: columns, whole: whole), columns: columns, clock: &clock)
+            ranges: try cut(runs: spans, keepEmpty: false, key: key, columns: columns, whole: whole, keyRanges: keyRanges), columns: columns,
+            clock: &clock)
         return written
     }
 
@@ -190,6 +196,12 @@ struct TableWriter {
         ).scalar.int ?? 1
     }
 
+    /// The first key column (quoted) when it is an integer column that
+    /// bounds segments' rows: rows are sorted and filtered by it as integers.
+    static func boundingColumn(key: [String], columns: [Column]) -> String? {
+        key.first.flatMap { first in columns.first { $0.name == first && smallIntegerTypes.contains($0.type) }.map { _ in quoteIdentifier(first) } }
+    }
+
     /// Integer types whose values fit a BIGINT.
     static let smallIntegerTypes: Set<String> = ["TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"]
 
@@ -237,13 +249,12 @@ struct TableWriter {
     /// when filtered), each segment's first-key range comes with it: the
     /// key of the cut before it and of its own last row, where those are
     /// content-defined cuts (whose keys the cut query reads anyway). The
-    /// runs in `whole` are not cut.
-    private func cut(runs: [Range<Int>], keepEmpty: Bool, key: [String], columns: [Column], whole: Set<Int> = []) throws(UDRError)
-        -> [[SegmentRows]]
-    {
-        let bounding = key.first.flatMap { first in
-            columns.first { $0.name == first && Self.smallIntegerTypes.contains($0.type) }.map { _ in quoteIdentifier(first) }
-        }
+    /// runs in `whole` are not cut; `keyRanges` gives their first-key range.
+    private func cut(
+        runs: [Range<Int>], keepEmpty: Bool, key: [String], columns: [Column], whole: Set<Int> = [],
+        keyRanges: [Int: ClosedRange<Int64>] = [:]
+    ) throws(UDRError) -> [[SegmentRows]] {
+        let bounding = Self.boundingColumn(key: key, columns: columns)
         let rows = try query(
             "SELECT rowid\(bounding.map { ", CAST(\($0) AS BIGINT)" } ?? "") FROM __udr_sorted WHERE __udr_cut ORDER BY rowid"
         ).rows
@@ -258,7 +269,8 @@ struct TableWriter {
                 continue
             }
             if whole.contains(run) {
-                out.append([SegmentRows(rows: span)])
+                let range = keyRanges[run]
+                out.append([SegmentRows(rows: span, column: range == nil ? nil : bounding, low: range?.lowerBound, high: range?.upperBound)])
                 continue
             }
             while next < candidates.count && candidates[next] < span.lowerBound { next += 1 }

@@ -61,12 +61,10 @@ extension TableWriter {
         try run("CREATE TABLE __udr_wo_match AS SELECT p.__seg, p.__pos, s.rowid AS __row FROM __udr_wo_prev p LEFT JOIN __udr_sorted s ON \(match)")
         clock.step("match the previous version's keys")
 
-        var fileRows = Array(repeating: Int64(0), count: segments.count)
         var live = Array(repeating: Int64(0), count: segments.count)
-        for row in try query("SELECT __seg, count(*), count(__row) FROM __udr_wo_match GROUP BY ALL").rows {
+        for row in try query("SELECT __seg, count(__row) FROM __udr_wo_match GROUP BY ALL").rows {
             guard let seg = row[0].int.map(Int.init), segments.indices.contains(seg) else { continue }
-            fileRows[seg] = row[1].int ?? 0
-            live[seg] = row[2].int ?? 0
+            live[seg] = row[1].int ?? 0
         }
         // A key held twice (a deleted row in one file, a live one in
         // another) cannot take one place.
@@ -75,19 +73,14 @@ extension TableWriter {
 
         // Each segment keeps its place with its rows at their positions,
         // unless it would hold more deleted rows than live ones (its live
-        // rows are cut anew, in its place) or has none left. Few added rows
-        // make a small segment at the end; once there are
-        // `Self.smallSegmentsAtEnd` of those, they are written anew together
-        // with the added rows (each row is written again about once per
-        // that many writes, not at every write).
+        // rows are cut anew, in its place) or has none left; small ones at
+        // the end may join the added rows (see `endSegmentsJoining`).
         enum Fate { case inPlace, recut, dropped }
-        var fates: [Fate] = segments.indices.map { live[$0] == 0 ? .dropped : fileRows[$0] - live[$0] > live[$0] ? .recut : .inPlace }
-        let added = Int64(rowCount) - live.reduce(0, +)
-        let small = previous.segments.reversed().prefix { $0.fileRows < Int64(policy.minimumRows) }.count
-        if added > 0 && added < Int64(policy.minimumRows) && small >= Self.smallSegmentsAtEnd - 1 {
-            for index in previous.segments.indices.suffix(small) {
-                if let position = indexes.firstIndex(of: index) { fates[position] = .dropped }
-            }
+        var fates: [Fate] = segments.indices.map {
+            live[$0] == 0 ? .dropped : segments[$0].fileRows - live[$0] > live[$0] ? .recut : .inPlace
+        }
+        for index in endSegmentsJoining(previous, added: Int64(rowCount) - live.reduce(0, +)) {
+            if let position = indexes.firstIndex(of: index) { fates[position] = .dropped }
         }
         let runs = segments.indices.filter { fates[$0] != .dropped }
         let whole = Set(runs.indices.filter { fates[runs[$0]] == .inPlace })
@@ -123,9 +116,13 @@ extension TableWriter {
                 : "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))"
         }.joined(separator: ", ")
         let endRun = runs.count
+        // Every new row once: at its old place, or in the last run in key order.
         var parts = [
-            "SELECT \(fresh), r.run AS __udr_run, m.__pos AS __udr_pos FROM __udr_wo_match m JOIN __udr_wo_run r ON r.seg = m.__seg JOIN __udr_wo_input s ON s.rowid = m.__row",
-            "SELECT \(fresh), \(endRun), s.rowid FROM __udr_wo_input s ANTI JOIN (SELECT m.__row FROM __udr_wo_match m JOIN __udr_wo_run r ON r.seg = m.__seg WHERE m.__row IS NOT NULL) p ON p.__row = s.rowid",
+            """
+            SELECT \(fresh), coalesce(p.run, \(endRun)) AS __udr_run, coalesce(p.__pos, s.rowid) AS __udr_pos FROM __udr_wo_input s
+            LEFT JOIN (SELECT m.__row, m.__pos, r.run FROM __udr_wo_match m JOIN __udr_wo_run r ON r.seg = m.__seg WHERE m.__row IS NOT NULL) p
+            ON p.__row = s.rowid
+            """
         ]
         if !deadFiles.isEmpty {
             let union = deadFiles.contains { fileSegment[$0]?.columns != nil } ? ", union_by_name = true" : ""
@@ -175,18 +172,11 @@ extension TableWriter {
         var logical: Int64
         var bytesAdded: Int64 = 0
 
-        /// The new segments: `previous`'s in their order, each kept one
-        /// replaced (`others` gives those outside the write), then the added.
-        func segments(replacing previous: [SegmentRef], subset: Set<Int>?, others: (SegmentRef) -> SegmentRef = { $0 }) -> [SegmentRef] {
-            var out: [SegmentRef] = []
-            for (index, segment) in previous.enumerated() {
-                if let new = kept[index] {
-                    out += new
-                } else if let subset, !subset.contains(index) {
-                    out.append(others(segment))
-                }
-            }
-            return out + added
+        /// The new segments: `previous`'s in their order, each one the write
+        /// replaced in its place (`others` gives those it did not touch),
+        /// then the added.
+        func segments(replacing previous: [SegmentRef], others: (SegmentRef) -> SegmentRef = { $0 }) -> [SegmentRef] {
+            previous.enumerated().flatMap { index, segment in kept[index] ?? [others(segment)] } + added
         }
     }
 
@@ -210,6 +200,17 @@ extension TableWriter {
     /// How many small segments (fewer than the policy's minimum rows) may
     /// stand at a table's end before added rows are written with them.
     static let smallSegmentsAtEnd = 4
+
+    /// The small segments at the end of `manifest` that `added` new rows
+    /// are written with: none unless the rows are too few for a segment of
+    /// their own and `smallSegmentsAtEnd` - 1 small ones stand there
+    /// already. So a few rows added at each write make a small segment,
+    /// and each row is written again about once per that many writes.
+    func endSegmentsJoining(_ manifest: Manifest, added: Int64) -> [Int] {
+        let small = manifest.segments.reversed().prefix { $0.fileRows < Int64(policy.minimumRows) }.count
+        guard added > 0, added < Int64(policy.minimumRows), small >= Self.smallSegmentsAtEnd - 1 else { return [] }
+        return Array(manifest.segments.indices.suffix(small))
+    }
 
     private func list(_ files: [String]) -> String { "[" + files.map(quoteLiteral).joined(separator: ", ") + "]" }
 }
