@@ -48,10 +48,10 @@ public final class Transaction: Sendable {
         self.writeBegan = writeBegan
     }
 
-    /// This transaction for one write: checked live now, and judged live at
-    /// this moment again when the write stages, however long it runs.
-    private func beginWrite() throws(UDRError) -> Transaction {
-        let now = Date()
+    /// This transaction for one write asked for at `asked`: checked live
+    /// then, and judged live at that moment again when the write stages,
+    /// however long it waits for a thread or runs.
+    private func beginWrite(asked now: Date) throws(UDRError) -> Transaction {
         try checkLive(at: now)
         return Transaction(
             repository: repository, id: id, branch: branch, base: base, memory: memory, mergeParents: mergeParents, writeBegan: now)
@@ -120,16 +120,18 @@ public final class Transaction: Sendable {
     /// Replaces a table's content (see ``Repository/write(_:from:key:message:author:branch:)``), staged.
     @discardableResult
     public func write(_ table: TableName, from source: WriteSource, key: [String]? = nil) async throws(UDRError) -> StagedWrite {
-        try await repository.blocking { () throws(UDRError) -> StagedWrite in
-            try self.repository.stageWrite(table, from: source, key: key, in: try self.beginWrite())
+        let asked = Date()
+        return try await repository.blocking { () throws(UDRError) -> StagedWrite in
+            try self.repository.stageWrite(table, from: source, key: key, in: try self.beginWrite(asked: asked))
         }
     }
 
     /// Applies a row-level edit (append, upsert, delete, update), staged.
     @discardableResult
     public func apply(_ edit: RowEdit, to table: TableName) async throws(UDRError) -> StagedWrite {
-        try await repository.blocking { () throws(UDRError) -> StagedWrite in
-            try self.repository.stageRows(edit, to: table, in: try self.beginWrite())
+        let asked = Date()
+        return try await repository.blocking { () throws(UDRError) -> StagedWrite in
+            try self.repository.stageRows(edit, to: table, in: try self.beginWrite(asked: asked))
         }
     }
 
