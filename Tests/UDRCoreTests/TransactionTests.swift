@@ -76,7 +76,7 @@ struct InjectedFailure: Error {}
         #expect(try await repo.tables().map(\.name) == afterPhase1.map(\.name))
         await #expect(throws: UDRError.self) { try await repo.query("SELECT * FROM derived.totals") }
         try await phase2(failing: false)
-        try await repo.transaction(message: "phase 3: master") { tx in
+        _ = try await repo.transaction(message: "phase 3: master") { tx in
             try await tx.write(
                 try TableName("master"),
                 from: .sql("SELECT t.bbl, t.total, m.m FROM derived.totals t JOIN derived.maxima m USING (bbl)"), key: ["bbl"])
@@ -107,7 +107,7 @@ struct InjectedFailure: Error {}
 
         // Two transactions writing the same table in sequence both succeed.
         for value in [10, 11] {
-            try await repo.transaction { tx in try await tx.write(a, from: .sql("SELECT \(value) AS x")) }
+            _ = try await repo.transaction { tx in try await tx.write(a, from: .sql("SELECT \(value) AS x")) }
         }
         #expect(try await count(repo, "SELECT x FROM a") == 11)
 

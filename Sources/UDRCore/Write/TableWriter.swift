@@ -306,40 +306,70 @@ struct TableWriter {
         }
         defer { try? FileManager.default.removeItem(at: directory) }
 
-        let columnList = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
-        let files = ranges.indices.map { directory.path + "/\($0).parquet" }
-        try copySegments(ranges: ranges, files: files, columnList: columnList)
+        let objects = LockedBatch(store.batch())
+        let written = try copySegments(ranges: ranges, directory: directory.path, columns: columns, into: objects)
         clock.step("write segments")
-        let chunks = try chunkLayout(files: files, columns: Set(columns.map(\.name)))
-        clock.step("parquet metadata")
-        // Segments are hashed and cut into blobs in batches of up to 64, on
-        // several threads; each batch's blobs and recipes go to the store
-        // while the next is prepared (a local store appends them to one
-        // pack), so memory holds about two batches.
-        var segments: [SegmentRef] = []
-        var logical: Int64 = 0
-        let objects = store.batch()
-        for batch in stride(from: 0, to: files.count, by: 64).map({ $0..<min($0 + 64, files.count) }) {
-            let prepared = try prepareSegments(files: Array(files[batch]), chunks: chunks)
-            try objects.add(prepared.flatMap(\.objects))
-            for (index, segment) in zip(batch, prepared) {
-                cache.adopt(file: files[index], segment: segment.id)
-                logical += segment.bytes
-                segments.append(
-                    SegmentRef(
-                        id: segment.id, recipe: segment.recipe, rows: Int64(ranges[index].rows.count), bytes: segment.bytes,
-                        stats: chunks[files[index]]?.stats ?? [:]))
-            }
-        }
         let added = try objects.commit()
         clock.step("store blobs")
         var grouped: [[SegmentRef]] = []
         var offset = 0
         for run in runs {
-            grouped.append(Array(segments[offset..<(offset + run.count)]))
+            grouped.append(Array(written[offset..<(offset + run.count)]))
             offset += run.count
         }
-        return (grouped, logical, added)
+        return (grouped, written.reduce(0) { $0 + $1.bytes }, added)
+    }
+
+    /// Writes each segment's rows to its file with DuckDB's Parquet writer,
+    /// on as many connections as there are cores (up to 4); each worker
+    /// then reads its file's footer, cuts the file into blobs at its column
+    /// chunks and hands them to `objects` (whose pack writer writes and
+    /// flushes them while the workers go on), and moves the file into the
+    /// segment cache. Memory holds about one segment per worker.
+    private func copySegments(ranges: [SegmentRows], directory: String, columns: [Column], into objects: LockedBatch) throws(UDRError)
+        -> [SegmentRef]
+    {
+        let database = connection.database
+        let (cache, columnList) = (cache, columns.map { quoteIdentifier($0.name) }.joined(separator: ", "))
+        let names = Set(columns.map(\.name))
+        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, ranges.count, 4))
+        let results = SlotBox<SegmentRef>(count: ranges.count)
+        let failures = FailureBox()
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            do throws(UDRError) {
+                let own: Connection
+                do throws(DuckDBError) {
+                    own = try database.connect()
+                    // One thread per COPY, and insertion order preserved: each
+                    // range is written in rowid order without sorting it again.
+                    try own.execute("SET threads = 1")
+                } catch { throw UDRError(.query, "writing a segment failed: \(error.message)", underlying: error) }
+                var leafColumns: [Int]?
+                for index in stride(from: worker, to: ranges.count, by: workers) where !failures.failed {
+                    let file = directory + "/\(index).parquet"
+                    do throws(DuckDBError) {
+                        try own.execute(
+                            "COPY (SELECT \(columnList) FROM __udr_sorted WHERE \(ranges[index].filter)) TO \(quoteLiteral(file)) (\(Self.parquetOptions))"
+                        )
+                    } catch { throw UDRError(.query, "writing a segment failed: \(error.message)", underlying: error) }
+                    // Every file of a write has the same schema.
+                    if leafColumns == nil { leafColumns = try Self.leafColumns(of: file, on: own) }
+                    let layout = try Self.chunkLayout(of: file, columns: names, leafColumns: leafColumns ?? [], on: own)
+                    let prepared = try Self.prepareSegment(file: file, layout: layout)
+                    try objects.add(prepared.objects)
+                    cache.adopt(file: file, segment: prepared.id)
+                    results.set(
+                        index,
+                        SegmentRef(
+                            id: prepared.id, recipe: prepared.recipe, rows: Int64(ranges[index].rows.count), bytes: prepared.bytes,
+                            stats: layout.stats))
+                }
+            } catch {
+                failures.record(error)
+            }
+        }
+        if let error = failures.first { throw error }
+        return results.values.map { $0! }
     }
 
     struct PreparedSegment {
@@ -350,65 +380,23 @@ struct TableWriter {
         var objects: [(id: ObjectID, data: Data)]
     }
 
-    /// Hashes each segment file and cuts it into blobs at its column chunks.
-    private func prepareSegments(files: [String], chunks: [String: FileLayout]) throws(UDRError) -> [PreparedSegment] {
-        let results = PreparedBox(count: files.count)
-        let failures = FailureBox()
-        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, files.count))
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            for index in stride(from: worker, to: files.count, by: workers) where !failures.failed {
-                let file = files[index]
-                guard let bytes = FileManager.default.contents(atPath: file) else {
-                    failures.record(UDRError(.io, "cannot read back the segment file \(file)"))
-                    return
-                }
-                let segmentID = ObjectID.of(bytes)
-                let layout = chunks[file] ?? FileLayout()
-                let cuts = Self.cutPoints(fileSize: bytes.count, chunkRanges: layout.ranges, bytes: bytes)
-                var objects: [(id: ObjectID, data: Data)] = []
-                var parts: [SegmentRecipe.Part] = []
-                for (start, end) in zip(cuts, cuts.dropFirst()) {
-                    let piece = bytes.subdata(in: start..<end)
-                    let id = ObjectID.of(piece)
-                    parts.append(.init(blob: id, bytes: Int64(piece.count), column: layout.columnOfChunk[start]))
-                    objects.append((id, piece))
-                }
-                do throws(UDRError) {
-                    let recipe = try ObjectCoding.encode(SegmentRecipe(segment: segmentID, bytes: Int64(bytes.count), parts: parts))
-                    let recipeID = ObjectID.of(recipe)
-                    objects.append((recipeID, recipe))
-                    results.set(index, PreparedSegment(id: segmentID, recipe: recipeID, bytes: Int64(bytes.count), objects: objects))
-                } catch {
-                    failures.record(error)
-                }
-            }
+    /// Hashes a segment file and cuts it into blobs at its column chunks.
+    private static func prepareSegment(file: String, layout: FileLayout) throws(UDRError) -> PreparedSegment {
+        guard let bytes = FileManager.default.contents(atPath: file) else { throw UDRError(.io, "cannot read back the segment file \(file)") }
+        let segmentID = ObjectID.of(bytes)
+        let cuts = cutPoints(fileSize: bytes.count, chunkRanges: layout.ranges, bytes: bytes)
+        var objects: [(id: ObjectID, data: Data)] = []
+        var parts: [SegmentRecipe.Part] = []
+        for (start, end) in zip(cuts, cuts.dropFirst()) {
+            let piece = bytes.subdata(in: start..<end)
+            let id = ObjectID.of(piece)
+            parts.append(.init(blob: id, bytes: Int64(piece.count), column: layout.columnOfChunk[start]))
+            objects.append((id, piece))
         }
-        if let error = failures.first { throw error }
-        return results.values.map { $0! }
-    }
-
-    /// Writes each segment's rows to its file with DuckDB's Parquet writer,
-    /// on as many connections as there are cores.
-    private func copySegments(ranges: [SegmentRows], files: [String], columnList: String) throws(UDRError) {
-        let database = connection.database
-        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, ranges.count, 4))
-        let failures = FailureBox()
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            do throws(DuckDBError) {
-                let own = try database.connect()
-                // One thread per COPY, and insertion order preserved: each
-                // range is written in rowid order without sorting it again.
-                try own.execute("SET threads = 1")
-                for index in stride(from: worker, to: ranges.count, by: workers) where !failures.failed {
-                    try own.execute(
-                        "COPY (SELECT \(columnList) FROM __udr_sorted WHERE \(ranges[index].filter)) TO \(quoteLiteral(files[index])) (\(Self.parquetOptions))"
-                    )
-                }
-            } catch {
-                failures.record(UDRError(.query, "writing a segment failed: \(error.message)", underlying: error))
-            }
-        }
-        if let error = failures.first { throw error }
+        let recipe = try ObjectCoding.encode(SegmentRecipe(segment: segmentID, bytes: Int64(bytes.count), parts: parts))
+        let recipeID = ObjectID.of(recipe)
+        objects.append((recipeID, recipe))
+        return PreparedSegment(id: segmentID, recipe: recipeID, bytes: Int64(bytes.count), objects: objects)
     }
 
     /// Rejects duplicate and NULL keys, naming the offending keys. Runs on
@@ -451,32 +439,39 @@ struct TableWriter {
         var stats: [String: ColumnStats] = [:]
     }
 
-    /// Byte ranges of every column chunk and per-column stats, from the
-    /// Parquet footers, for all files in one query.
-    private func chunkLayout(files: [String], columns: Set<String>) throws(UDRError) -> [String: FileLayout] {
-        guard !files.isEmpty else { return [:] }
-        let list = "[" + files.map(quoteLiteral).joined(separator: ", ") + "]"
-        let result = try query(
-            """
-            SELECT file_name, coalesce(dictionary_page_offset, data_page_offset) AS start, total_compressed_size,
-                   path_in_schema, stats_min_value, stats_max_value, stats_null_count, num_values, column_id
-            FROM parquet_metadata(\(list))
-            """)
-        // Every file of a write has the same schema.
-        let leafColumns = try Self.leafColumns(
-            schema: query("SELECT num_children FROM parquet_schema(\(quoteLiteral(files[0])))").rows.map { $0[0].int.map(Int.init) })
-        var layouts: [String: FileLayout] = [:]
+    /// Byte ranges of every column chunk of a Parquet file and per-column
+    /// stats, from its footer. `leafColumns` maps its leaf columns to their
+    /// top-level column (``leafColumns(of:on:)``).
+    private static func chunkLayout(of file: String, columns: Set<String>, leafColumns: [Int], on connection: Connection) throws(UDRError)
+        -> FileLayout
+    {
+        let result: ResultSet
+        do throws(DuckDBError) {
+            result = try connection.query(
+                """
+                SELECT coalesce(dictionary_page_offset, data_page_offset) AS start, total_compressed_size,
+                       path_in_schema, stats_min_value, stats_max_value, stats_null_count, column_id
+                FROM parquet_metadata(\(quoteLiteral(file)))
+                """)
+        } catch { throw UDRError(.query, "cannot read the footer of the segment file \(file): \(error.message)", underlying: error) }
+        var layout = FileLayout()
         for row in result.rows {
-            guard let file = row[0].string, let start = row[1].int, let size = row[2].int else { continue }
-            var layout = layouts[file] ?? FileLayout()
+            guard let start = row[0].int, let size = row[1].int else { continue }
             layout.ranges.append((Int(start), Int(start + size)))
-            if let leaf = row[8].int, leaf >= 0, Int(leaf) < leafColumns.count { layout.columnOfChunk[Int(start)] = leafColumns[Int(leaf)] }
-            if let path = row[3].string, columns.contains(path), layout.stats[path] == nil {
-                layout.stats[path] = ColumnStats(min: row[4].string, max: row[5].string, nulls: row[6].int)
+            if let leaf = row[6].int, leaf >= 0, Int(leaf) < leafColumns.count { layout.columnOfChunk[Int(start)] = leafColumns[Int(leaf)] }
+            if let path = row[2].string, columns.contains(path), layout.stats[path] == nil {
+                layout.stats[path] = ColumnStats(min: row[3].string, max: row[4].string, nulls: row[5].int)
             }
-            layouts[file] = layout
         }
-        return layouts
+        return layout
+    }
+
+    /// The top-level column of each leaf column of a Parquet file.
+    private static func leafColumns(of file: String, on connection: Connection) throws(UDRError) -> [Int] {
+        do throws(DuckDBError) {
+            return leafColumns(
+                schema: try connection.query("SELECT num_children FROM parquet_schema(\(quoteLiteral(file)))").rows.map { $0[0].int.map(Int.init) })
+        } catch { throw UDRError(.query, "cannot read the schema of the segment file \(file): \(error.message)", underlying: error) }
     }
 
     /// The top-level column of each leaf column of a Parquet schema, given
@@ -534,13 +529,49 @@ final class FailureBox: @unchecked Sendable {
 }
 
 /// Results of concurrent workers, one slot each.
-final class PreparedBox: @unchecked Sendable {
+final class SlotBox<Value>: @unchecked Sendable {
     // @unchecked: every access holds `lock`.
     private let lock = NSLock()
-    private var slots: [TableWriter.PreparedSegment?]
+    private var slots: [Value?]
 
     init(count: Int) { slots = Array(repeating: nil, count: count) }
 
-    func set(_ index: Int, _ value: TableWriter.PreparedSegment) { lock.withLock { slots[index] = value } }
-    var values: [TableWriter.PreparedSegment?] { lock.withLock { slots } }
+    func set(_ index: Int, _ value: Value) { lock.withLock { slots[index] = value } }
+    var values: [Value?] { lock.withLock { slots } }
+}
+
+/// An object batch that several workers add to, one at a time. Objects
+/// are passed on in groups of about 8 MB (each `add` of a local batch
+/// lists the store's packs once).
+final class LockedBatch: @unchecked Sendable {
+    // @unchecked: every access to the rest holds `lock`.
+    private let lock = NSLock()
+    private let batch: any ObjectBatch
+    private var held: [(id: ObjectID, data: Data)] = []
+    private var heldBytes = 0
+
+    init(_ batch: any ObjectBatch) { self.batch = batch }
+
+    func add(_ objects: [(id: ObjectID, data: Data)]) throws(UDRError) {
+        lock.lock()
+        defer { lock.unlock() }
+        held += objects
+        heldBytes += objects.reduce(0) { $0 + $1.data.count }
+        guard heldBytes >= 8 << 20 else { return }
+        try passOn()
+    }
+
+    func commit() throws(UDRError) -> Int64 {
+        lock.lock()
+        defer { lock.unlock() }
+        try passOn()
+        return try batch.commit()
+    }
+
+    private func passOn() throws(UDRError) {
+        guard !held.isEmpty else { return }
+        let objects = held
+        (held, heldBytes) = ([], 0)
+        try batch.add(objects)
+    }
 }
