@@ -156,4 +156,44 @@ import UDRTesting
         #expect(try await count(repo, "SELECT count(*) FROM parcels") == (try plain.query(expected).scalar.int ?? -1) + 1)
         #expect(try await count(repo, "SELECT count(*) FROM parcels WHERE k = \(low + 30 - low % 30)") == 1)
     }
+
+    /// A refresh orders its rows by their old places; duplicate and NULL
+    /// keys are still rejected, naming the keys, wherever they fall: on
+    /// a kept row, among new keys, across a kept row and a new one of
+    /// another segment, or in a two-column key. Nothing is written.
+    @Test func badKeysInARefreshAreRejectedAndChangeNothing() async throws {
+        let (repo, _) = try makeRepository()
+        _ = try await repo.write(Self.table, from: .sql(Self.initial), key: ["k"])
+        let before = try await repo.query(Self.digest).rows
+        let head = try await repo.log().first?.id
+        let all = "SELECT * FROM parcels"
+        let cases: [(String, UDRError.Code, String)] = [
+            ("\(all) UNION ALL SELECT * FROM parcels WHERE k = 5000", .duplicateKey, "(5000) (2 rows)"),
+            ("\(all) UNION ALL SELECT 7, 1, 'a', 0, 'NEW', 'o' UNION ALL SELECT 7, 2, 'b', 0, 'NEW', 'o'", .duplicateKey, "(7) (2 rows)"),
+            ("\(all) UNION ALL SELECT \(Self.rows * 10 + 1), 1, 'a', 0, 'NEW', 'o' FROM range(3)", .duplicateKey, "(\(Self.rows * 10 + 1)) (3 rows)"),
+            ("\(all) UNION ALL SELECT NULL, 1, 'a', 0, 'NEW', 'o'", .nullKey, "NULL in the key"),
+        ]
+        for (sql, code, message) in cases {
+            let error = await #expect(throws: UDRError.self, "\(sql)") { try await repo.write(Self.table, from: .sql(sql)) }
+            #expect(error?.code == code, "\(sql)")
+            #expect(error?.message.contains(message) == true, "\(sql): \(error?.message ?? "")")
+        }
+        #expect(try await repo.query(Self.digest).rows == before)
+        #expect(try await repo.log().first?.id == head)
+
+        // Two key columns: the same pair twice, next to a pair that differs in one column.
+        let pairs = try TableName("pairs")
+        _ = try await repo.write(pairs, from: .sql("SELECT i % 100 AS a, i // 100 AS b, i AS v FROM range(5000) t(i)"), key: ["a", "b"])
+        let error = await #expect(throws: UDRError.self) {
+            try await repo.write(
+                pairs, from: .sql("SELECT * FROM pairs UNION ALL SELECT 3, 7, -1 UNION ALL SELECT 3, 70, -2 UNION ALL SELECT 3, 70, -3"))
+        }
+        #expect(error?.code == .duplicateKey)
+        #expect(
+            error?.message.contains("2 key value(s) of (a, b) occur more than once: (3, 7) (2 rows), (3, 70) (2 rows)") == true,
+            "\(error?.message ?? "")")
+        #expect(try await repo.versions(pairs).count == 1)
+        #expect(try await repo.versions(Self.table).count == 1)
+        #expect(try await repo.verify().ok)
+    }
 }

@@ -365,11 +365,12 @@ struct RowEditor {
                 Repository.segmentSelect(extended, segments: extra.map { kept(segments[$0], extendedTo: columns) }, files: files))
         }
         let key = manifest.key
-        try writer.sort(
-            parts.joined(separator: "\nUNION ALL\n"), columns: columns, key: key, order: key.map { "__udr_src." + quoteIdentifier($0) },
-            inputName: "the edited rows")
-        defer { try? connection.execute("DROP TABLE IF EXISTS __udr_sorted") }
-        let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
+        try writer.sort(parts.joined(separator: "\nUNION ALL\n"), columns: columns, key: key, order: [], inputName: "the edited rows", into: "__udr_input")
+        defer {
+            try? connection.execute("DROP TABLE IF EXISTS __udr_input")
+            try? connection.execute("DROP TABLE IF EXISTS __udr_sorted")
+        }
+        let rowCount = Int(try query("SELECT count(*) FROM __udr_input").scalar.int ?? 0)
         var clock = StepClock()
         guard
             let placement = try writer.writeOver(manifest, subset: subset, columns: columns, key: key, rowCount: rowCount, clock: &clock)

@@ -51,9 +51,29 @@ struct TableWriter {
         if Set(key).count != key.count { throw UDRError(.invalidArgument, "the key names a column twice: \(key.joined(separator: ","))") }
         clock.step("describe input")
 
-        defer { try? connection.execute("DROP TABLE IF EXISTS __udr_sorted") }
-        let order = key.map { "__udr_src." + quoteIdentifier($0) }
-        if let parquetFile, try rowGroupsAscend(parquetFile, key: key, columns: columns) {
+        defer {
+            try? connection.execute("DROP TABLE IF EXISTS __udr_sorted")
+            try? connection.execute("DROP TABLE IF EXISTS __udr_input")
+        }
+        if let previous, canWriteOver(previous, columns: columns, key: key) {
+            // Read as it comes: a write over the previous version orders the
+            // rows by their old places, once.
+            try sort(source, columns: columns, key: key, order: [], inputName: inputName, into: "__udr_input")
+            clock.step("read")
+            let rowCount = Int(try query("SELECT count(*) FROM __udr_input").scalar.int ?? 0)
+            if let placement = try writeOver(previous, columns: columns, key: key, rowCount: rowCount, clock: &clock) {
+                let segments = placement.segments(replacing: previous.segments)
+                cache.evictIfNeeded(keeping: Set(segments.map { cache.path($0.id) }))
+                let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
+                return WrittenTable(manifest: manifest, logicalBytes: placement.logical, bytesAdded: placement.bytesAdded)
+            }
+            // Compared as their logical type, as `sort` does.
+            let types = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+            let logicalOrder = key.map { "CAST(\(quoteIdentifier($0)) AS \(types[$0] ?? "VARCHAR"))" }.joined(separator: ", ")
+            try run("CREATE OR REPLACE TABLE __udr_sorted AS SELECT * FROM __udr_input ORDER BY \(logicalOrder)")
+            try run("DROP TABLE __udr_input")
+            clock.step("sort")
+        } else if let parquetFile, try rowGroupsAscend(parquetFile, key: key, columns: columns) {
             // Most likely in key order already: read it as it comes, check
             // the order in one streaming pass, and sort only if it is not.
             try sort(source, columns: columns, key: key, order: [], inputName: inputName)
@@ -63,18 +83,12 @@ struct TableWriter {
                 clock.step("sort (it was not)")
             }
         } else {
-            try sort(source, columns: columns, key: key, order: order, inputName: inputName)
+            try sort(source, columns: columns, key: key, order: key.map { "__udr_src." + quoteIdentifier($0) }, inputName: inputName)
             clock.step("read and sort")
         }
         try checkKeys(key, in: "__udr_sorted", sortedByKey: true)
         clock.step("check keys")
         let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
-        if let previous, let placement = try writeOver(previous, columns: columns, key: key, rowCount: rowCount, clock: &clock) {
-            let segments = placement.segments(replacing: previous.segments)
-            cache.evictIfNeeded(keeping: Set(segments.map { cache.path($0.id) }))
-            let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
-            return WrittenTable(manifest: manifest, logicalBytes: placement.logical, bytesAdded: placement.bytesAdded)
-        }
         // An empty table still has one (empty) segment: it carries the schema.
         let written = try writeSegments(
             ranges: try cut(runs: [0..<rowCount], keepEmpty: true, key: key, columns: columns), columns: columns, clock: &clock)
@@ -89,9 +103,8 @@ struct TableWriter {
     /// runs of segments: run `i` holds the rows whose `__udr_run` is `i`,
     /// ordered by key (by `__udr_pos` when keyless) and cut by the usual
     /// rule. Returns each run's segments (none for an empty run).
-    /// `byPosition` orders every run by `__udr_pos` instead of the key;
-    /// the runs in `whole` become one segment each, uncut.
-    func writeRuns(source: String, columns: [Column], key: [String], runs: Int, byPosition: Bool = false, whole: Set<Int> = [])
+    /// `byPosition` orders every run by `__udr_pos` instead of the key.
+    func writeRuns(source: String, columns: [Column], key: [String], runs: Int, byPosition: Bool = false)
         throws(UDRError) -> (segments: [[SegmentRef]], logical: Int64, added: Int64)
     {
         var clock = StepClock()
@@ -100,6 +113,15 @@ struct TableWriter {
             ["__udr_src.__udr_run"] + (key.isEmpty || byPosition ? ["__udr_src.__udr_pos"] : key.map { "__udr_src." + quoteIdentifier($0) })
         try sort(source, columns: columns, key: key, order: order, inputName: "the changed rows", extra: ["__udr_run"])
         clock.step("order the rows")
+        return try writeSortedRuns(columns: columns, key: key, runs: runs, clock: &clock)
+    }
+
+    /// Writes the rows of `__udr_sorted`, in runs by its `__udr_run` and
+    /// in its order within each run, as ``writeRuns(source:columns:key:runs:byPosition:)`` does.
+    /// The runs in `whole` become one segment each, uncut.
+    func writeSortedRuns(columns: [Column], key: [String], runs: Int, whole: Set<Int> = [], clock: inout StepClock)
+        throws(UDRError) -> (segments: [[SegmentRef]], logical: Int64, added: Int64)
+    {
         // Each run's rows, and its first-key range (it bounds the COPY of an uncut run).
         let bounding = whole.isEmpty ? nil : Self.boundingColumn(key: key, columns: columns)
         let keyRange = bounding.map { ", min(CAST(\($0) AS BIGINT)), max(CAST(\($0) AS BIGINT))" } ?? ""
@@ -111,10 +133,9 @@ struct TableWriter {
             spans[Int(run)] = Int(low)..<Int(high)
             if bounding != nil, let first = row[3].int, let last = row[4].int, first <= last { keyRanges[Int(run)] = first...last }
         }
-        let written = try writeSegments(
+        return try writeSegments(
             ranges: try cut(runs: spans, keepEmpty: false, key: key, columns: columns, whole: whole, keyRanges: keyRanges), columns: columns,
             clock: &clock)
-        return written
     }
 
     /// The input's columns; DESCRIBE binds it without reading its rows.
@@ -138,10 +159,11 @@ struct TableWriter {
 
     /// One pass reads the input, casts each column to its storage type,
     /// marks boundary candidates and orders rows (compared as their logical
-    /// type) into `__udr_sorted`: a plain table (the database is private to
-    /// this write) so that the segment writers' own connections can read it.
+    /// type) into `table`: a plain table (the database is private to this
+    /// write) so that the segment writers' own connections can read it.
     func sort(
-        _ source: String, columns: [Column], key: [String], order: [String], inputName: String, extra: [String] = []
+        _ source: String, columns: [Column], key: [String], order: [String], inputName: String, extra: [String] = [],
+        into table: String = "__udr_sorted"
     ) throws(UDRError) {
         try run("SET preserve_insertion_order = true")
         var select: [String] = []
@@ -154,7 +176,7 @@ struct TableWriter {
         let orderBy = order.isEmpty ? "" : " ORDER BY " + order.joined(separator: ", ")
         do throws(DuckDBError) {
             try connection.execute(
-                "CREATE OR REPLACE TABLE __udr_sorted AS SELECT \(select.joined(separator: ", ")) FROM (\(source)) AS __udr_src\(orderBy)")
+                "CREATE OR REPLACE TABLE \(table) AS SELECT \(select.joined(separator: ", ")) FROM (\(source)) AS __udr_src\(orderBy)")
         } catch { throw Self.unreadable(error, inputName) }
     }
 

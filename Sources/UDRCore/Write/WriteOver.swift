@@ -2,9 +2,21 @@ import DuckDB
 import Foundation
 
 extension TableWriter {
-    /// Writes the new content of a keyed table (in `__udr_sorted`: key
-    /// order, keys checked) as the next version of `previous`, keeping
-    /// each of its segments in place:
+    /// Whether ``writeOver(_:subset:columns:key:rowCount:clock:)`` may
+    /// apply: a keyed table whose key and column types stay, with rows.
+    func canWriteOver(_ previous: Manifest, subset: [Int]? = nil, columns: [Column], key: [String]) -> Bool {
+        let segments = (subset ?? Array(previous.segments.indices)).map { previous.segments[$0] }
+        guard !key.isEmpty, previous.key == key, !segments.isEmpty, segments.contains(where: { $0.rows > 0 }) else { return false }
+        let types = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+        for column in previous.columns where types[column.name].map({ $0 != column.type }) == true { return false }
+        for segment in segments where !key.allSatisfy(previous.columnNames(of: segment).contains) { return false }
+        return Set(segments.map(\.id)).count == segments.count
+    }
+
+    /// Writes the new content of a keyed table (in `__udr_input`, in any
+    /// order, as ``sort(_:columns:key:order:inputName:extra:into:)`` leaves
+    /// it) as the next version of `previous`, keeping each of its segments
+    /// in place:
     ///
     /// - A segment's file is written again with the same rows at the same
     ///   positions, each with its new values; a row whose key is gone keeps
@@ -20,26 +32,26 @@ extension TableWriter {
     ///   finds a key by each segment's own range, not by the order of
     ///   the segments.
     ///
-    /// nil when this does not apply (a new key or a changed column type,
+    /// The rows are ordered once, by their places; duplicate and NULL keys
+    /// are rejected then (a key's rows stand next to each other in that
+    /// order). nil when this does not apply (see ``canWriteOver(_:subset:columns:key:)``,
     /// no rows), or when the rows in such layers, with the new keys among
     /// the old ones, would pass a tenth of the table: the caller writes the
-    /// rows from scratch, in key order, as a first write would.
+    /// rows of `__udr_input` from scratch, in key order, as a first write
+    /// would.
     ///
     /// `subset`, when given, names the segments of `previous` whose rows the
     /// new content replaces (a row-level edit); the others stay as they are.
     func writeOver(_ previous: Manifest, subset: [Int]? = nil, columns: [Column], key: [String], rowCount: Int, clock: inout StepClock)
         throws(UDRError) -> Placement?
     {
+        guard rowCount > 0, canWriteOver(previous, subset: subset, columns: columns, key: key) else { return nil }
         let indexes = subset ?? Array(previous.segments.indices)
         let segments = indexes.map { previous.segments[$0] }
         let tableRows = subset == nil ? Int64(rowCount) : previous.rows
-        guard !key.isEmpty, previous.key == key, rowCount > 0, !segments.isEmpty, segments.contains(where: { $0.rows > 0 }) else { return nil }
         let types = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
-        for column in previous.columns where types[column.name].map({ $0 != column.type }) == true { return nil }
-        for segment in segments where !key.allSatisfy(previous.columnNames(of: segment).contains) { return nil }
-        guard Set(segments.map(\.id)).count == segments.count else { return nil }
 
-        let helpers = ["__udr_wo_input", "__udr_wo_files", "__udr_wo_prev", "__udr_wo_match", "__udr_wo_run", "__udr_wo_dead"]
+        let helpers = ["__udr_wo_files", "__udr_wo_prev", "__udr_wo_match", "__udr_wo_run", "__udr_wo_dead"]
         defer { for table in helpers { try? connection.execute("DROP TABLE IF EXISTS \(table)") } }
 
         // Every key of the previous version's files (deleted rows too), and
@@ -58,7 +70,14 @@ extension TableWriter {
             FROM read_parquet(\(list(files)), filename = true, file_row_number = true\(unionByName)) p JOIN __udr_wo_files f ON p.filename = f.file
             """)
         let match = key.map { "p.\(quoteIdentifier($0)) = s.\(quoteIdentifier($0))" }.joined(separator: " AND ")
-        try run("CREATE TABLE __udr_wo_match AS SELECT p.__seg, p.__pos, s.rowid AS __row FROM __udr_wo_prev p LEFT JOIN __udr_sorted s ON \(match)")
+        // A key as one value, compared column by column.
+        let keyTuple = { (columns: [String]) in columns.count == 1 ? columns[0] : "row(\(columns.joined(separator: ", ")))" }
+        let keyNames = key.indices.map { "__key\($0)" }
+        try run(
+            """
+            CREATE TABLE __udr_wo_match AS SELECT p.__seg, p.__pos, s.rowid AS __row, \(zip(key, keyNames).map { "p.\(quoteIdentifier($0)) AS \($1)" }.joined(separator: ", "))
+            FROM __udr_wo_prev p LEFT JOIN __udr_input s ON \(match)
+            """)
         clock.step("match the previous version's keys")
 
         var live = Array(repeating: Int64(0), count: segments.count)
@@ -88,18 +107,24 @@ extension TableWriter {
             "CREATE TABLE __udr_wo_run AS SELECT * FROM (VALUES \((runs.enumerated().map { "(\($1), \($0))" } + ["(-1, -1)"]).joined(separator: ", "))) v(seg, run)"
         )
         // The other rows follow as a second layer of segments, their keys
-        // among the others'. Past a tenth of the table, counting the
-        // layers already there, a fresh write is better.
-        let lastPlaced =
-            try query("SELECT max(m.__row) FROM __udr_wo_match m JOIN __udr_wo_run r ON r.seg = m.__seg").scalar.int ?? -1
+        // among the others' (up to the highest placed key). Past a tenth of
+        // the table, counting the layers already there, a fresh write is
+        // better.
         let placed = runs.reduce(Int64(0)) { $0 + live[$1] }
-        let among = (try query("SELECT count(*) FROM __udr_sorted WHERE rowid <= \(lastPlaced)").scalar.int ?? 0) - placed
+        let upTo =
+            try query(
+                """
+                SELECT count(*) FROM __udr_input s
+                WHERE \(keyTuple(key.map { "s." + quoteIdentifier($0) })) <= (
+                    SELECT max(\(keyTuple(keyNames.map { "m." + $0 }))) FROM __udr_wo_match m JOIN __udr_wo_run r ON r.seg = m.__seg WHERE m.__row IS NOT NULL)
+                """
+            ).scalar.int ?? 0
+        let among = upTo - placed
         let layered = among + Self.layeredRows(previous)
         if layered > tableRows / 10 && among > 0 && layered > Int64(policy.minimumRows) { return nil }
 
         // The rows of each kept segment at their positions (the deleted
         // ones from its old file), then the rest in key order.
-        try run("ALTER TABLE __udr_sorted RENAME TO __udr_wo_input")
         let wholeRuns = whole.isEmpty ? "-1" : whole.sorted().map(String.init).joined(separator: ", ")
         try run(
             """
@@ -116,10 +141,11 @@ extension TableWriter {
                 : "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))"
         }.joined(separator: ", ")
         let endRun = runs.count
-        // Every new row once: at its old place, or in the last run in key order.
+        // Every new row once: at its old place, or in the last run (where
+        // the key orders the rows).
         var parts = [
             """
-            SELECT \(fresh), coalesce(p.run, \(endRun)) AS __udr_run, coalesce(p.__pos, s.rowid) AS __udr_pos FROM __udr_wo_input s
+            SELECT \(fresh), coalesce(p.run, \(endRun)) AS __udr_run, p.__pos AS __udr_pos, false AS __udr_dead FROM __udr_input s
             LEFT JOIN (SELECT m.__row, m.__pos, r.run FROM __udr_wo_match m JOIN __udr_wo_run r ON r.seg = m.__seg WHERE m.__row IS NOT NULL) p
             ON p.__row = s.rowid
             """
@@ -127,12 +153,19 @@ extension TableWriter {
         if !deadFiles.isEmpty {
             let union = deadFiles.contains { fileSegment[$0]?.columns != nil } ? ", union_by_name = true" : ""
             parts.append(
-                "SELECT \(old), d.run, d.__pos FROM read_parquet(\(list(deadFiles)), filename = true, file_row_number = true\(union)) o JOIN __udr_wo_dead d ON d.file = o.filename AND d.__pos = o.file_row_number"
+                "SELECT \(old), d.run, d.__pos, true FROM read_parquet(\(list(deadFiles)), filename = true, file_row_number = true\(union)) o JOIN __udr_wo_dead d ON d.file = o.filename AND d.__pos = o.file_row_number"
             )
         }
-        let written = try writeRuns(
-            source: parts.joined(separator: "\nUNION ALL\n"), columns: columns, key: key, runs: endRun + 1, byPosition: true,
-            whole: whole)
+        try sort(
+            parts.joined(separator: "\nUNION ALL\n"), columns: columns, key: key,
+            order: ["__udr_src.__udr_run", "__udr_src.__udr_pos"] + key.map { "__udr_src." + quoteIdentifier($0) }, inputName: "the new rows",
+            extra: ["__udr_run", "__udr_dead"])
+        clock.step("order the rows")
+        // Rows of one key stand together in this order: at one old place,
+        // or side by side in key order in the last run.
+        try checkKeys(key, in: "(SELECT * FROM __udr_sorted WHERE NOT __udr_dead)", sortedByKey: true)
+        clock.step("check keys")
+        let written = try writeSortedRuns(columns: columns, key: key, runs: endRun + 1, whole: whole, clock: &clock)
 
         // Each kept segment's deleted rows, listed beside its new file.
         var dead: [Int: [Int64]] = [:]
