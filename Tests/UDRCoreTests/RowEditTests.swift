@@ -132,6 +132,56 @@ import UDRTesting
         #expect(try await repo.log(limit: 1).first?.id == head)
     }
 
+    /// An edit touching every segment rewrites each in place from its own
+    /// file: rows deleted before stay deleted (a re-inserted key goes to a
+    /// segment after the others, once), rows deleted now are listed, the
+    /// rest keep their positions; the table reads like plain DuckDB's.
+    @Test func scatteredEditsRewriteSegmentsInPlace() async throws {
+        let (repo, _) = try makeRepository()
+        let plain = try scratchDuckDB()
+        let t = try TableName("parcels")
+        let initial = "SELECT i * 10 AS k, i % 7 AS zone, 'p' || i AS name FROM range(60000) t(i)"
+        try plain.execute("CREATE TABLE parcels AS \(initial)")
+        _ = try await repo.write(t, from: .sql(initial), key: ["k"])
+        let v1 = try await repo.manifest(of: t)
+        #expect(v1.segments.count > 3)
+
+        // Delete a row of every segment, in place.
+        let doomed = "k % 9000 = 4500"
+        _ = try await repo.apply(.delete(where: doomed), to: t)
+        try plain.execute("DELETE FROM parcels WHERE \(doomed)")
+        #expect(try await repo.manifest(of: t).segments.allSatisfy { $0.deletions != nil })
+
+        // Then: one row of every segment updated, another deleted, the
+        // deleted keys back with new values, and a new key among the others.
+        let tx = try await repo.beginTransaction()
+        try await tx.apply(try .update(set: "name = 'changed ' || name", where: "k % 9000 = 90"), to: t)
+        try await tx.apply(.delete(where: "k % 9000 = 180"), to: t)
+        try await tx.apply(.upsert(.sql("SELECT k, 99 AS zone, 'back' AS name FROM range(4500, 600000, 9000) r(k) UNION ALL SELECT 15, 98, 'new'")), to: t)
+        try await tx.commit()
+        try plain.execute("UPDATE parcels SET name = 'changed ' || name WHERE k % 9000 = 90")
+        try plain.execute("DELETE FROM parcels WHERE k % 9000 = 180")
+        try plain.execute("INSERT INTO parcels SELECT k, 99, 'back' FROM range(4500, 600000, 9000) r(k) UNION ALL SELECT 15, 98, 'new'")
+
+        let v3 = try await repo.manifest(of: t)
+        let digest = "SELECT count(*), sum(hash(k, zone, name)) FROM parcels"
+        #expect(try await repo.query(digest).rows == plain.query(digest).rows)
+        #expect(try await count(repo, "SELECT count(*) FROM parcels WHERE name = 'back'") == 67)
+        // Version 1's segments are all still there, in place (the same rows
+        // in each file), holding their live rows but for the re-inserted and
+        // new keys, which follow them.
+        #expect(v3.segments.count > v1.segments.count)
+        for (old, new) in zip(v1.segments, v3.segments) {
+            #expect(new.fileRows == old.fileRows)
+            #expect(new.stats["k"] == old.stats["k"])
+            let low = try #require(old.stats["k"]?.min), high = try #require(old.stats["k"]?.max)
+            let live = try plain.query("SELECT count(*) FROM parcels WHERE k BETWEEN \(low) AND \(high) AND zone < 98").scalar.int
+            #expect(new.rows == live)
+        }
+        #expect(v3.segments.dropFirst(v1.segments.count).reduce(0) { $0 + $1.rows } == 68)
+        #expect(try await repo.verify().ok)
+    }
+
     /// Updating 10 rows of 1,000,000 stores only the updated column's chunks
     /// (and footers) of the segments holding them; appending adds segments.
     @Test func rowEditsStoreOnlyTheChangedColumnChunks() async throws {

@@ -249,36 +249,17 @@ struct RowEditor {
         }
         for (gap, segment) in gapTarget { runOfGap[gap] = runOfSegment[segment] }
 
-        // The touched segments' rows, each with its run.
-        var files: [String] = []
-        var fileRuns: [String] = []
+        // The touched segments' live rows whose key the edit names.
         let touchedSegments = touched.sorted()
-        for index in touchedSegments {
-            let file = try materialize(segments[index])
-            files.append(file)
-            fileRuns.append("(\(quoteLiteral(file)), \(runOfSegment[index]!))")
-        }
-        let extended = Manifest(table: table, version: manifest.version, columns: columns, key: key, segments: manifest.segments)
-        if files.isEmpty {
-            try run(
-                "CREATE TABLE __udr_old AS SELECT \(typedNulls(columns)), 0 AS __udr_run WHERE false"
-            )
-        } else {
-            try self.values("__udr_file_run", ["file", "run"], fileRuns)
-            let oldSelect = Repository.segmentSelect(
-                extended, segments: touchedSegments.map { kept(segments[$0], extendedTo: columns) }, files: files, extra: ["filename"])
-            try run(
-                "CREATE TABLE __udr_old AS SELECT o.* EXCLUDE (filename), r.run AS __udr_run FROM (\(oldSelect)) AS o JOIN __udr_file_run AS r ON o.filename = r.file"
-            )
-        }
+        try loadHits(touchedSegments, columns: columns)
         try self.values("__udr_gap_run", ["gap", "run"], runOfGap.map { "(\($0.key), \($0.value))" })
         try self.values("__udr_seg_run", ["seg", "run"], runOfSegment.map { "(\($0.key), \($0.value))" })
 
         if rejectExisting {
             let existing = try query(
-                "SELECT CAST(row(\(keyList("u"))) AS VARCHAR) FROM __udr_up u JOIN __udr_old o ON \(keyMatch("u", "o")) LIMIT 10")
+                "SELECT CAST(row(\(keyList("u"))) AS VARCHAR) FROM __udr_up u JOIN __udr_hit o ON \(keyMatch("u", "o")) LIMIT 10")
             if existing.count > 0 {
-                let total = try query("SELECT count(*) FROM __udr_up u JOIN __udr_old o ON \(keyMatch("u", "o"))").scalar.int ?? 0
+                let total = try query("SELECT count(*) FROM __udr_up u JOIN __udr_hit o ON \(keyMatch("u", "o"))").scalar.int ?? 0
                 throw UDRError(
                     .duplicateKey,
                     "cannot append to \(table): \(total) key value(s) already exist, e.g. \(existing.rows.map { $0[0].description }.joined(separator: ", ")). Use upsert to replace rows."
@@ -293,9 +274,9 @@ struct RowEditor {
         let counted = try query(
             """
             SELECT
-              (SELECT count(*) FROM __udr_up u WHERE NOT EXISTS (SELECT 1 FROM __udr_old o WHERE \(keyMatch("o", "u")))),
-              (SELECT count(*) FROM __udr_up u JOIN __udr_old o ON \(keyMatch("u", "o")) WHERE \(newRow) IS DISTINCT FROM \(oldRow)),
-              (SELECT count(*) FROM __udr_del d JOIN __udr_old o ON \(keyMatch("d", "o"))
+              (SELECT count(*) FROM __udr_up u WHERE NOT EXISTS (SELECT 1 FROM __udr_hit o WHERE \(keyMatch("o", "u")))),
+              (SELECT count(*) FROM __udr_up u JOIN __udr_hit o ON \(keyMatch("u", "o")) WHERE \(newRow) IS DISTINCT FROM \(oldRow)),
+              (SELECT count(*) FROM __udr_del d JOIN __udr_hit o ON \(keyMatch("d", "o"))
                  WHERE NOT EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "d"))))
             """
         ).rows[0]
@@ -310,6 +291,7 @@ struct RowEditor {
             return Result(written: placed, counts: counts)
         }
 
+        try loadOld(touchedSegments, columns: columns, runs: runOfSegment)
         let list = names.joined(separator: ", ")
         let source = """
             SELECT \(list), __udr_run FROM __udr_old o
@@ -338,45 +320,172 @@ struct RowEditor {
             written: try finish(out, columns: columns, logical: written.logical, added: written.added), counts: counts)
     }
 
-    /// Writes the `touched` segments (whose live rows are in `__udr_old`)
-    /// again with their rows in place, the edited ones changed and the
-    /// deleted ones listed (see ``TableWriter/writeOver(_:subset:columns:key:rowCount:clock:)``):
-    /// their unchanged column chunks stay shared. New keys go to segments
-    /// after the others (see ``TableWriter/endSegmentsJoining(_:added:)``).
-    /// nil when that does not apply: the caller re-cuts the touched runs.
+    /// Loads into `__udr_hit` the live rows of the `touched` segments whose
+    /// key the edit names (in `__udr_up` or `__udr_del`), in `columns`, with
+    /// each row's segment (`__seg`) and position in its own file
+    /// (`__pos`); and into `__udr_dead` the positions already deleted
+    /// there. One scan of the segments' own files, nothing else kept.
+    private func loadHits(_ touched: [Int], columns: [Column]) throws(UDRError) {
+        let segments = manifest.segments
+        var dead: [String] = []
+        var fileSegs: [String] = []
+        var files: [String] = []
+        for index in touched {
+            let path = try file(segments[index])
+            files.append(path)
+            fileSegs.append("(\(quoteLiteral(path)), \(index))")
+            if segments[index].deletions != nil { dead += try writer.store.deletedPositions(of: segments[index]).map { "(\(index), \($0))" } }
+        }
+        try run("CREATE TABLE __udr_dead (seg INTEGER, pos BIGINT)")
+        for batch in stride(from: 0, to: dead.count, by: 10_000) {
+            try run("INSERT INTO __udr_dead VALUES \(dead[batch..<min(batch + 10_000, dead.count)].joined(separator: ", "))")
+        }
+        guard !files.isEmpty else {
+            try run("CREATE TABLE __udr_hit AS SELECT \(typedNulls(columns)), 0 AS __seg, 0::BIGINT AS __pos WHERE false")
+            return
+        }
+        try self.values("__udr_file_seg", ["file", "seg"], fileSegs)
+        let wholes = touched.map { kept(manifest.wholeFile(segments[$0]), extendedTo: columns) }
+        let extended = Manifest(table: table, version: manifest.version, columns: columns, key: manifest.key, segments: wholes)
+        let select = Repository.segmentSelect(extended, segments: wholes, files: files, extra: ["filename", "file_row_number"])
+        try run(
+            """
+            CREATE TABLE __udr_hit AS SELECT o.* EXCLUDE (filename, file_row_number), f.seg AS __seg, o.file_row_number AS __pos
+            FROM (\(select)) AS o JOIN __udr_file_seg f ON o.filename = f.file
+            WHERE (EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "o"))) OR EXISTS (SELECT 1 FROM __udr_del d WHERE \(keyMatch("d", "o"))))
+              AND NOT EXISTS (SELECT 1 FROM __udr_dead x WHERE x.seg = f.seg AND x.pos = o.file_row_number)
+            """)
+    }
+
+    /// Loads every live row of the `touched` segments into `__udr_old`,
+    /// with its run (for re-cutting them).
+    private func loadOld(_ touched: [Int], columns: [Column], runs: [Int: Int]) throws(UDRError) {
+        let segments = manifest.segments
+        var files: [String] = []
+        var fileRuns: [String] = []
+        for index in touched {
+            let file = try materialize(segments[index])
+            files.append(file)
+            fileRuns.append("(\(quoteLiteral(file)), \(runs[index]!))")
+        }
+        guard !files.isEmpty else {
+            try run("CREATE TABLE __udr_old AS SELECT \(typedNulls(columns)), 0 AS __udr_run WHERE false")
+            return
+        }
+        try self.values("__udr_file_run", ["file", "run"], fileRuns)
+        let extended = Manifest(table: table, version: manifest.version, columns: columns, key: manifest.key, segments: manifest.segments)
+        let oldSelect = Repository.segmentSelect(
+            extended, segments: touched.map { kept(segments[$0], extendedTo: columns) }, files: files, extra: ["filename"])
+        try run(
+            "CREATE TABLE __udr_old AS SELECT o.* EXCLUDE (filename), r.run AS __udr_run FROM (\(oldSelect)) AS o JOIN __udr_file_run AS r ON o.filename = r.file"
+        )
+    }
+
+    /// Writes each `touched` segment holding a row the edit changes or
+    /// deletes again, from its own file, with its rows in place: the
+    /// upserted ones take their new values, the deleted ones keep theirs
+    /// and are listed as deleted (see ``Deletions``); the unchanged column
+    /// chunks stay shared. Rows with new keys go to segments after the
+    /// others (with the small ones at the end, see
+    /// ``TableWriter/endSegmentsJoining(_:added:)``), as a refresh puts
+    /// them (see ``TableWriter/writeOver(_:subset:columns:key:rowCount:clock:)``).
+    /// Each segment is ordered on its own: no sort of all touched rows.
+    /// nil when that does not apply (a segment left with more deleted rows
+    /// than live ones, or too many new keys among the old): the caller
+    /// re-cuts the touched runs.
     private func applyInPlace(_ touched: [Int], columns: [Column], inserted: Int64) throws(UDRError) -> WrittenTable? {
         let segments = manifest.segments
-        let subset = touched + writer.endSegmentsJoining(manifest, added: inserted).filter { !touched.contains($0) }
-        guard !subset.isEmpty else { return nil }
-        let names = columns.map { quoteIdentifier($0.name) }
-        var parts = [
-            """
-            SELECT \(names.joined(separator: ", ")) FROM __udr_old o
-            WHERE NOT EXISTS (SELECT 1 FROM __udr_del d WHERE \(keyMatch("d", "o"))) AND NOT EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "o")))
-            """,
-            "SELECT \(names.joined(separator: ", ")) FROM __udr_up",
-        ]
-        let extra = subset.filter { !touched.contains($0) }
-        if !extra.isEmpty {
-            var files: [String] = []
-            for index in extra { files.append(try materialize(segments[index])) }
-            let extended = Manifest(table: table, version: manifest.version, columns: columns, key: manifest.key, segments: segments)
-            parts.append(
-                Repository.segmentSelect(extended, segments: extra.map { kept(segments[$0], extendedTo: columns) }, files: files))
-        }
         let key = manifest.key
-        try writer.sort(parts.joined(separator: "\nUNION ALL\n"), columns: columns, key: key, order: [], inputName: "the edited rows", into: "__udr_input")
-        defer {
-            try? connection.execute("DROP TABLE IF EXISTS __udr_input")
-            try? connection.execute("DROP TABLE IF EXISTS __udr_sorted")
+        let joining = Set(writer.endSegmentsJoining(manifest, added: inserted))
+        // Per touched segment: rows the edit changes, and those it deletes.
+        var changed: [Int: Int64] = [:]
+        var deleted: [Int: [Int64]] = [:]
+        let upserted = "EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "h")))"
+        for row in try query("SELECT __seg, __pos, \(upserted) FROM __udr_hit h").rows {
+            guard let seg = row[0].int.map(Int.init), let position = row[1].int else { continue }
+            changed[seg, default: 0] += 1
+            if row[2] != .bool(true) { deleted[seg, default: []].append(position) }
         }
-        let rowCount = Int(try query("SELECT count(*) FROM __udr_input").scalar.int ?? 0)
+        var inPlace: [Int] = []
+        for index in touched where !joining.contains(index) && changed[index] != nil {
+            let segment = segments[index]
+            let dead = segment.fileRows - segment.rows + Int64(deleted[index]?.count ?? 0)
+            if dead > segment.fileRows - dead { return nil }
+            inPlace.append(index)
+        }
+        // New keys among the old ones make a layer; past a tenth of the
+        // table, counting the layers already there, re-cutting is better.
+        let n = segments.count
+        let among =
+            try query(
+                """
+                SELECT count(*) FROM __udr_up u JOIN __udr_place p ON u.\(quoteIdentifier(key[0])) = p.k
+                WHERE NOT EXISTS (SELECT 1 FROM __udr_hit h WHERE \(keyMatch("h", "u"))) AND (coalesce(p.f <= p.l, false) OR coalesce(p.f, \(n)) < \(n))
+                """
+            ).scalar.int ?? 0
+        let layered = among + TableWriter.layeredRows(manifest)
+        if layered > manifest.rows / 10 && among > 0 && layered > Int64(policy.minimumRows) { return nil }
+
+        // Each rewritten segment: its own file's rows in order, the
+        // upserted ones (unless deleted before) with their new values.
+        let types = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+        var selects: [String] = []
+        var rows: [Int64] = []
+        for index in inPlace {
+            let segment = segments[index]
+            let present = Set(manifest.columnNames(of: segment))
+            var select: [String] = []
+            for column in columns {
+                let name = quoteIdentifier(column.name)
+                let storage = try TypeNode.parse(column.type).storage().sql
+                let old = present.contains(column.name) ? "CAST(o.\(name) AS \(storage))" : "CAST(NULL AS \(storage))"
+                select.append("CASE WHEN u.__udr_hit THEN CAST(u.\(name) AS \(storage)) ELSE \(old) END AS \(name)")
+            }
+            let match = key.map { "CAST(o.\(quoteIdentifier($0)) AS \(types[$0] ?? "VARCHAR")) = u.\(quoteIdentifier($0))" }
+            selects.append(
+                """
+                SELECT \(select.joined(separator: ", "))
+                FROM (SELECT *, file_row_number IN (SELECT pos FROM __udr_dead WHERE seg = \(index)) AS __udr_dead
+                      FROM read_parquet(\(quoteLiteral(try file(segment))), file_row_number = true)) o
+                LEFT JOIN (SELECT *, true AS __udr_hit FROM __udr_up) u ON \(match.joined(separator: " AND ")) AND NOT o.__udr_dead
+                ORDER BY o.file_row_number
+                """)
+            rows.append(segment.fileRows)
+        }
         var clock = StepClock()
-        guard
-            let placement = try writer.writeOver(manifest, subset: subset, columns: columns, key: key, rowCount: rowCount, clock: &clock)
-        else { return nil }
+        let written = try writer.writeSegments(selects: selects, rows: rows, columns: columns, clock: &clock)
+
+        // The rows of new keys, and those of the small segments at the end
+        // that join them (edited), cut in key order after the others.
+        let names = columns.map { quoteIdentifier($0.name) }
+        var parts = ["SELECT \(names.joined(separator: ", ")), 0 AS __udr_run FROM __udr_up u WHERE NOT EXISTS (SELECT 1 FROM __udr_hit h WHERE \(keyMatch("h", "u")))"]
+        let ending = joining.sorted()
+        if !ending.isEmpty {
+            var files: [String] = []
+            for index in ending { files.append(try materialize(segments[index])) }
+            let extended = Manifest(table: table, version: manifest.version, columns: columns, key: key, segments: segments)
+            let select = Repository.segmentSelect(extended, segments: ending.map { kept(segments[$0], extendedTo: columns) }, files: files)
+            let gone = "EXISTS (SELECT 1 FROM __udr_del d WHERE \(keyMatch("d", "o"))) AND u.__udr_hit IS NULL"
+            parts.append(
+                """
+                SELECT \(names.map { "CASE WHEN u.__udr_hit THEN u.\($0) ELSE o.\($0) END" }.joined(separator: ", ")), 0 FROM (\(select)) o
+                LEFT JOIN (SELECT *, true AS __udr_hit FROM __udr_up) u ON \(keyMatch("u", "o")) WHERE NOT (\(gone))
+                """)
+        }
+        let added = try writer.writeRuns(source: parts.joined(separator: "\nUNION ALL\n"), columns: columns, key: key, runs: 1)
+
+        var placement = TableWriter.Placement(added: added.segments.first ?? [], logical: written.logical + added.logical)
+        for index in ending { placement.kept[index] = [] }
+        var objects: [Data] = []
+        for (index, segment) in zip(inPlace, written.segments) {
+            let dead = try Set(writer.store.deletedPositions(of: segments[index])).union(deleted[index] ?? [])
+            let listed = try segment.deleting(dead.sorted())
+            if let object = listed.object { objects.append(object) }
+            placement.kept[index] = [listed.segment]
+        }
+        let bytes = written.added + added.added + (try writer.store.put(objects).bytesAdded)
         let result = placement.segments(replacing: segments) { kept($0, extendedTo: columns) }
-        return try finish(result, columns: columns, logical: placement.logical, added: placement.bytesAdded)
+        return try finish(result, columns: columns, logical: placement.logical, added: bytes)
     }
 
     /// Deletes the keys of `__udr_del` from the `touched` segments by

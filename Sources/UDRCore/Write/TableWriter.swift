@@ -321,7 +321,27 @@ struct TableWriter {
     private func writeSegments(ranges runs: [[SegmentRows]], columns: [Column], clock: inout StepClock) throws(UDRError) -> (
         segments: [[SegmentRef]], logical: Int64, added: Int64
     ) {
+        let columnList = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
         let ranges = runs.flatMap { $0 }
+        let written = try writeSegments(
+            selects: ranges.map { "SELECT \(columnList) FROM __udr_sorted WHERE \($0.filter)" }, rows: ranges.map { Int64($0.rows.count) },
+            columns: columns, clock: &clock)
+        var grouped: [[SegmentRef]] = []
+        var offset = 0
+        for run in runs {
+            grouped.append(Array(written.segments[offset..<(offset + run.count)]))
+            offset += run.count
+        }
+        return (grouped, written.logical, written.added)
+    }
+
+    /// Writes the rows of each SELECT (the table's `columns` in their
+    /// storage types, in order; `rows` of them) as one segment and stores
+    /// its blobs. The SELECTs run on connections of their own: they may
+    /// read the tables of this write's database and files.
+    func writeSegments(selects: [String], rows: [Int64], columns: [Column], clock: inout StepClock) throws(UDRError) -> (
+        segments: [SegmentRef], logical: Int64, added: Int64
+    ) {
         let directory = scratch.appendingPathComponent("write-" + UUID().uuidString)
         do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
             throw UDRError(.io, "cannot create \(directory.path): \(error.localizedDescription)")
@@ -329,17 +349,11 @@ struct TableWriter {
         defer { try? FileManager.default.removeItem(at: directory) }
 
         let objects = LockedBatch(store.batch())
-        let written = try copySegments(ranges: ranges, directory: directory.path, columns: columns, into: objects)
+        let written = try copySegments(selects: selects, rows: rows, directory: directory.path, columns: columns, into: objects)
         clock.step("write segments")
         let added = try objects.commit()
         clock.step("store blobs")
-        var grouped: [[SegmentRef]] = []
-        var offset = 0
-        for run in runs {
-            grouped.append(Array(written[offset..<(offset + run.count)]))
-            offset += run.count
-        }
-        return (grouped, written.reduce(0) { $0 + $1.bytes }, added)
+        return (written, written.reduce(0) { $0 + $1.bytes }, added)
     }
 
     /// Writes each segment's rows to its file with DuckDB's Parquet writer,
@@ -348,14 +362,13 @@ struct TableWriter {
     /// chunks and hands them to `objects` (whose pack writer writes and
     /// flushes them while the workers go on), and moves the file into the
     /// segment cache. Memory holds about one segment per worker.
-    private func copySegments(ranges: [SegmentRows], directory: String, columns: [Column], into objects: LockedBatch) throws(UDRError)
-        -> [SegmentRef]
+    private func copySegments(selects: [String], rows: [Int64], directory: String, columns: [Column], into objects: LockedBatch)
+        throws(UDRError) -> [SegmentRef]
     {
-        let database = connection.database
-        let (cache, columnList) = (cache, columns.map { quoteIdentifier($0.name) }.joined(separator: ", "))
+        let (database, cache) = (connection.database, cache)
         let names = Set(columns.map(\.name))
-        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, ranges.count, 4))
-        let results = SlotBox<SegmentRef>(count: ranges.count)
+        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, selects.count, 4))
+        let results = SlotBox<SegmentRef>(count: selects.count)
         let failures = FailureBox()
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             do throws(UDRError) {
@@ -367,12 +380,10 @@ struct TableWriter {
                     try own.execute("SET threads = 1")
                 } catch { throw UDRError(.query, "writing a segment failed: \(error.message)", underlying: error) }
                 var leafColumns: [Int]?
-                for index in stride(from: worker, to: ranges.count, by: workers) where !failures.failed {
+                for index in stride(from: worker, to: selects.count, by: workers) where !failures.failed {
                     let file = directory + "/\(index).parquet"
                     do throws(DuckDBError) {
-                        try own.execute(
-                            "COPY (SELECT \(columnList) FROM __udr_sorted WHERE \(ranges[index].filter)) TO \(quoteLiteral(file)) (\(Self.parquetOptions))"
-                        )
+                        try own.execute("COPY (\(selects[index])) TO \(quoteLiteral(file)) (\(Self.parquetOptions))")
                     } catch { throw UDRError(.query, "writing a segment failed: \(error.message)", underlying: error) }
                     // Every file of a write has the same schema.
                     if leafColumns == nil { leafColumns = try Self.leafColumns(of: file, on: own) }
@@ -383,7 +394,7 @@ struct TableWriter {
                     results.set(
                         index,
                         SegmentRef(
-                            id: prepared.id, recipe: prepared.recipe, rows: Int64(ranges[index].rows.count), bytes: prepared.bytes,
+                            id: prepared.id, recipe: prepared.recipe, rows: rows[index], bytes: prepared.bytes,
                             stats: layout.stats))
                 }
             } catch {
