@@ -441,13 +441,16 @@ struct RowEditor {
                 let old = present.contains(column.name) ? "CAST(o.\(name) AS \(storage))" : "CAST(NULL AS \(storage))"
                 select.append("CASE WHEN u.__udr_hit THEN CAST(u.\(name) AS \(storage)) ELSE \(old) END AS \(name)")
             }
-            let match = key.map { "CAST(o.\(quoteIdentifier($0)) AS \(types[$0] ?? "VARCHAR")) = u.\(quoteIdentifier($0))" }
+            // A row deleted before keys nothing (NULL matches no key).
+            let match = key.map {
+                "(CASE WHEN o.__udr_dead THEN NULL ELSE CAST(o.\(quoteIdentifier($0)) AS \(types[$0] ?? "VARCHAR")) END) = u.\(quoteIdentifier($0))"
+            }
             selects.append(
                 """
                 SELECT \(select.joined(separator: ", "))
-                FROM (SELECT *, file_row_number IN (SELECT pos FROM __udr_dead WHERE seg = \(index)) AS __udr_dead
+                FROM (SELECT *, \(segment.deletions == nil ? "false" : "file_row_number IN (SELECT pos FROM __udr_dead WHERE seg = \(index))") AS __udr_dead
                       FROM read_parquet(\(quoteLiteral(try file(segment))), file_row_number = true)) o
-                LEFT JOIN (SELECT *, true AS __udr_hit FROM __udr_up) u ON \(match.joined(separator: " AND ")) AND NOT o.__udr_dead
+                LEFT JOIN (SELECT *, true AS __udr_hit FROM __udr_up) u ON \(match.joined(separator: " AND "))
                 ORDER BY o.file_row_number
                 """)
             rows.append(segment.fileRows)
