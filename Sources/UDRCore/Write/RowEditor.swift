@@ -388,7 +388,7 @@ struct RowEditor {
     /// chunks stay shared. Rows with new keys go to segments after the
     /// others (with the small ones at the end, see
     /// ``TableWriter/endSegmentsJoining(_:added:)``), as a refresh puts
-    /// them (see ``TableWriter/writeOver(_:subset:columns:key:rowCount:clock:)``).
+    /// them (see ``TableWriter/writeOver(_:columns:key:rowCount:clock:)``).
     /// Each segment is ordered on its own: no sort of all touched rows.
     /// nil when that does not apply (a segment left with more deleted rows
     /// than live ones, or too many new keys among the old): the caller

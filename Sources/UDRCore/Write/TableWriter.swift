@@ -34,7 +34,7 @@ struct TableWriter {
     /// `key` nil keeps `previousKey` when the input still has its columns.
     /// `parquetFile` is the input's file when it is one Parquet file.
     /// `previous`, the table's current version, lets the write keep its
-    /// segment files where rows only changed (see ``writeOver(_:subset:columns:key:rowCount:clock:)``).
+    /// segment files where rows only changed (see ``writeOver(_:columns:key:rowCount:clock:)``).
     func write(
         table: TableName, version: Int, source: String, inputName: String, key requestedKey: [String]?, previousKey: [String],
         parquetFile: String? = nil, previous: Manifest? = nil

@@ -2,10 +2,10 @@ import DuckDB
 import Foundation
 
 extension TableWriter {
-    /// Whether ``writeOver(_:subset:columns:key:rowCount:clock:)`` may
-    /// apply: a keyed table whose key and column types stay, with rows.
-    func canWriteOver(_ previous: Manifest, subset: [Int]? = nil, columns: [Column], key: [String]) -> Bool {
-        let segments = (subset ?? Array(previous.segments.indices)).map { previous.segments[$0] }
+    /// Whether ``writeOver(_:columns:key:rowCount:clock:)`` may apply: a
+    /// keyed table whose key and column types stay, with rows.
+    func canWriteOver(_ previous: Manifest, columns: [Column], key: [String]) -> Bool {
+        let segments = previous.segments
         guard !key.isEmpty, previous.key == key, !segments.isEmpty, segments.contains(where: { $0.rows > 0 }) else { return false }
         let types = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
         for column in previous.columns where types[column.name].map({ $0 != column.type }) == true { return false }
@@ -34,21 +34,17 @@ extension TableWriter {
     ///
     /// The rows are ordered once, by their places; duplicate and NULL keys
     /// are rejected then (a key's rows stand next to each other in that
-    /// order). nil when this does not apply (see ``canWriteOver(_:subset:columns:key:)``,
+    /// order). nil when this does not apply (see ``canWriteOver(_:columns:key:)``,
     /// no rows), or when the rows in such layers, with the new keys among
     /// the old ones, would pass a tenth of the table: the caller writes the
     /// rows of `__udr_input` from scratch, in key order, as a first write
     /// would.
-    ///
-    /// `subset`, when given, names the segments of `previous` whose rows the
-    /// new content replaces (a row-level edit); the others stay as they are.
-    func writeOver(_ previous: Manifest, subset: [Int]? = nil, columns: [Column], key: [String], rowCount: Int, clock: inout StepClock)
+    func writeOver(_ previous: Manifest, columns: [Column], key: [String], rowCount: Int, clock: inout StepClock)
         throws(UDRError) -> Placement?
     {
-        guard rowCount > 0, canWriteOver(previous, subset: subset, columns: columns, key: key) else { return nil }
-        let indexes = subset ?? Array(previous.segments.indices)
-        let segments = indexes.map { previous.segments[$0] }
-        let tableRows = subset == nil ? Int64(rowCount) : previous.rows
+        guard rowCount > 0, canWriteOver(previous, columns: columns, key: key) else { return nil }
+        let segments = previous.segments
+        let tableRows = Int64(rowCount)
         let types = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
 
         let helpers = ["__udr_wo_files", "__udr_wo_prev", "__udr_wo_match", "__udr_wo_run", "__udr_wo_dead"]
@@ -99,7 +95,7 @@ extension TableWriter {
             live[$0] == 0 ? .dropped : segments[$0].fileRows - live[$0] > live[$0] ? .recut : .inPlace
         }
         for index in endSegmentsJoining(previous, added: Int64(rowCount) - live.reduce(0, +)) {
-            if let position = indexes.firstIndex(of: index) { fates[position] = .dropped }
+            fates[index] = .dropped
         }
         let runs = segments.indices.filter { fates[$0] != .dropped }
         let whole = Set(runs.indices.filter { fates[runs[$0]] == .inPlace })
@@ -173,11 +169,11 @@ extension TableWriter {
             if let run = row[0].int, let position = row[1].int { dead[Int(run), default: []].append(position) }
         }
         var placement = Placement(added: written.segments[endRun], logical: written.logical)
-        for (position, fate) in zip(indexes, fates) where fate == .dropped { placement.kept[position] = [] }
+        for (index, fate) in fates.enumerated() where fate == .dropped { placement.kept[index] = [] }
         var objects: [Data] = []
         for run in 0..<endRun {
             guard whole.contains(run) else {
-                placement.kept[indexes[runs[run]]] = written.segments[run]
+                placement.kept[runs[run]] = written.segments[run]
                 continue
             }
             guard written.segments[run].count == 1, let segment = written.segments[run].first else {
@@ -188,14 +184,14 @@ extension TableWriter {
             }
             let deleted = try segment.deleting(dead[run] ?? [])
             if let object = deleted.object { objects.append(object) }
-            placement.kept[indexes[runs[run]]] = [deleted.segment]
+            placement.kept[runs[run]] = [deleted.segment]
         }
         placement.bytesAdded = written.added + (try store.put(objects).bytesAdded)
         clock.step("write over the previous version")
         return placement
     }
 
-    /// Where ``writeOver(_:subset:columns:key:rowCount:clock:)`` put the rows.
+    /// Where ``writeOver(_:columns:key:rowCount:clock:)`` and a row edit in place put the rows.
     struct Placement {
         /// What became of each previous segment the write replaced, by
         /// index: the segment in its place (none when it was dropped).
