@@ -258,7 +258,7 @@ struct TableDiff {
         let deadTable = "\(shape.prefix)_dead"
         var live = ""
         if positions {
-            try positionsTable(deadTable, columns: "file VARCHAR, pos BIGINT", rows: deadRows)
+            try createTable(deadTable, columns: "file VARCHAR, pos BIGINT", rows: deadRows, on: connection)
             live = " AND NOT EXISTS (SELECT 1 FROM \(deadTable) d WHERE d.file = __o_file AND d.pos = __o_pos)"
         }
         defer { try? connection.execute("DROP TABLE IF EXISTS \(deadTable)") }
@@ -297,7 +297,7 @@ struct TableDiff {
         let shape = Manifest(table: manifest.table, version: manifest.version, columns: read, key: manifest.key, segments: wholes)
         let select = Repository.segmentSelect(shape, segments: wholes, files: files, extra: ["filename", "file_row_number"])
         let positions = "\(table)_positions"
-        try positionsTable(positions, columns: "file VARCHAR, pos BIGINT, seg VARCHAR", rows: wanted)
+        try createTable(positions, columns: "file VARCHAR, pos BIGINT, seg VARCHAR", rows: wanted, on: connection)
         defer { try? connection.execute("DROP TABLE IF EXISTS \(positions)") }
         try run(
             """
@@ -335,13 +335,6 @@ struct TableDiff {
 
     /// A table of literal rows (`('file', 12)`, …), inserted in batches so
     /// that a diff of many deleted rows does not make one huge statement.
-    private func positionsTable(_ name: String, columns: String, rows: [String]) throws(UDRError) {
-        try run("CREATE TABLE \(name) (\(columns))")
-        for start in stride(from: 0, to: rows.count, by: 10_000) {
-            try run("INSERT INTO \(name) VALUES \(rows[start..<min(start + 10_000, rows.count)].joined(separator: ", "))")
-        }
-    }
-
     /// Loads the rows of `segments` of a version as `columns` (NULL where
     /// the version lacks one), and the rows of the `adding` queries.
     private func load(_ manifest: Manifest?, segments: [SegmentRef], columns: [Column], into table: String, adding: [String]) throws(UDRError) {

@@ -336,10 +336,7 @@ struct RowEditor {
             fileSegs.append("(\(quoteLiteral(path)), \(index))")
             if segments[index].deletions != nil { dead += try writer.store.deletedPositions(of: segments[index]).map { "(\(index), \($0))" } }
         }
-        try run("CREATE TABLE __udr_dead (seg INTEGER, pos BIGINT)")
-        for batch in stride(from: 0, to: dead.count, by: 10_000) {
-            try run("INSERT INTO __udr_dead VALUES \(dead[batch..<min(batch + 10_000, dead.count)].joined(separator: ", "))")
-        }
+        try createTable("__udr_dead", columns: "seg INTEGER, pos BIGINT", rows: dead, on: connection)
         guard !files.isEmpty else {
             try run("CREATE TABLE __udr_hit AS SELECT \(typedNulls(columns)), 0 AS __seg, 0::BIGINT AS __pos WHERE false")
             return

@@ -1,3 +1,4 @@
+import DuckDB
 import Foundation
 
 /// DuckDB type strings, parsed far enough to map a column's logical type to
@@ -206,6 +207,18 @@ private struct TypeParser {
 /// an empty relation of that schema.
 func typedNulls(_ columns: [Column]) -> String {
     columns.map { "CAST(NULL AS \($0.type)) AS \(quoteIdentifier($0.name))" }.joined(separator: ", ")
+}
+
+/// Creates table `name` of `columns` (a column definition list) holding
+/// `rows` (each a parenthesized tuple of SQL literals), inserted 10,000
+/// at a time so that no statement grows without bound.
+func createTable(_ name: String, columns: String, rows: [String], on connection: Connection) throws(UDRError) {
+    do throws(DuckDBError) {
+        try connection.execute("CREATE TABLE \(name) (\(columns))")
+        for start in stride(from: 0, to: rows.count, by: 10_000) {
+            try connection.execute("INSERT INTO \(name) VALUES \(rows[start..<min(start + 10_000, rows.count)].joined(separator: ", "))")
+        }
+    } catch { throw UDRError(.query, error.message, underlying: error) }
 }
 
 public func quoteIdentifier(_ name: String) -> String {
