@@ -69,6 +69,7 @@ struct TableDiff {
     func build(
         old: Manifest?, new: Manifest?, key requested: [String]? = nil, prefix: String, complete: Bool, countsOnly: Bool = false
     ) throws(UDRError) -> Shape {
+        var clock = StepClock()
         let columns = Self.columns(old, new)
         let declared = Self.key(old, new)
         let key = requested ?? declared
@@ -102,6 +103,7 @@ struct TableDiff {
         }
         shape.pairsRead = pairs.count
         shape.segmentsRead = oldOnly.count + newOnly.count
+        clock.step("pair segments")
         // A pair's rows deleted on one side only: a delete (its row read from
         // the old file), or a row back (from the new one).
         var gone: [(SegmentRef, Set<Int64>)] = []
@@ -121,6 +123,7 @@ struct TableDiff {
         for (changed, members) in groups.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
             try comparePairs(members, changed: changed, old: old!, new: new!, shape: shape, complete: complete, dead: deadInPairs)
         }
+        clock.step("compare pairs")
 
         // The rest: whole rows, read where they lie (views over the files).
         defer {
@@ -134,6 +137,7 @@ struct TableDiff {
         var oldRows: [String] = []
         if let old { oldRows = try goneRows(gone, of: old, byKey: countsOnly ? key : nil, columns: columns, prefix: prefix) }
         try load(old, segments: oldOnly, columns: columns, into: "\(prefix)_uo", adding: oldRows)
+        clock.step("load the other rows")
         if let requested, requested != declared {
             try checkUnique(requested, in: "\(prefix)_uo", side: "the old version")
             try checkUnique(requested, in: "\(prefix)_un", side: "the new version")
@@ -216,7 +220,9 @@ struct TableDiff {
     /// Compares paired segments by position in their own files, reading
     /// only the changed columns of the old side, and the key and changed
     /// columns (every column when `complete`) of the new side. `dead`
-    /// lists old segments' positions deleted on either side: skipped.
+    /// lists old segments' positions deleted on either side: skipped. A
+    /// positional scan runs on one thread: the pairs are split between
+    /// connections, one per core.
     private func comparePairs(
         _ members: [(SegmentRef, SegmentRef)], changed: [String], old: Manifest, new: Manifest, shape: Shape, complete: Bool,
         dead: [ObjectID: Set<Int64>]
@@ -228,6 +234,11 @@ struct TableDiff {
         let newNames = complete ? new.columns.map(\.name) : key + changed.filter { !key.contains($0) }
         let oldColumns = changed.compactMap { oldTypes[$0] }
         let newColumns = newNames.compactMap { newTypes[$0] }
+        let newIndex = Dictionary(newColumns.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let differs = oldColumns.enumerated().compactMap { i, column in
+            newIndex[column.name].map { "__o\(i) IS DISTINCT FROM __n\($0)" }
+        }
+        guard !differs.isEmpty else { return }
         func side(_ manifest: Manifest, _ columns: [Column], _ segments: [SegmentRef], extra: [String]) throws(UDRError) -> String {
             var files: [String] = []
             for segment in segments { files.append(try file(segment)) }
@@ -239,41 +250,62 @@ struct TableDiff {
             let subset = Manifest(table: manifest.table, version: manifest.version, columns: columns, key: manifest.key, segments: whole)
             return Repository.segmentSelect(subset, segments: whole, files: files, extra: extra)
         }
-        let positions = members.contains { dead[$0.0.id] != nil }
-        var deadRows: [String] = []
-        for (o, _) in members where positions {
-            let path = try file(o)
-            deadRows += (dead[o.id] ?? []).map { "(\(quoteLiteral(path)), \($0))" }
-        }
-        let oldSelect = try side(old, oldColumns, members.map(\.0), extra: positions ? ["filename", "file_row_number"] : [])
-        let newSelect = try side(new, newColumns, members.map(\.1), extra: [])
         let o = oldColumns.enumerated().map { "\(quoteIdentifier($1.name)) AS __o\($0)" }.joined(separator: ", ")
         let n = newColumns.enumerated().map { "\(quoteIdentifier($1.name)) AS __n\($0)" }.joined(separator: ", ")
-        let newIndex = Dictionary(newColumns.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
-        let differs = oldColumns.enumerated().compactMap { i, column in
-            newIndex[column.name].map { "__o\(i) IS DISTINCT FROM __n\($0)" }
+
+        // Each share of the pairs: the statements that leave its differing
+        // rows in a table of its own.
+        let shares = max(1, min(ProcessInfo.processInfo.activeProcessorCount, members.count / 8))
+        var statements: [String] = []
+        var tables: [String] = []
+        for share in 0..<shares {
+            let part = Array(members[(members.count * share / shares)..<(members.count * (share + 1) / shares)])
+            let positions = part.contains { dead[$0.0.id] != nil }
+            let table = "\(shape.prefix)_pairs\(share)"
+            let deadTable = "\(shape.prefix)_dead\(share)"
+            var live = ""
+            if positions {
+                var deadRows: [String] = []
+                for (o, _) in part {
+                    let path = try file(o)
+                    deadRows += (dead[o.id] ?? []).map { "(\(quoteLiteral(path)), \($0))" }
+                }
+                try createTable(deadTable, columns: "file VARCHAR, pos BIGINT", rows: deadRows, on: connection)
+                live = " AND NOT EXISTS (SELECT 1 FROM \(deadTable) d WHERE d.file = __o_file AND d.pos = __o_pos)"
+            }
+            let oldSelect = try side(old, oldColumns, part.map(\.0), extra: positions ? ["filename", "file_row_number"] : [])
+            let newSelect = try side(new, newColumns, part.map(\.1), extra: [])
+            let oldExtra = positions ? ", filename AS __o_file, file_row_number AS __o_pos" : ""
+            statements.append(
+                "CREATE TABLE \(table) AS SELECT *\(positions ? " EXCLUDE (__o_file, __o_pos)" : "") FROM (SELECT \(o)\(oldExtra) FROM (\(oldSelect))) POSITIONAL JOIN (SELECT \(n) FROM (\(newSelect))) WHERE (\(differs.joined(separator: " OR ")))\(live)"
+            )
+            tables.append(table)
         }
-        guard !differs.isEmpty else { return }
-        let table = "\(shape.prefix)_pairs"
-        let deadTable = "\(shape.prefix)_dead"
-        var live = ""
-        if positions {
-            try createTable(deadTable, columns: "file VARCHAR, pos BIGINT", rows: deadRows, on: connection)
-            live = " AND NOT EXISTS (SELECT 1 FROM \(deadTable) d WHERE d.file = __o_file AND d.pos = __o_pos)"
+        defer {
+            for share in 0..<shares {
+                try? connection.execute("DROP TABLE IF EXISTS \(shape.prefix)_pairs\(share)")
+                try? connection.execute("DROP TABLE IF EXISTS \(shape.prefix)_dead\(share)")
+            }
         }
-        defer { try? connection.execute("DROP TABLE IF EXISTS \(deadTable)") }
-        let oldExtra = positions ? ", filename AS __o_file, file_row_number AS __o_pos" : ""
-        try run(
-            "CREATE TABLE \(table) AS SELECT *\(positions ? " EXCLUDE (__o_file, __o_pos)" : "") FROM (SELECT \(o)\(oldExtra) FROM (\(oldSelect))) POSITIONAL JOIN (SELECT \(n) FROM (\(newSelect))) WHERE (\(differs.joined(separator: " OR ")))\(live)"
-        )
-        defer { try? connection.execute("DROP TABLE IF EXISTS \(table)") }
+        let (database, work) = (connection.database, statements)
+        let failures = FailureBox()
+        DispatchQueue.concurrentPerform(iterations: work.count) { share in
+            do throws(DuckDBError) {
+                try database.connect().execute(work[share])
+            } catch {
+                failures.record(UDRError(.query, error.message, underlying: error))
+            }
+        }
+        if let error = failures.first { throw error }
+
         let oldIndex = Dictionary(oldColumns.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         let newList = newColumns.enumerated().map { "__n\($0) AS \(quoteIdentifier($1.name))" }.joined(separator: ", ")
         let oldList = newColumns.enumerated().map { i, column in
             "\(oldIndex[column.name].map { "__o\($0)" } ?? "__n\(i)") AS \(quoteIdentifier(column.name))"
         }.joined(separator: ", ")
-        try run("INSERT INTO \(shape.old) BY NAME SELECT \(oldList) FROM \(table)")
-        try run("INSERT INTO \(shape.new) BY NAME SELECT \(newList) FROM \(table)")
+        let all = tables.map { "SELECT * FROM \($0)" }.joined(separator: " UNION ALL ")
+        try run("INSERT INTO \(shape.old) BY NAME SELECT \(oldList) FROM (\(all))")
+        try run("INSERT INTO \(shape.new) BY NAME SELECT \(newList) FROM (\(all))")
     }
 
     /// Loads the rows at the given positions of segments' own files into
