@@ -23,7 +23,7 @@ struct TableDiff {
     /// The path of a segment's materialized file.
     let materialize: (SegmentRef) throws(UDRError) -> String
     /// A segment's recipe (which blobs hold which column).
-    let recipe: (SegmentRef) throws(UDRError) -> SegmentRecipe
+    let recipe: @Sendable (SegmentRef) throws(UDRError) -> SegmentRecipe
     /// The segment's own file, deleted rows included.
     let file: (SegmentRef) throws(UDRError) -> String
     /// The positions of a segment's deleted rows.
@@ -182,6 +182,7 @@ struct TableDiff {
         var candidates: [String: [SegmentRef]] = [:]
         for segment in oldOnly { candidates[signature(segment), default: []].append(segment) }
         var recipes = ColumnBlobs(recipe: recipe)
+        try recipes.prefetch(newOnly.filter { candidates[signature($0)] != nil } + newOnly.flatMap { candidates[signature($0)] ?? [] })
         var pairs: [(SegmentRef, SegmentRef, changed: [String])] = []
         var pairedOld = Set<ObjectID>()
         var pairedNew = Set<ObjectID>()
@@ -497,10 +498,26 @@ struct TableDiff {
 /// The blobs of each column of segments (``SegmentRecipe/columnBlobs``),
 /// each recipe read once.
 struct ColumnBlobs {
-    let recipe: (SegmentRef) throws(UDRError) -> SegmentRecipe
+    let recipe: @Sendable (SegmentRef) throws(UDRError) -> SegmentRecipe
     private var known: [ObjectID: [Int: [ObjectID]]?] = [:]
 
-    init(recipe: @escaping (SegmentRef) throws(UDRError) -> SegmentRecipe) { self.recipe = recipe }
+    init(recipe: @escaping @Sendable (SegmentRef) throws(UDRError) -> SegmentRecipe) { self.recipe = recipe }
+
+    /// Reads the recipes of `segments` not read yet, on one thread per core.
+    mutating func prefetch(_ segments: [SegmentRef]) throws(UDRError) {
+        let missing = Array(Set(segments.map(\.id).filter { known[$0] == nil }).compactMap { id in segments.first { $0.id == id } })
+        guard missing.count > 1 else { return }
+        let results = SlotBox<[Int: [ObjectID]]?>(count: missing.count)
+        let failures = FailureBox()
+        let (recipe, workers) = (recipe, max(1, min(ProcessInfo.processInfo.activeProcessorCount, missing.count)))
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for index in stride(from: worker, to: missing.count, by: workers) where !failures.failed {
+                do throws(UDRError) { results.set(index, try recipe(missing[index]).columnBlobs) } catch { failures.record(error) }
+            }
+        }
+        if let error = failures.first { throw error }
+        for (segment, blobs) in zip(missing, results.values) { known[segment.id] = .some(blobs ?? nil) }
+    }
 
     mutating func of(_ segment: SegmentRef) throws(UDRError) -> [Int: [ObjectID]]? {
         if let blobs = known[segment.id] { return blobs }
