@@ -337,20 +337,32 @@ struct RowEditor {
             if segments[index].deletions != nil { dead += try writer.store.deletedPositions(of: segments[index]).map { "(\(index), \($0))" } }
         }
         try createTable("__udr_dead", columns: "seg INTEGER, pos BIGINT", rows: dead, on: connection)
-        guard !files.isEmpty else {
-            try run("CREATE TABLE __udr_hit AS SELECT \(typedNulls(columns)), 0 AS __seg, 0::BIGINT AS __pos WHERE false")
-            return
-        }
+        let none = "CREATE TABLE __udr_hit AS SELECT \(typedNulls(columns)), 0 AS __seg, 0::BIGINT AS __pos WHERE false"
+        guard !files.isEmpty else { return try run(none) }
         try self.values("__udr_file_seg", ["file", "seg"], fileSegs)
+        // The named rows' places, from the key columns alone; then those
+        // rows whole, from the files that hold any.
         let wholes = touched.map { kept(manifest.wholeFile(segments[$0]), extendedTo: columns) }
-        let extended = Manifest(table: table, version: manifest.version, columns: columns, key: manifest.key, segments: wholes)
-        let select = Repository.segmentSelect(extended, segments: wholes, files: files, extra: ["filename", "file_row_number"])
+        let keyColumns = columns.filter { manifest.key.contains($0.name) }
+        let keys = Manifest(table: table, version: manifest.version, columns: keyColumns, key: manifest.key, segments: wholes)
         try run(
             """
-            CREATE TABLE __udr_hit AS SELECT o.* EXCLUDE (filename, file_row_number), f.seg AS __seg, o.file_row_number AS __pos
-            FROM (\(select)) AS o JOIN __udr_file_seg f ON o.filename = f.file
+            CREATE TABLE __udr_hit_pos AS SELECT f.seg AS __seg, o.file_row_number AS __pos
+            FROM (\(Repository.segmentSelect(keys, segments: wholes, files: files, extra: ["filename", "file_row_number"]))) AS o
+            JOIN __udr_file_seg f ON o.filename = f.file
             WHERE (EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "o"))) OR EXISTS (SELECT 1 FROM __udr_del d WHERE \(keyMatch("d", "o"))))
               AND NOT EXISTS (SELECT 1 FROM __udr_dead x WHERE x.seg = f.seg AND x.pos = o.file_row_number)
+            """)
+        let holding = Set(try query("SELECT DISTINCT __seg FROM __udr_hit_pos").rows.compactMap { $0[0].int.map(Int.init) })
+        let held = touched.indices.filter { holding.contains(touched[$0]) }
+        guard !held.isEmpty else { return try run(none) }
+        let extended = Manifest(table: table, version: manifest.version, columns: columns, key: manifest.key, segments: wholes)
+        let select = Repository.segmentSelect(
+            extended, segments: held.map { wholes[$0] }, files: held.map { files[$0] }, extra: ["filename", "file_row_number"])
+        try run(
+            """
+            CREATE TABLE __udr_hit AS SELECT o.* EXCLUDE (filename, file_row_number), h.__seg, h.__pos
+            FROM (\(select)) AS o JOIN __udr_file_seg f ON o.filename = f.file JOIN __udr_hit_pos h ON h.__seg = f.seg AND h.__pos = o.file_row_number
             """)
     }
 
