@@ -182,7 +182,8 @@ struct TableDiff {
         var candidates: [String: [SegmentRef]] = [:]
         for segment in oldOnly { candidates[signature(segment), default: []].append(segment) }
         var recipes = ColumnBlobs(recipe: recipe)
-        try recipes.prefetch(newOnly.filter { candidates[signature($0)] != nil } + newOnly.flatMap { candidates[signature($0)] ?? [] })
+        let matched = newOnly.filter { candidates[signature($0)] != nil }
+        try recipes.prefetch(matched + Set(matched.map(signature)).flatMap { candidates[$0] ?? [] })
         var pairs: [(SegmentRef, SegmentRef, changed: [String])] = []
         var pairedOld = Set<ObjectID>()
         var pairedNew = Set<ObjectID>()
@@ -366,8 +367,6 @@ struct TableDiff {
         return out
     }
 
-    /// A table of literal rows (`('file', 12)`, …), inserted in batches so
-    /// that a diff of many deleted rows does not make one huge statement.
     /// Loads the rows of `segments` of a version as `columns` (NULL where
     /// the version lacks one), and the rows of the `adding` queries.
     private func load(_ manifest: Manifest?, segments: [SegmentRef], columns: [Column], into table: String, adding: [String]) throws(UDRError) {
@@ -505,7 +504,9 @@ struct ColumnBlobs {
 
     /// Reads the recipes of `segments` not read yet, on one thread per core.
     mutating func prefetch(_ segments: [SegmentRef]) throws(UDRError) {
-        let missing = Array(Set(segments.map(\.id).filter { known[$0] == nil }).compactMap { id in segments.first { $0.id == id } })
+        var unread: [ObjectID: SegmentRef] = [:]
+        for segment in segments where known[segment.id] == nil { unread[segment.id] = segment }
+        let missing = Array(unread.values)
         guard missing.count > 1 else { return }
         let results = SlotBox<[Int: [ObjectID]]?>(count: missing.count)
         let failures = FailureBox()

@@ -435,9 +435,14 @@ struct RowEditor {
         let layered = among + TableWriter.layeredRows(manifest)
         if layered > manifest.rows / 10 && among > 0 && layered > Int64(policy.minimumRows) { return nil }
 
-        // Each rewritten segment: its own file's rows in order, the
-        // upserted ones (unless deleted before) with their new values.
-        let types = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+        // Each rewritten segment: its own file's rows in order, the upserted
+        // ones with their new values, found by position (`__udr_hit` holds
+        // live rows only: a row deleted before is not among them).
+        try run(
+            """
+            CREATE TABLE __udr_up_at AS SELECT u.*, true AS __udr_hit, h.__seg AS __udr_seg, h.__pos AS __udr_pos
+            FROM __udr_up u JOIN __udr_hit h ON \(keyMatch("u", "h")) ORDER BY h.__seg, h.__pos
+            """)
         var selects: [String] = []
         var rows: [Int64] = []
         for index in inPlace {
@@ -450,25 +455,17 @@ struct RowEditor {
                 let old = present.contains(column.name) ? "CAST(o.\(name) AS \(storage))" : "CAST(NULL AS \(storage))"
                 select.append("CASE WHEN u.__udr_hit THEN CAST(u.\(name) AS \(storage)) ELSE \(old) END AS \(name)")
             }
-            // A row deleted before keys nothing (NULL matches no key).
-            let match = key.map {
-                "(CASE WHEN o.__udr_dead THEN NULL ELSE CAST(o.\(quoteIdentifier($0)) AS \(types[$0] ?? "VARCHAR")) END) = u.\(quoteIdentifier($0))"
-            }
             selects.append(
                 """
-                SELECT \(select.joined(separator: ", "))
-                FROM (SELECT *, \(segment.deletions == nil ? "false" : "file_row_number IN (SELECT pos FROM __udr_dead WHERE seg = \(index))") AS __udr_dead
-                      FROM read_parquet(\(quoteLiteral(try file(segment))), file_row_number = true)) o
-                LEFT JOIN (SELECT *, true AS __udr_hit FROM __udr_up) u ON \(match.joined(separator: " AND "))
+                SELECT \(select.joined(separator: ", ")) FROM read_parquet(\(quoteLiteral(try file(segment))), file_row_number = true) o
+                LEFT JOIN (SELECT * FROM __udr_up_at WHERE __udr_seg = \(index)) u ON u.__udr_pos = o.file_row_number
                 ORDER BY o.file_row_number
                 """)
             rows.append(segment.fileRows)
         }
-        var clock = StepClock()
-        let written = try writer.writeSegments(selects: selects, rows: rows, columns: columns, clock: &clock)
-
         // The rows of new keys, and those of the small segments at the end
-        // that join them (edited), cut in key order after the others.
+        // that join them (edited), cut in key order after the others; they
+        // go first, as writing segments leaves DuckDB on one thread.
         let names = columns.map { quoteIdentifier($0.name) }
         var parts = ["SELECT \(names.joined(separator: ", ")), 0 AS __udr_run FROM __udr_up u WHERE NOT EXISTS (SELECT 1 FROM __udr_hit h WHERE \(keyMatch("h", "u")))"]
         let ending = joining.sorted()
@@ -485,6 +482,8 @@ struct RowEditor {
                 """)
         }
         let added = try writer.writeRuns(source: parts.joined(separator: "\nUNION ALL\n"), columns: columns, key: key, runs: 1)
+        var clock = StepClock()
+        let written = try writer.writeSegments(selects: selects, rows: rows, columns: columns, clock: &clock)
 
         var placement = TableWriter.Placement(added: added.segments.first ?? [], logical: written.logical + added.logical)
         for index in ending { placement.kept[index] = [] }

@@ -103,21 +103,20 @@ struct TableWriter {
     /// runs of segments: run `i` holds the rows whose `__udr_run` is `i`,
     /// ordered by key (by `__udr_pos` when keyless) and cut by the usual
     /// rule. Returns each run's segments (none for an empty run).
-    /// `byPosition` orders every run by `__udr_pos` instead of the key.
-    func writeRuns(source: String, columns: [Column], key: [String], runs: Int, byPosition: Bool = false)
+    func writeRuns(source: String, columns: [Column], key: [String], runs: Int)
         throws(UDRError) -> (segments: [[SegmentRef]], logical: Int64, added: Int64)
     {
         var clock = StepClock()
         defer { try? connection.execute("DROP TABLE IF EXISTS __udr_sorted") }
         let order =
-            ["__udr_src.__udr_run"] + (key.isEmpty || byPosition ? ["__udr_src.__udr_pos"] : key.map { "__udr_src." + quoteIdentifier($0) })
+            ["__udr_src.__udr_run"] + (key.isEmpty ? ["__udr_src.__udr_pos"] : key.map { "__udr_src." + quoteIdentifier($0) })
         try sort(source, columns: columns, key: key, order: order, inputName: "the changed rows", extra: ["__udr_run"])
         clock.step("order the rows")
         return try writeSortedRuns(columns: columns, key: key, runs: runs, clock: &clock)
     }
 
     /// Writes the rows of `__udr_sorted`, in runs by its `__udr_run` and
-    /// in its order within each run, as ``writeRuns(source:columns:key:runs:byPosition:)`` does.
+    /// in its order within each run, as ``writeRuns(source:columns:key:runs:)`` does.
     /// The runs in `whole` become one segment each, uncut.
     func writeSortedRuns(columns: [Column], key: [String], runs: Int, whole: Set<Int> = [], clock: inout StepClock)
         throws(UDRError) -> (segments: [[SegmentRef]], logical: Int64, added: Int64)

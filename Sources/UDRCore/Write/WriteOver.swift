@@ -103,16 +103,17 @@ extension TableWriter {
             "CREATE TABLE __udr_wo_run AS SELECT * FROM (VALUES \((runs.enumerated().map { "(\($1), \($0))" } + ["(-1, -1)"]).joined(separator: ", "))) v(seg, run)"
         )
         // The other rows follow as a second layer of segments, their keys
-        // among the others' (up to the highest placed key). Past a tenth of
-        // the table, counting the layers already there, a fresh write is
-        // better.
+        // among the others' (up to the highest placed key, compared as their
+        // logical type). Past a tenth of the table, counting the layers
+        // already there, a fresh write is better.
         let placed = runs.reduce(Int64(0)) { $0 + live[$1] }
         let upTo =
             try query(
                 """
                 SELECT count(*) FROM __udr_input s
-                WHERE \(keyTuple(key.map { "s." + quoteIdentifier($0) })) <= (
-                    SELECT max(\(keyTuple(keyNames.map { "m." + $0 }))) FROM __udr_wo_match m JOIN __udr_wo_run r ON r.seg = m.__seg WHERE m.__row IS NOT NULL)
+                WHERE \(keyTuple(key.map { "CAST(s.\(quoteIdentifier($0)) AS \(types[$0]!))" })) <= (
+                    SELECT max(\(keyTuple(zip(key, keyNames).map { "CAST(m.\($1) AS \(types[$0]!))" })))
+                    FROM __udr_wo_match m JOIN __udr_wo_run r ON r.seg = m.__seg WHERE m.__row IS NOT NULL)
                 """
             ).scalar.int ?? 0
         let among = upTo - placed
