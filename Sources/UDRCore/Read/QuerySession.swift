@@ -95,8 +95,9 @@ extension Repository {
 
     /// Creates a view for each table of the snapshot, over its materialized
     /// segments (less those key pruning excludes), casting each column back
-    /// to its exact type.
-    func attach(_ snapshot: ResolvedSnapshot, to connection: Connection, for sql: String?) throws(UDRError) {
+    /// to its exact type. `grouping` nil reads full scans as the
+    /// configuration's read groups.
+    func attach(_ snapshot: ResolvedSnapshot, to connection: Connection, for sql: String?, grouping: ReadGrouping? = nil) throws(UDRError) {
         let pruning = sql.map { KeyPruning(sql: $0, connection: connection) }
         var schemas = Set<String>()
         var materialized = false
@@ -112,7 +113,7 @@ extension Repository {
             if pruned.count == manifest.segments.count {
                 // A full scan reads large read groups instead (ReadGrouping).
                 let grouped = try cache.readFiles(
-                    pruned, grouping: configuration.readGrouping, connection: connection, materialize: materialize
+                    pruned, grouping: grouping ?? configuration.readGrouping, connection: connection, materialize: materialize
                 ) { logger.warning("\(name): \($0)") }
                 files = grouped.files
                 materialized = materialized || grouped.built

@@ -37,7 +37,9 @@ extension Repository {
                 snapshot = ResolvedSnapshot(commit: snapshot.commit, tables: snapshot.tables.merging([table: manifest]) { a, _ in a })
                 pruning = "SELECT * FROM \(table.sqlReference) WHERE \(predicate)"
             }
-            try attach(snapshot, to: connection, for: pruning)
+            // The segments themselves: read groups of a version the edit is
+            // about to replace would be built for one scan.
+            try attach(snapshot, to: connection, for: pruning, grouping: .off)
             clock.step("attach")
             let input = try edit.source.map { (source) throws(UDRError) in try bind(source, to: connection, streams: streams) }
             let editor = RowEditor(
