@@ -252,8 +252,6 @@ struct RowEditor {
         // The touched segments' live rows whose key the edit names.
         let touchedSegments = touched.sorted()
         try loadHits(touchedSegments, columns: columns)
-        try self.values("__udr_gap_run", ["gap", "run"], runOfGap.map { "(\($0.key), \($0.value))" })
-        try self.values("__udr_seg_run", ["seg", "run"], runOfSegment.map { "(\($0.key), \($0.value))" })
 
         if rejectExisting {
             let existing = try query(
@@ -292,6 +290,8 @@ struct RowEditor {
         }
 
         try loadOld(touchedSegments, columns: columns, runs: runOfSegment)
+        try self.values("__udr_gap_run", ["gap", "run"], runOfGap.map { "(\($0.key), \($0.value))" })
+        try self.values("__udr_seg_run", ["seg", "run"], runOfSegment.map { "(\($0.key), \($0.value))" })
         let list = names.joined(separator: ", ")
         let source = """
             SELECT \(list), __udr_run FROM __udr_old o
