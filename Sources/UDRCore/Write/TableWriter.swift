@@ -357,10 +357,11 @@ struct TableWriter {
 
     /// Writes each segment's rows to its file with DuckDB's Parquet writer,
     /// on as many connections as there are cores (up to 4); each worker
-    /// then reads its file's footer, cuts the file into blobs at its column
-    /// chunks and hands them to `objects` (whose pack writer writes and
-    /// flushes them while the workers go on), and moves the file into the
-    /// segment cache. Memory holds about one segment per worker.
+    /// then reads its files' footers (a few files per query: a query per
+    /// file cost a tenth of the write), cuts the files into blobs at their
+    /// column chunks and hands them to `objects` (whose pack writer writes
+    /// and flushes them while the workers go on), and moves the files into
+    /// the segment cache. Memory holds a few segments per worker.
     private func copySegments(selects: [String], rows: [Int64], directory: String, columns: [Column], into objects: LockedBatch)
         throws(UDRError) -> [SegmentRef]
     {
@@ -379,6 +380,21 @@ struct TableWriter {
                     try own.execute("SET threads = 1")
                 } catch { throw UDRError(.query, "writing a segment failed: \(error.message)", underlying: error) }
                 var leafColumns: [Int]?
+                var written: [(index: Int, file: String)] = []
+                func store() throws(UDRError) {
+                    let layouts = try Self.chunkLayouts(of: written.map(\.file), columns: names, leafColumns: leafColumns ?? [], on: own)
+                    for (index, file) in written {
+                        guard let layout = layouts[file] else { throw UDRError(.io, "the segment file \(file) has no footer") }
+                        let prepared = try Self.prepareSegment(file: file, layout: layout)
+                        try objects.add(prepared.objects)
+                        cache.adopt(file: file, segment: prepared.id)
+                        results.set(
+                            index,
+                            SegmentRef(
+                                id: prepared.id, recipe: prepared.recipe, rows: rows[index], bytes: prepared.bytes, stats: layout.stats))
+                    }
+                    written = []
+                }
                 for index in stride(from: worker, to: selects.count, by: workers) where !failures.failed {
                     let file = directory + "/\(index).parquet"
                     do throws(DuckDBError) {
@@ -386,16 +402,10 @@ struct TableWriter {
                     } catch { throw UDRError(.query, "writing a segment failed: \(error.message)", underlying: error) }
                     // Every file of a write has the same schema.
                     if leafColumns == nil { leafColumns = try Self.leafColumns(of: file, on: own) }
-                    let layout = try Self.chunkLayout(of: file, columns: names, leafColumns: leafColumns ?? [], on: own)
-                    let prepared = try Self.prepareSegment(file: file, layout: layout)
-                    try objects.add(prepared.objects)
-                    cache.adopt(file: file, segment: prepared.id)
-                    results.set(
-                        index,
-                        SegmentRef(
-                            id: prepared.id, recipe: prepared.recipe, rows: rows[index], bytes: prepared.bytes,
-                            stats: layout.stats))
+                    written.append((index, file))
+                    if written.count == Self.footersPerQuery { try store() }
                 }
+                if !written.isEmpty && !failures.failed { try store() }
             } catch {
                 failures.record(error)
             }
@@ -403,6 +413,9 @@ struct TableWriter {
         if let error = failures.first { throw error }
         return results.values.map { $0! }
     }
+
+    /// Segment files whose footers one query reads.
+    private static let footersPerQuery = 8
 
     struct PreparedSegment {
         var id: ObjectID
@@ -420,7 +433,7 @@ struct TableWriter {
         var objects: [(id: ObjectID, data: Data)] = []
         var parts: [SegmentRecipe.Part] = []
         for (start, end) in zip(cuts, cuts.dropFirst()) {
-            let piece = bytes.subdata(in: start..<end)
+            let piece = bytes[start..<end]  // shares the file's bytes
             let id = ObjectID.of(piece)
             parts.append(.init(blob: id, bytes: Int64(piece.count), column: layout.columnOfChunk[start]))
             objects.append((id, piece))
@@ -471,31 +484,35 @@ struct TableWriter {
         var stats: [String: ColumnStats] = [:]
     }
 
-    /// Byte ranges of every column chunk of a Parquet file and per-column
-    /// stats, from its footer. `leafColumns` maps its leaf columns to their
-    /// top-level column (``leafColumns(of:on:)``).
-    private static func chunkLayout(of file: String, columns: Set<String>, leafColumns: [Int], on connection: Connection) throws(UDRError)
-        -> FileLayout
+    /// Byte ranges of every column chunk of each Parquet file and per-column
+    /// stats, from their footers, by file. `leafColumns` maps the files'
+    /// leaf columns to their top-level column (``leafColumns(of:on:)``).
+    private static func chunkLayouts(of files: [String], columns: Set<String>, leafColumns: [Int], on connection: Connection)
+        throws(UDRError) -> [String: FileLayout]
     {
         let result: ResultSet
         do throws(DuckDBError) {
             result = try connection.query(
                 """
-                SELECT coalesce(dictionary_page_offset, data_page_offset) AS start, total_compressed_size,
+                SELECT file_name, coalesce(dictionary_page_offset, data_page_offset) AS start, total_compressed_size,
                        path_in_schema, stats_min_value, stats_max_value, stats_null_count, column_id
-                FROM parquet_metadata(\(quoteLiteral(file)))
+                FROM parquet_metadata([\(files.map(quoteLiteral).joined(separator: ", "))])
                 """)
-        } catch { throw UDRError(.query, "cannot read the footer of the segment file \(file): \(error.message)", underlying: error) }
-        var layout = FileLayout()
-        for row in result.rows {
-            guard let start = row[0].int, let size = row[1].int else { continue }
-            layout.ranges.append((Int(start), Int(start + size)))
-            if let leaf = row[6].int, leaf >= 0, Int(leaf) < leafColumns.count { layout.columnOfChunk[Int(start)] = leafColumns[Int(leaf)] }
-            if let path = row[2].string, columns.contains(path), layout.stats[path] == nil {
-                layout.stats[path] = ColumnStats(min: row[3].string, max: row[4].string, nulls: row[5].int)
-            }
+        } catch {
+            throw UDRError(.query, "cannot read the footers of the segment files \(files.joined(separator: ", ")): \(error.message)", underlying: error)
         }
-        return layout
+        var layouts: [String: FileLayout] = [:]
+        for row in result.rows {
+            guard let file = row[0].string, let start = row[1].int, let size = row[2].int else { continue }
+            var layout = layouts[file, default: FileLayout()]
+            layout.ranges.append((Int(start), Int(start + size)))
+            if let leaf = row[7].int, leaf >= 0, Int(leaf) < leafColumns.count { layout.columnOfChunk[Int(start)] = leafColumns[Int(leaf)] }
+            if let path = row[3].string, columns.contains(path), layout.stats[path] == nil {
+                layout.stats[path] = ColumnStats(min: row[4].string, max: row[5].string, nulls: row[6].int)
+            }
+            layouts[file] = layout
+        }
+        return layouts
     }
 
     /// The top-level column of each leaf column of a Parquet file.
