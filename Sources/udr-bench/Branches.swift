@@ -104,6 +104,13 @@ import UDRTesting
     print("  \(merged.outcome.rawValue), \(merged.conflicts.count) conflicts; rows differing from DuckDB's merge: \(differing)")
     report("three-way merge, 1% changed on each side of 1M rows", udr: udrMerge, peer: duckMerge, peerName: "DuckDB 3-way join", target: "—")
 
+    try await historyBenchmark(work: work)
+}
+
+/// Row history of one key across 100 versions, beside the loop a user
+/// would write without it: the key's row queried at each version in turn.
+@MainActor func historyBenchmark(work: URL) async throws {
+    let t = try TableName("parcels")
     print("\nRow history of one key across 100 versions (1,000,000 rows)")
     let historyRepo = try LocalRepository.create(at: work.appendingPathComponent("history-repo"))
     _ = try await historyRepo.write(t, from: .sql(syntheticTableSQL(rows: 1_000_000)), key: ["k"])

@@ -17,7 +17,7 @@ let repetitions = 15
 if arguments.contains("--help") || arguments.contains("-h") {
     print(
         """
-        usage: udr-bench [--only core|tx|branch] [--rows N] [--update-rows N] [--diff-rows N]
+        usage: udr-bench [--only core|tx|branch|history] [--rows N] [--update-rows N] [--diff-rows N]
                udr-bench driver REPOSITORY   (for bench/peers.py: JSON-line requests on stdin)
         `make bench` runs every part in a release build.
         """)
@@ -186,4 +186,12 @@ if only == nil || only == "branch" {
     print("\n| measure | UDR | alternative | ratio | target |\n|---|---|---|---|---|")
     for l in lines { print("| \(l.name) | \(l.udr) | \(l.peer) | \(l.ratio) | \(l.target) |") }
     for line in extraLines { print(line) }
+}
+
+// The row-history part of `branch` alone.
+if only == "history" {
+    lines = []
+    try await historyBenchmark(work: work)
+    print("\n| measure | UDR | alternative | ratio | target |\n|---|---|---|---|---|")
+    for l in lines { print("| \(l.name) | \(l.udr) | \(l.peer) | \(l.ratio) | \(l.target) |") }
 }

@@ -35,6 +35,7 @@ extension Repository {
     }
 
     private func historyNow(of table: TableName, key: [String: String], branch: String?) throws(UDRError) -> RowHistory {
+        var clock = StepClock()
         // The table's versions along the branch, oldest first.
         var versions: [HistoryVersion] = []
         var current = try branchHead(branch).head
@@ -49,6 +50,7 @@ extension Repository {
             if versions.last?.version == entry.version { continue }
             versions.append(HistoryVersion(commit: id, info: commit, version: entry.version, manifest: try manifest(entry.manifest)))
         }
+        clock.step("load the versions")
         guard let latest = versions.last?.manifest else {
             throw UDRError(.notFound, "there is no table '\(table)' on \(try branchName(branch))")
         }
@@ -68,7 +70,12 @@ extension Repository {
         }
         let types = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
 
-        return try withDuckDB { (connection) throws(UDRError) -> RowHistory in
+        // On the long-lived read database (its Parquet footers stay cached);
+        // the working tables live only inside this transaction.
+        return try withReadConnection { (connection) throws(UDRError) -> RowHistory in
+            do throws(DuckDBError) { try connection.execute("BEGIN TRANSACTION") } catch { throw UDRError(.query, error.message, underlying: error) }
+            defer { try? connection.execute("ROLLBACK") }
+            clock.step("open DuckDB")
             func run(_ sql: String) throws(UDRError) {
                 do { try connection.execute(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
             }
@@ -76,8 +83,9 @@ extension Repository {
                 do { return try connection.query(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
             }
             let literal = { (column: String) in "CAST(\(quoteLiteral(key[column]!)) AS \(types[column]!))" }
+            let typedKey: ResultSet
             do throws(DuckDBError) {
-                _ = try connection.query("SELECT \(keyColumns.map(literal).joined(separator: ", "))")
+                typedKey = try connection.query("SELECT \(keyColumns.map(literal).joined(separator: ", "))")
             } catch {
                 throw UDRError(.invalidArgument, "the key value does not fit the key's type: \(error.message)")
             }
@@ -89,7 +97,14 @@ extension Repository {
             var unique: [ObjectID: SegmentRef] = [:]
             for version in versions { for segment in version.manifest.segments { unique[segment.id] = segment } }
             var candidates = Set(unique.keys)
-            if RowEditor.orderedStatTypes.contains(types[first]!) {
+            if TableWriter.smallIntegerTypes.contains(types[first]!), let value = typedKey.rows.first?[0].int {
+                // Integers compare here; a bound that does not parse keeps the segment.
+                candidates = candidates.filter { id in
+                    let stats = unique[id]!.stats[first]
+                    return stats?.min.flatMap({ Int64($0) }).map { $0 <= value } ?? true
+                        && stats?.max.flatMap({ Int64($0) }).map { value <= $0 } ?? true
+                }
+            } else if RowEditor.orderedStatTypes.contains(types[first]!) {
                 let values = unique.values.map { segment -> String in
                     let stats = segment.stats[first]
                     return "(\(quoteLiteral(segment.id.hex)), \(stats?.min.map(quoteLiteral) ?? "NULL"), \(stats?.max.map(quoteLiteral) ?? "NULL"))"
@@ -106,53 +121,94 @@ extension Repository {
                     candidates = candidates.filter { ids.contains($0.hex) }
                 }
             }
+            clock.step("prune \(unique.count) segments by key range")
 
-            try run(
-                "CREATE TABLE __h AS SELECT 0 AS __v, true AS __present, \(typedNulls(columns)) WHERE false")
-            // The last version read: its key segments, and whether it held the row.
-            var previous: (segments: [SegmentRef], index: Int, manifest: Manifest, present: Bool)?
-            var blobs = ColumnBlobs(recipe: recipe(of:))
-            let materialize = materializer(connection)
-            var read = 0
-            var columnsRead = 0
+            // The versions whose key segments differ from the version before's.
+            var reads: [(index: Int, segments: [SegmentRef])] = []
             for (index, version) in versions.enumerated() {
                 let segments = version.manifest.segments.filter { candidates.contains($0.id) }
-                if let previous, previous.segments.map(\.content) == segments.map(\.content) { continue }
-                read += 1
-                var inserted = 0
-                if !segments.isEmpty {
-                    // Same keys in the same order as the version before (same key
-                    // chunks): read only the columns whose chunks changed.
-                    var changed: [String]?
-                    if let previous, previous.present, previous.segments.count == 1, segments.count == 1 {
-                        changed = try changedColumns(
-                            previous.segments[0], in: previous.manifest, segments[0], in: version.manifest, key: keyColumns, blobs: &blobs)
-                    }
-                    var files: [String] = []
-                    for segment in segments { files.append(try materialize(segment)) }
-                    if let changed, let previous {
-                        columnsRead += changed.count
-                        let readColumns = version.manifest.columns.filter { changed.contains($0.name) || keyColumns.contains($0.name) }
-                        let subset = Manifest(table: table, version: version.version, columns: readColumns, key: keyColumns, segments: segments)
-                        let kept = columns.map(\.name).filter { !changed.contains($0) && !keyColumns.contains($0) }.map(quoteIdentifier)
-                        let fresh = readColumns.map { "n.\(quoteIdentifier($0.name))" }
-                        inserted = try query(
-                            """
-                            INSERT INTO __h BY NAME SELECT \(index) AS __v, true AS __present, \((fresh + kept.map { "p.\($0)" }).joined(separator: ", "))
-                            FROM (SELECT * FROM (\(Self.segmentSelect(subset, segments: segments, files: files))) WHERE \(predicate)) n,
-                                 (SELECT * FROM __h WHERE __v = \(previous.index)) p
-                            """
-                        ).rowsChanged
-                    } else {
-                        columnsRead += version.manifest.columns.count
-                        inserted = try query(
-                            "INSERT INTO __h BY NAME SELECT \(index) AS __v, true AS __present, * FROM (\(Self.segmentSelect(version.manifest, segments: segments, files: files))) WHERE \(predicate)"
-                        ).rowsChanged
-                    }
-                }
-                if inserted == 0 { try run("INSERT INTO __h (__v, __present) VALUES (\(index), false)") }
-                previous = (segments, index, version.manifest, inserted > 0)
+                if let last = reads.last, last.segments.map(\.content) == segments.map(\.content) { continue }
+                reads.append((index, segments))
             }
+
+            // Where the key is in each of their files: one query reads the key
+            // columns of every file once; deletions then say which hits are
+            // live in which version.
+            var files: [ObjectID: String] = [:]
+            for read in reads { for segment in read.segments where files[segment.id] == nil { files[segment.id] = try segmentFile(segment) } }
+            let keyRead = keyColumns.map { column in Column(name: column, type: types[column]!) }
+            var hitsInFile: [String: [Int64]] = [:]
+            if !files.isEmpty {
+                let layouts = Set(reads.flatMap { read in read.segments.map { versions[read.index].manifest.columnNames(of: $0) } })
+                let select = Self.fileSelect(keyRead, files: Array(files.values).sorted(), present: Set(keyColumns), unionByName: layouts.count > 1)
+                for row in try query("SELECT __file, __pos FROM (\(select)) WHERE \(predicate)").rows {
+                    if let file = row[0].string, let position = row[1].int { hitsInFile[file, default: []].append(position) }
+                }
+            }
+            clock.step("find the key in \(files.count) segments")
+            var deleted: [SegmentContent: Set<Int64>] = [:]
+            func liveHit(_ segments: [SegmentRef]) throws(UDRError) -> (file: String, position: Int64)? {
+                for segment in segments {
+                    guard let file = files[segment.id], let hits = hitsInFile[file] else { continue }
+                    if deleted[segment.content] == nil { deleted[segment.content] = Set(try store.deletedPositions(of: segment)) }
+                    if let position = hits.first(where: { !deleted[segment.content]!.contains($0) }) { return (file, position) }
+                }
+                return nil
+            }
+
+            // What to read of each: every column, or, where the key's one
+            // segment kept its keys in place since the version before (which
+            // held the row), only the columns whose chunks changed; reads of
+            // the same columns go in one query.
+            var groups: [[String]?: [(index: Int, file: String, position: Int64)]] = [:]
+            var absent: [Int] = []
+            var blobs = ColumnBlobs(recipe: recipe(of:))
+            var columnsRead = 0
+            var previous: (segments: [SegmentRef], manifest: Manifest, present: Bool)?
+            for read in reads {
+                let manifest = versions[read.index].manifest
+                let hit = try liveHit(read.segments)
+                defer { previous = (read.segments, manifest, hit != nil) }
+                guard let hit else {
+                    absent.append(read.index)
+                    continue
+                }
+                var changed: [String]?
+                if let previous, previous.present, previous.segments.count == 1, read.segments.count == 1 {
+                    changed = try changedColumns(previous.segments[0], in: previous.manifest, read.segments[0], in: manifest, key: keyColumns, blobs: &blobs)
+                }
+                columnsRead += changed?.count ?? manifest.columns.count
+                groups[changed, default: []].append((read.index, hit.file, hit.position))
+            }
+
+            clock.step("compare column chunks")
+            try run("CREATE TABLE __h AS SELECT 0 AS __v, true AS __present, CAST(NULL AS VARCHAR[]) AS __cols, \(typedNulls(columns)) WHERE false")
+            let fileColumns = Dictionary(
+                reads.flatMap { read in read.segments.map { ($0.id, versions[read.index].manifest.columnNames(of: $0)) } },
+                uniquingKeysWith: { a, _ in a })
+            let fileSegment = Dictionary(files.map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+            for (changed, hits) in groups.sorted(by: { ($0.key?.count ?? .max) < ($1.key?.count ?? .max) }) {
+                let names = changed.map { Set($0 + keyColumns) } ?? Set(columns.map(\.name))
+                let readColumns = columns.filter { names.contains($0.name) }
+                let groupFiles = Array(Set(hits.map(\.file))).sorted()
+                let layouts = Set(groupFiles.map { fileColumns[fileSegment[$0]!]! })
+                let present = layouts.reduce(into: Set<String>()) { $0.formUnion($1) }
+                let select = Self.fileSelect(readColumns, files: groupFiles, present: present, unionByName: layouts.count > 1)
+                try run("DROP TABLE IF EXISTS __hm")
+                try createTable(
+                    "__hm", columns: "__v INTEGER, __file VARCHAR, __pos BIGINT",
+                    rows: hits.map { "(\($0.index), \(quoteLiteral($0.file)), \($0.position))" }, on: connection)
+                let list = changed.map { "[" + $0.map(quoteLiteral).joined(separator: ", ") + "]" } ?? "NULL"
+                try run(
+                    """
+                    INSERT INTO __h BY NAME
+                    SELECT m.__v AS __v, true AS __present, CAST(\(list) AS VARCHAR[]) AS __cols, \(readColumns.map { "g.\(quoteIdentifier($0.name))" }.joined(separator: ", "))
+                    FROM (SELECT * FROM (\(select)) WHERE \(predicate)) g JOIN __hm m ON m.__file = g.__file AND m.__pos = g.__pos
+                    """)
+            }
+            if !absent.isEmpty { try run("INSERT INTO __h (__v, __present) VALUES \(absent.map { "(\($0), false)" }.joined(separator: ", "))") }
+            let read = reads.count
+            clock.step("read the rows")
 
             let info = versions.enumerated().map { index, v in
                 "(\(index), \(quoteLiteral(v.commit.hex)), \(v.info.txID), \(quoteLiteral(Timestamp.format(v.info.time))), \(quoteLiteral(v.info.author)), \(quoteLiteral(v.info.message)), \(v.version))"
@@ -163,9 +219,16 @@ extension Repository {
             let changedList = names.enumerated().filter { !keyColumns.contains(columns[$0.offset].name) }.map { i, name in
                 "CASE WHEN \(name) IS DISTINCT FROM __l\(i) THEN \(quoteLiteral(columns[i].name)) END"
             }
+            // A column not read in a version is the one its last read gave.
+            let filled = columns.map(\.name).map { name in
+                let column = quoteIdentifier(name)
+                let wasRead = "__present AND (__cols IS NULL OR list_contains(__cols, \(quoteLiteral(name))))"
+                return "CASE WHEN __present THEN (last_value(CASE WHEN \(wasRead) THEN {'v': \(column)} END IGNORE NULLS) OVER f).v END AS \(column)"
+            }
             let rows = try query(
                 """
-                WITH s AS (SELECT *, lag(__present, 1, false) OVER w AS __was, \(lags.joined(separator: ", ")) FROM __h WINDOW w AS (ORDER BY __v)),
+                WITH h AS (SELECT __v, __present, \(filled.joined(separator: ", ")) FROM __h WINDOW f AS (ORDER BY __v ROWS UNBOUNDED PRECEDING)),
+                s AS (SELECT *, lag(__present, 1, false) OVER w AS __was, \(lags.joined(separator: ", ")) FROM h WINDOW w AS (ORDER BY __v)),
                 c AS (SELECT *, CASE WHEN __present AND NOT __was THEN 'insert' WHEN NOT __present AND __was THEN 'delete'
                                      WHEN __present AND (\(changedList.isEmpty ? "false" : changedList.map { "(\($0)) IS NOT NULL" }.joined(separator: " OR "))) THEN 'update' END AS change,
                                 CASE WHEN __present AND __was THEN array_to_string(list_filter([\(changedList.joined(separator: ", "))], x -> x IS NOT NULL), ', ') END AS changed
@@ -173,8 +236,24 @@ extension Repository {
                 SELECT v."commit", v.tx_id, v.time, v.author, v.message, v.version, c.change, c.changed, \(names.map { "c.\($0)" }.joined(separator: ", "))
                 FROM c JOIN __hv v ON v.idx = c.__v WHERE c.change IS NOT NULL ORDER BY c.__v
                 """)
+            clock.step("compare the versions")
             return RowHistory(rows: rows, versions: versions.count, versionsRead: read, columnsRead: columnsRead)
         }
+    }
+
+    /// The rows of segment files, every row (deleted ones too): `__file`,
+    /// `__pos` (the row's place in its file), and `columns` in their
+    /// logical types (NULL where no file has the column, `present` tells).
+    private static func fileSelect(_ columns: [Column], files: [String], present: Set<String>, unionByName: Bool) -> String {
+        let select = columns.map { column in
+            let name = quoteIdentifier(column.name)
+            return "CAST(\(present.contains(column.name) ? name : "NULL") AS \(column.type)) AS \(name)"
+        }
+        let list = "[" + files.map(quoteLiteral).joined(separator: ", ") + "]"
+        return """
+            SELECT filename AS __file, file_row_number AS __pos, \(select.joined(separator: ", "))
+            FROM read_parquet(\(list), filename = true, file_row_number = true\(unionByName ? ", union_by_name = true" : ""))
+            """
     }
 
     /// The columns whose chunks differ between two segments that hold the
