@@ -66,7 +66,10 @@ public final class DuckDBLibrary: Sendable {
                 throw DuckDBError(.runtimeMissing, "Cannot load \(stub): \(lastDLError()). Re-run `make setup`.")
             }
         }
-        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+        // Lazy binding: the library's calls into other libraries resolve on
+        // first use, not all at load (binding them all took ~20 ms of every
+        // `udr` command). The C API functions below are looked up now.
+        guard let handle = dlopen(path, RTLD_LAZY | RTLD_LOCAL) else {
             throw DuckDBError(
                 .runtimeMissing,
                 "Cannot load DuckDB from \(path): \(lastDLError()). Re-run `make setup`, or set UDR_DUCKDB_LIBRARY to a working libduckdb.so."
