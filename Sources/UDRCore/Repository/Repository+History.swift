@@ -71,7 +71,8 @@ extension Repository {
         let types = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
 
         // On the long-lived read database (its Parquet footers stay cached);
-        // the working tables live only inside this transaction.
+        // the working tables are temporary (they shadow its views of the
+        // same names) and live only inside this transaction.
         return try withReadConnection { (connection) throws(UDRError) -> RowHistory in
             do throws(DuckDBError) { try connection.execute("BEGIN TRANSACTION") } catch { throw UDRError(.query, error.message, underlying: error) }
             defer { try? connection.execute("ROLLBACK") }
@@ -182,11 +183,12 @@ extension Repository {
             }
 
             clock.step("compare column chunks")
-            try run("CREATE TABLE __h AS SELECT 0 AS __v, true AS __present, CAST(NULL AS VARCHAR[]) AS __cols, \(typedNulls(columns)) WHERE false")
+            try run("CREATE TEMP TABLE __h AS SELECT 0 AS __v, true AS __present, CAST(NULL AS VARCHAR[]) AS __cols, \(typedNulls(columns)) WHERE false")
             let fileColumns = Dictionary(
                 reads.flatMap { read in read.segments.map { ($0.id, versions[read.index].manifest.columnNames(of: $0)) } },
                 uniquingKeysWith: { a, _ in a })
             let fileSegment = Dictionary(files.map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+            var mapCount = 0
             for (changed, hits) in groups.sorted(by: { ($0.key?.count ?? .max) < ($1.key?.count ?? .max) }) {
                 let names = changed.map { Set($0 + keyColumns) } ?? Set(columns.map(\.name))
                 let readColumns = columns.filter { names.contains($0.name) }
@@ -194,16 +196,17 @@ extension Repository {
                 let layouts = Set(groupFiles.map { fileColumns[fileSegment[$0]!]! })
                 let present = layouts.reduce(into: Set<String>()) { $0.formUnion($1) }
                 let select = Self.fileSelect(readColumns, files: groupFiles, present: present, unionByName: layouts.count > 1)
-                try run("DROP TABLE IF EXISTS __hm")
+                let map = "__hm\(mapCount)"
+                mapCount += 1
                 try createTable(
-                    "__hm", columns: "__v INTEGER, __file VARCHAR, __pos BIGINT",
-                    rows: hits.map { "(\($0.index), \(quoteLiteral($0.file)), \($0.position))" }, on: connection)
+                    map, columns: "__v INTEGER, __file VARCHAR, __pos BIGINT",
+                    rows: hits.map { "(\($0.index), \(quoteLiteral($0.file)), \($0.position))" }, temporary: true, on: connection)
                 let list = changed.map { "[" + $0.map(quoteLiteral).joined(separator: ", ") + "]" } ?? "NULL"
                 try run(
                     """
                     INSERT INTO __h BY NAME
                     SELECT m.__v AS __v, true AS __present, CAST(\(list) AS VARCHAR[]) AS __cols, \(readColumns.map { "g.\(quoteIdentifier($0.name))" }.joined(separator: ", "))
-                    FROM (SELECT * FROM (\(select)) WHERE \(predicate)) g JOIN __hm m ON m.__file = g.__file AND m.__pos = g.__pos
+                    FROM (SELECT * FROM (\(select)) WHERE \(predicate)) g JOIN \(map) m ON m.__file = g.__file AND m.__pos = g.__pos
                     """)
             }
             if !absent.isEmpty { try run("INSERT INTO __h (__v, __present) VALUES \(absent.map { "(\($0), false)" }.joined(separator: ", "))") }
@@ -213,7 +216,7 @@ extension Repository {
             let info = versions.enumerated().map { index, v in
                 "(\(index), \(quoteLiteral(v.commit.hex)), \(v.info.txID), \(quoteLiteral(Timestamp.format(v.info.time))), \(quoteLiteral(v.info.author)), \(quoteLiteral(v.info.message)), \(v.version))"
             }
-            try run("CREATE TABLE __hv AS SELECT * FROM (VALUES \(info.joined(separator: ", "))) v(idx, \"commit\", tx_id, time, author, message, version)")
+            try run("CREATE TEMP TABLE __hv AS SELECT * FROM (VALUES \(info.joined(separator: ", "))) v(idx, \"commit\", tx_id, time, author, message, version)")
             let names = columns.map { quoteIdentifier($0.name) }
             let lags = names.enumerated().map { "lag(\($1)) OVER w AS __l\($0)" }
             let changedList = names.enumerated().filter { !keyColumns.contains(columns[$0.offset].name) }.map { i, name in

@@ -125,7 +125,13 @@ public final class Repository: Sendable {
     /// free (its Parquet metadata cache stays warm across queries), or on a
     /// fresh one when another read holds it.
     func withReadConnection<T>(_ body: (Connection) throws(UDRError) -> T) throws(UDRError) -> T {
-        guard readDatabase.lock.try() else { return try withDuckDB(body) }
+        try withReadConnection { (connection, _) throws(UDRError) -> T in try body(connection) }
+    }
+
+    /// As ``withReadConnection(_:)``; `views` is the long-lived database's
+    /// record of the table views it holds (nil on a fresh database).
+    func withReadConnection<T>(_ body: (Connection, AttachedViews?) throws(UDRError) -> T) throws(UDRError) -> T {
+        guard readDatabase.lock.try() else { return try withDuckDB { (connection) throws(UDRError) -> T in try body(connection, nil) } }
         defer { readDatabase.lock.unlock() }
         let connection: Connection
         do {
@@ -138,7 +144,7 @@ public final class Repository: Sendable {
         } catch {
             throw UDRError(.runtime, error.message, underlying: error)
         }
-        return try body(connection)
+        return try body(connection, readDatabase.views)
     }
 
     // MARK: Reading objects
@@ -168,6 +174,17 @@ private final class ReadDatabase: @unchecked Sendable {
     // @unchecked: `database` is only touched while `lock` is held.
     let lock = NSLock()
     var database: Database?
+    let views = AttachedViews()
+}
+
+/// The table views a long-lived read database holds, by reference, with
+/// the SQL each was created with: a read at the same snapshot as the one
+/// before reuses them instead of creating them again. Only touched by the
+/// holder of the database's lock.
+final class AttachedViews: @unchecked Sendable {
+    // @unchecked: only touched while the read database's lock is held.
+    var sql: [String: String] = [:]
+    var schemas: Set<String> = []
 }
 
 /// A bounded map of immutable values (decoded objects, computed counts);

@@ -212,9 +212,9 @@ func typedNulls(_ columns: [Column]) -> String {
 /// Creates table `name` of `columns` (a column definition list) holding
 /// `rows` (each a parenthesized tuple of SQL literals), inserted 10,000
 /// at a time so that no statement grows without bound.
-func createTable(_ name: String, columns: String, rows: [String], on connection: Connection) throws(UDRError) {
+func createTable(_ name: String, columns: String, rows: [String], temporary: Bool = false, on connection: Connection) throws(UDRError) {
     do throws(DuckDBError) {
-        try connection.execute("CREATE TABLE \(name) (\(columns))")
+        try connection.execute("CREATE \(temporary ? "TEMP " : "")TABLE \(name) (\(columns))")
         for start in stride(from: 0, to: rows.count, by: 10_000) {
             try connection.execute("INSERT INTO \(name) VALUES \(rows[start..<min(start + 10_000, rows.count)].joined(separator: ", "))")
         }
