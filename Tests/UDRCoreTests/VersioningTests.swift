@@ -74,6 +74,37 @@ import UDRTesting
         }
     }
 
+    /// Reads one after another keep their views between them: each must
+    /// still see exactly its own snapshot — a new version, an older commit,
+    /// and no table that its commit does not have.
+    @Test func successiveReadsSeeOnlyTheirOwnSnapshot() async throws {
+        let (repo, _) = try makeRepository()
+        let (a, b) = (try TableName("a"), try TableName("org_1.b"))
+        let first = try await repo.write(a, from: .sql("SELECT i AS k FROM range(100) t(i)"), key: ["k"])
+        #expect(try await count(repo, "SELECT count(*) FROM a") == 100)
+        _ = try await repo.write(b, from: .sql("SELECT i AS k FROM range(7) t(i)"), key: ["k"])
+        #expect(try await count(repo, "SELECT (SELECT count(*) FROM a) * 1000 + (SELECT count(*) FROM org_1.b)") == 100_007)
+        _ = try await repo.write(a, from: .sql("SELECT i AS k FROM range(250) t(i)"), key: ["k"])
+        #expect(try await count(repo, "SELECT count(*) FROM a") == 250)
+
+        // At the first commit: the old rows, and no table b.
+        let old = ReadOptions(commit: first.commit!.id.hex)
+        #expect(try await count(repo, "SELECT count(*) FROM a", options: old) == 100)
+        let missing = await #expect(throws: UDRError.self) { try await repo.query("SELECT count(*) FROM org_1.b", options: old) }
+        #expect(missing?.message.contains("b") == true)
+        #expect(try await count(repo, "SELECT count(*) FROM duckdb_views() WHERE NOT internal AND view_name = 'b'", options: old) == 0)
+
+        // Back at the head, and a version pinned by number.
+        #expect(try await count(repo, "SELECT (SELECT count(*) FROM a) * 1000 + (SELECT count(*) FROM org_1.b)") == 250_007)
+        let pinned = ReadOptions(pins: [try TablePin(parsing: "a=1")])
+        #expect(try await count(repo, "SELECT count(*) FROM a", options: pinned) == 100)
+        #expect(try await count(repo, "SELECT count(*) FROM a") == 250)
+
+        // A query's own changes are rolled back.
+        _ = try? await repo.query("DROP VIEW a")
+        #expect(try await count(repo, "SELECT count(*) FROM a") == 250)
+    }
+
     @Test func unknownVersionsAndTablesAreClearErrors() async throws {
         let (repo, _) = try makeRepository()
         _ = try await repo.write(try TableName("t"), from: .sql("SELECT 1 AS a"), key: [])
