@@ -167,9 +167,10 @@ extension Repository {
         }
         select += extra
         var options = extra.map { "\($0) = true" }
-        // Files of other columns than the manifest's are matched by name.
+        // Files that hold different columns are matched by name (files that
+        // all hold the same ones, if more than these, need not be).
         let names = manifest.columns.map(\.name)
-        if segments.contains(where: { $0.columns.map { $0 != names } ?? false }) { options.append("union_by_name = true") }
+        if Set(segments.map { $0.columns ?? names }).count > 1 { options.append("union_by_name = true") }
         let list = "[" + files.map(quoteLiteral).joined(separator: ", ") + "]"
         return "SELECT \(select.joined(separator: ", ")) FROM read_parquet(\(([list] + options).joined(separator: ", ")))"
     }

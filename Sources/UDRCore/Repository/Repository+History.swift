@@ -136,13 +136,23 @@ extension Repository {
             // columns of every file once; deletions then say which hits are
             // live in which version.
             var files: [ObjectID: String] = [:]
-            for read in reads { for segment in read.segments where files[segment.id] == nil { files[segment.id] = try segmentFile(segment) } }
-            let keyRead = keyColumns.map { column in Column(name: column, type: types[column]!) }
+            var wholes: [String: SegmentRef] = [:]  // by file: the segment, every row, its file's columns named
+            for read in reads {
+                for segment in read.segments where files[segment.id] == nil {
+                    let file = try segmentFile(segment)
+                    files[segment.id] = file
+                    wholes[file] = versions[read.index].manifest.wholeFile(segment)
+                }
+            }
+            /// `columns` of `files` with each row's file and position in it.
+            func select(_ columns: [Column], of files: [String]) -> String {
+                let shape = Manifest(table: table, version: latest.version, columns: columns, key: keyColumns, segments: [])
+                return Self.segmentSelect(shape, segments: files.map { wholes[$0]! }, files: files, extra: ["filename", "file_row_number"])
+            }
             var hitsInFile: [String: [Int64]] = [:]
             if !files.isEmpty {
-                let layouts = Set(reads.flatMap { read in read.segments.map { versions[read.index].manifest.columnNames(of: $0) } })
-                let select = Self.fileSelect(keyRead, files: Array(files.values).sorted(), present: Set(keyColumns), unionByName: layouts.count > 1)
-                for row in try query("SELECT __file, __pos FROM (\(select)) WHERE \(predicate)").rows {
+                let keys = keyColumns.map { Column(name: $0, type: types[$0]!) }
+                for row in try query("SELECT filename, file_row_number FROM (\(select(keys, of: wholes.keys.sorted()))) WHERE \(predicate)").rows {
                     if let file = row[0].string, let position = row[1].int { hitsInFile[file, default: []].append(position) }
                 }
             }
@@ -184,18 +194,10 @@ extension Repository {
 
             clock.step("compare column chunks")
             try run("CREATE TEMP TABLE __h AS SELECT 0 AS __v, true AS __present, CAST(NULL AS VARCHAR[]) AS __cols, \(typedNulls(columns)) WHERE false")
-            let fileColumns = Dictionary(
-                reads.flatMap { read in read.segments.map { ($0.id, versions[read.index].manifest.columnNames(of: $0)) } },
-                uniquingKeysWith: { a, _ in a })
-            let fileSegment = Dictionary(files.map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
             var mapCount = 0
             for (changed, hits) in groups.sorted(by: { ($0.key?.count ?? .max) < ($1.key?.count ?? .max) }) {
                 let names = changed.map { Set($0 + keyColumns) } ?? Set(columns.map(\.name))
                 let readColumns = columns.filter { names.contains($0.name) }
-                let groupFiles = Array(Set(hits.map(\.file))).sorted()
-                let layouts = Set(groupFiles.map { fileColumns[fileSegment[$0]!]! })
-                let present = layouts.reduce(into: Set<String>()) { $0.formUnion($1) }
-                let select = Self.fileSelect(readColumns, files: groupFiles, present: present, unionByName: layouts.count > 1)
                 let map = "__hm\(mapCount)"
                 mapCount += 1
                 try createTable(
@@ -206,7 +208,8 @@ extension Repository {
                     """
                     INSERT INTO __h BY NAME
                     SELECT m.__v AS __v, true AS __present, CAST(\(list) AS VARCHAR[]) AS __cols, \(readColumns.map { "g.\(quoteIdentifier($0.name))" }.joined(separator: ", "))
-                    FROM (SELECT * FROM (\(select)) WHERE \(predicate)) g JOIN \(map) m ON m.__file = g.__file AND m.__pos = g.__pos
+                    FROM (SELECT * FROM (\(select(readColumns, of: Array(Set(hits.map(\.file))).sorted()))) WHERE \(predicate)) g
+                    JOIN \(map) m ON m.__file = g.filename AND m.__pos = g.file_row_number
                     """)
             }
             if !absent.isEmpty { try run("INSERT INTO __h (__v, __present) VALUES \(absent.map { "(\($0), false)" }.joined(separator: ", "))") }
@@ -242,21 +245,6 @@ extension Repository {
             clock.step("compare the versions")
             return RowHistory(rows: rows, versions: versions.count, versionsRead: read, columnsRead: columnsRead)
         }
-    }
-
-    /// The rows of segment files, every row (deleted ones too): `__file`,
-    /// `__pos` (the row's place in its file), and `columns` in their
-    /// logical types (NULL where no file has the column, `present` tells).
-    private static func fileSelect(_ columns: [Column], files: [String], present: Set<String>, unionByName: Bool) -> String {
-        let select = columns.map { column in
-            let name = quoteIdentifier(column.name)
-            return "CAST(\(present.contains(column.name) ? name : "NULL") AS \(column.type)) AS \(name)"
-        }
-        let list = "[" + files.map(quoteLiteral).joined(separator: ", ") + "]"
-        return """
-            SELECT filename AS __file, file_row_number AS __pos, \(select.joined(separator: ", "))
-            FROM read_parquet(\(list), filename = true, file_row_number = true\(unionByName ? ", union_by_name = true" : ""))
-            """
     }
 
     /// The columns whose chunks differ between two segments that hold the
