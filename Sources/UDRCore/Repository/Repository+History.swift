@@ -76,7 +76,7 @@ extension Repository {
         return try withReadConnection { (connection) throws(UDRError) -> RowHistory in
             do throws(DuckDBError) { try connection.execute("BEGIN TRANSACTION") } catch { throw UDRError(.query, error.message, underlying: error) }
             defer { try? connection.execute("ROLLBACK") }
-            clock.step("open DuckDB")
+            clock.step("begin on the read database")
             func run(_ sql: String) throws(UDRError) {
                 do { try connection.execute(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
             }
@@ -213,7 +213,6 @@ extension Repository {
                     """)
             }
             if !absent.isEmpty { try run("INSERT INTO __h (__v, __present) VALUES \(absent.map { "(\($0), false)" }.joined(separator: ", "))") }
-            let read = reads.count
             clock.step("read the rows")
 
             let info = versions.enumerated().map { index, v in
@@ -243,7 +242,7 @@ extension Repository {
                 FROM c JOIN __hv v ON v.idx = c.__v WHERE c.change IS NOT NULL ORDER BY c.__v
                 """)
             clock.step("compare the versions")
-            return RowHistory(rows: rows, versions: versions.count, versionsRead: read, columnsRead: columnsRead)
+            return RowHistory(rows: rows, versions: versions.count, versionsRead: reads.count, columnsRead: columnsRead)
         }
     }
 
