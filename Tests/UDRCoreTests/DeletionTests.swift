@@ -48,11 +48,19 @@ import UDRTesting
         #expect(try await count(repo, "SELECT count(*) FROM parcels WHERE k = \(doomed[0] + 10)") == 1)
         #expect(try await count(repo, "SELECT count(*) FROM parcels", options: ReadOptions(commit: "main~1")) == Int64(Self.rows))
 
-        // Diff: exactly the deleted keys.
+        // Diff: exactly the deleted keys, from the delete's change record;
+        // and from the segments, where only the deleted rows are read, by position.
         let diff = try await repo.diff("main~1", "main").tables[0]
         #expect(diff.rows == RowCounts(deleted: Int64(doomed.count)))
-        #expect(diff.segmentsRead == 0, "only the deleted rows are read, by position")
-        #expect(diff.segmentPairsRead == v1.segments.count)
+        #expect(diff.fromChangeRecord && diff.segmentsRead == 0 && diff.segmentPairsRead == 0)
+        let fromSegments = try repo.withDuckDB { (connection) throws(UDRError) -> (RowCounts, TableDiff.Shape) in
+            let diff = repo.tableDiff(connection)
+            let shape = try diff.build(old: v1, new: v2, prefix: "d", complete: false)
+            return (try diff.counts(shape), shape)
+        }
+        #expect(fromSegments.0 == RowCounts(deleted: Int64(doomed.count)))
+        #expect(fromSegments.1.segmentsRead == 0, "only the deleted rows are read, by position")
+        #expect(fromSegments.1.pairsRead == v1.segments.count)
         let feed = try await repo.diffRows("main~1", "main", as: .feed)
         let kColumn = try #require(feed.columns.firstIndex { $0.name == "k" })
         #expect(feed.rows.compactMap { $0[kColumn].int }.sorted() == doomed)

@@ -155,15 +155,18 @@ import UDRTesting
     }
 
     /// The cost follows the change: untouched segments are skipped, and a
-    /// segment whose keys stayed is read only in its changed column.
+    /// segment whose keys stayed is read only in its changed column. (The
+    /// versions here are whole-table writes, which record no changed rows;
+    /// a row edit's diff reads its record, and no segment.)
     @Test func diffSkipsSharedSegmentsAndUnchangedColumns() async throws {
         let (repo, _) = try makeRepository(segmentation: Self.small)
         _ = try await repo.write(Self.table, from: .sql(Self.tableSQL(rows: 5000, seed: 1)), key: ["k"])
         let segments = try await repo.manifest(of: Self.table).segments.count
         #expect(segments > 20)
-        _ = try await repo.apply(try .update(set: "a = -1", where: "k = 12340"), to: Self.table)
+        _ = try await repo.write(Self.table, from: .sql("SELECT * REPLACE (CASE WHEN k = 12340 THEN -1 ELSE a END AS a) FROM p"))
         var diff = try await repo.diff("main~1", "main").tables[0]
         #expect(diff.rows == RowCounts(updated: 1))
+        #expect(!diff.fromChangeRecord)
         #expect(diff.segmentsSkipped == segments - 1)
         #expect(diff.segmentPairsRead == 1)
         #expect(diff.segmentsRead == 0)
@@ -172,12 +175,25 @@ import UDRTesting
 
         // A new key goes to a segment after the others (with the small
         // segment at the end, if there is one): only those are read whole.
-        _ = try await repo.apply(.upsert(.sql("SELECT 12345 AS k, 1 AS a, NULL::DECIMAL(10,2) AS b, 'x' AS c, [1] AS l")), to: Self.table)
+        _ = try await repo.write(
+            Self.table, from: .sql("SELECT * FROM p UNION ALL SELECT 12345 AS k, 1 AS a, NULL::DECIMAL(10,2) AS b, 'x' AS c, [1] AS l"))
         diff = try await repo.diff("main~1", "main").tables[0]
         #expect(diff.rows == RowCounts(inserted: 1))
+        #expect(!diff.fromChangeRecord)
         #expect(diff.segmentPairsRead == 0)
         #expect(diff.segmentsRead >= 1 && diff.segmentsRead <= 3)
         #expect(diff.segmentsSkipped >= segments - 2)
+
+        // The same edits as row edits: their records are read, nothing else.
+        _ = try await repo.apply(try .update(set: "a = -2", where: "k = 12340"), to: Self.table)
+        diff = try await repo.diff("main~1", "main").tables[0]
+        #expect(diff.rows == RowCounts(updated: 1))
+        #expect(diff.fromChangeRecord && diff.segmentPairsRead == 0 && diff.segmentsRead == 0)
+        #expect(try await repo.diffRows("main~1", "main").rows.map { $0.map(\.string) } == [["p", "update", "k=12340", "a", "-1", "-2"]])
+        _ = try await repo.apply(.upsert(.sql("SELECT 12346 AS k, 1 AS a, NULL::DECIMAL(10,2) AS b, 'x' AS c, [1] AS l")), to: Self.table)
+        diff = try await repo.diff("main~1", "main").tables[0]
+        #expect(diff.rows == RowCounts(inserted: 1))
+        #expect(diff.fromChangeRecord && diff.segmentPairsRead == 0 && diff.segmentsRead == 0)
     }
 
     private func oldA(_ repo: Repository) async throws -> String? {

@@ -28,6 +28,8 @@ struct TableDiff {
     let file: (SegmentRef) throws(UDRError) -> String
     /// The positions of a segment's deleted rows.
     let deleted: (SegmentRef) throws(UDRError) -> Set<Int64>
+    /// The path of a file holding a stored object (a change record's).
+    let object: (ObjectID) throws(UDRError) -> String
 
     struct Shape {
         let prefix: String
@@ -39,6 +41,8 @@ struct TableDiff {
         var segmentsRead = 0
         var pairsRead = 0
         var segmentsSkipped = 0
+        /// Read from the new version's change record (nothing else read).
+        var recorded = false
 
         var old: String { "\(prefix)_old" }
         var new: String { "\(prefix)_new" }
@@ -56,6 +60,24 @@ struct TableDiff {
     static func key(_ old: Manifest?, _ new: Manifest?) -> [String]? {
         guard let old, let new else { return (old ?? new)?.key.nilIfEmpty }
         return old.key == new.key ? old.key.nilIfEmpty : nil
+    }
+
+    /// The changed rows of `old` (stored as `oldID`) → `new` from `new`'s
+    /// change record, as ``build(old:new:key:prefix:complete:countsOnly:)``
+    /// leaves them (whole rows); nil when it has no record from `oldID`,
+    /// or the old version has columns the new one lacks or types it changed.
+    func recorded(old: Manifest, oldID: ObjectID, new: Manifest, prefix: String) throws(UDRError) -> Shape? {
+        guard let record = new.changes(from: oldID), old.key == new.key,
+            Set(old.columns).isSubset(of: Set(new.columns))
+        else { return nil }
+        let columns = Self.columns(old, new)
+        var shape = Shape(prefix: prefix, columns: columns, key: new.key)
+        shape.recorded = true
+        shape.segmentsSkipped = old.segments.count
+        let rows = ChangeRecords.read(try object(record.object), columns: columns, held: new.columns)
+        try run("CREATE TABLE \(shape.old) AS SELECT * EXCLUDE (__udr_new) FROM (\(rows)) WHERE NOT __udr_new")
+        try run("CREATE TABLE \(shape.new) AS SELECT * EXCLUDE (__udr_new) FROM (\(rows)) WHERE __udr_new")
+        return shape
     }
 
     /// Builds the changed rows of `old` → `new`. `key` overrides the tables'

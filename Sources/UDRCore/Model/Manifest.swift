@@ -118,8 +118,11 @@ public struct Manifest: Hashable, Sendable, Codable {
     public let key: [String]
     public let rows: Int64
     public let segments: [SegmentRef]
+    /// The rows that changed since the version before, when a row edit
+    /// wrote this version and recorded them (see ``ChangeRecord``).
+    public var changes: ChangeRecord?
 
-    public init(table: TableName, version: Int, columns: [Column], key: [String], segments: [SegmentRef]) {
+    public init(table: TableName, version: Int, columns: [Column], key: [String], segments: [SegmentRef], changes: ChangeRecord? = nil) {
         self.format = Self.currentFormat
         self.table = table
         self.version = version
@@ -127,6 +130,23 @@ public struct Manifest: Hashable, Sendable, Codable {
         self.key = key
         self.rows = segments.reduce(0) { $0 + $1.rows }
         self.segments = segments
+        self.changes = changes
+    }
+
+    /// What a change record is written for: this version's columns, key
+    /// and segments (their content). A record whose digest differs
+    /// describes other rows (the version was rebuilt since), and is not used.
+    var changeDigest: ObjectID {
+        var text = columns.map { "\($0.name)\u{1F}\($0.type)" }.joined(separator: "\u{1E}") + "\u{1D}" + key.joined(separator: "\u{1E}")
+        for segment in segments { text += "\u{1D}" + segment.content.name }
+        return ObjectID.of(Data(text.utf8))
+    }
+
+    /// The change record, when it gives exactly the rows that changed
+    /// from the version stored as `base` to this one.
+    func changes(from base: ObjectID?) -> ChangeRecord? {
+        guard let changes, let base, changes.base == base, changes.digest == changeDigest, !key.isEmpty else { return nil }
+        return changes
     }
 
     /// Total size of the Parquet files of all segments (the logical bytes).
@@ -139,7 +159,7 @@ public struct Manifest: Hashable, Sendable, Codable {
 
     /// The same table version under another version number.
     func renumbered(_ version: Int) -> Manifest {
-        Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
+        Manifest(table: table, version: version, columns: columns, key: key, segments: segments, changes: changes)
     }
 
     /// The names of the columns a segment's file holds.
@@ -153,6 +173,30 @@ public struct Manifest: Hashable, Sendable, Codable {
         copy.columns = columnNames(of: segment)
         return copy
     }
+}
+
+/// The rows one row edit (or the edits of one transaction) changed in a
+/// keyed table, recorded when they were written: the old image of each
+/// updated or deleted row and the new image of each updated or inserted
+/// one. A diff between the version before and this one reads them
+/// instead of comparing the versions' segments (the cost of "what
+/// changed last night" follows the rows changed, not the segments they
+/// touched). Only small edits are recorded (see ``maximumRows(tableRows:)``).
+public struct ChangeRecord: Hashable, Sendable, Codable {
+    /// A Parquet object: the changed rows in the version's columns (in
+    /// their storage types), and `__udr_new`, false for an old image and
+    /// true for a new one.
+    public let object: ObjectID
+    /// The manifest (its object id) of the version the changes start from.
+    public let base: ObjectID
+    public let rows: RowCounts
+    /// The ``Manifest/changeDigest`` of the version it was written for.
+    public let digest: ObjectID
+
+    /// The most row images an edit of a table of `tableRows` rows records:
+    /// a hundredth of the table, at least 10,000. A larger edit is diffed
+    /// from its segments (it rewrote most of them anyway).
+    static func maximumRows(tableRows: Int64) -> Int64 { max(10_000, tableRows / 100) }
 }
 
 /// How a segment's Parquet file is put back together: the concatenation of

@@ -79,6 +79,17 @@ public struct SegmentCache: Sendable {
         return (target, true)
     }
 
+    /// The path of a file holding one stored object (a change record's
+    /// Parquet file), written from the store (and checked) when it is not cached.
+    func materializeObject(_ id: ObjectID, store: any ObjectStore) throws(UDRError) -> String {
+        let target = path(id)
+        if access(target, R_OK) == 0 { return target }
+        let temp = target + "." + UUID().uuidString + ".tmp"
+        try LocalObjectStore.writeFile(temp, try store.get(id))
+        if rename(temp, target) != 0 { unlink(temp) }
+        return target
+    }
+
     /// Removes the oldest files until the cache fits its limit, sparing
     /// the files in `keeping` (paths).
     func evictIfNeeded(keeping keep: Set<String> = []) {

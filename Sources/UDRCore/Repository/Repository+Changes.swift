@@ -85,6 +85,7 @@ extension Repository {
         if let known = try catalog.rowCounts(from: oldID, to: newID) { return known }
         let old = try oldID.map { (id) throws(UDRError) in try manifest(id) }
         let new = try newID.map { (id) throws(UDRError) in try manifest(id) }
+        if let record = new?.changes(from: oldID) { return record.rows }
         let counts = try withDuckDB { (connection) throws(UDRError) -> RowCounts in
             let diff = tableDiff(connection)
             return try diff.counts(try diff.build(old: old, new: new, prefix: "__udr_change", complete: false))

@@ -21,11 +21,14 @@ public struct TableDifference: Sendable, Codable, Hashable {
     public let segmentsSkipped: Int
     public let segmentsRead: Int
     public let segmentPairsRead: Int
+    /// Whether the changed rows were read from the new version's change
+    /// record (see ``ChangeRecord``) instead of from segments.
+    public let fromChangeRecord: Bool
 
     enum CodingKeys: String, CodingKey {
         case table, status, oldVersion = "old_version", newVersion = "new_version", key, columnsAdded = "columns_added"
         case columnsDropped = "columns_dropped", columnsRetyped = "columns_retyped", rows, segmentsSkipped = "segments_skipped"
-        case segmentsRead = "segments_read", segmentPairsRead = "segment_pairs_read"
+        case segmentsRead = "segments_read", segmentPairsRead = "segment_pairs_read", fromChangeRecord = "from_change_record"
     }
 }
 
@@ -156,8 +159,17 @@ extension Repository {
                 let status: TableDifference.Status = oldManifest == nil ? .added : newManifest == nil ? .dropped : same ? .unchanged : .changed
                 // A named table that did not change still gets its (empty,
                 // nothing read) result, so its change feed has its columns.
-                let shape = try diff.build(
-                    old: oldManifest, new: newManifest, key: key, prefix: "__udr_d\(index)", complete: complete, countsOnly: countsOnly)
+                let prefix = "__udr_d\(index)"
+                var recorded: TableDiff.Shape?
+                if key == nil, let oldManifest, let newManifest, let oldID = old[name]?.manifest {
+                    recorded = try diff.recorded(old: oldManifest, oldID: oldID, new: newManifest, prefix: prefix)
+                }
+                let shape: TableDiff.Shape
+                if let recorded {
+                    shape = recorded
+                } else {
+                    shape = try diff.build(old: oldManifest, new: newManifest, key: key, prefix: prefix, complete: complete, countsOnly: countsOnly)
+                }
                 let counts = same ? RowCounts() : try diff.counts(shape)
                 shapes[name] = shape
                 let oldTypes = Dictionary((oldManifest?.columns ?? []).map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
@@ -168,7 +180,8 @@ extension Repository {
                         columnsAdded: oldManifest == nil ? [] : (newManifest?.columns ?? []).map(\.name).filter { oldTypes[$0] == nil },
                         columnsDropped: newManifest == nil ? [] : (oldManifest?.columns ?? []).map(\.name).filter { newTypes[$0] == nil },
                         columnsRetyped: (oldManifest?.columns ?? []).map(\.name).filter { newTypes[$0] != nil && newTypes[$0] != oldTypes[$0] },
-                        rows: counts, segmentsSkipped: shape.segmentsSkipped, segmentsRead: shape.segmentsRead, segmentPairsRead: shape.pairsRead))
+                        rows: counts, segmentsSkipped: shape.segmentsSkipped, segmentsRead: shape.segmentsRead, segmentPairsRead: shape.pairsRead,
+                        fromChangeRecord: shape.recorded))
             }
             let summary = RepositoryDiff(from: fromID, to: toID, tables: differences)
             return try body(connection, summary, shapes)

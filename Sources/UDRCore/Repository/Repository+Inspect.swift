@@ -108,6 +108,7 @@ extension Repository {
             var recipes: [ObjectID: [ObjectID: Int64]] = [:]
             func objectSizes(_ manifest: Manifest) throws(UDRError) -> [ObjectID: Int64] {
                 var sizes: [ObjectID: Int64] = [:]
+                if let record = manifest.changes?.object { sizes[record] = try self.store.size(record) ?? 0 }
                 for segment in manifest.segments {
                     if recipes[segment.recipe] == nil {
                         var objects = [segment.recipe: try self.store.size(segment.recipe) ?? 0]

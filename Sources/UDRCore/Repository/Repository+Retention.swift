@@ -58,7 +58,9 @@ extension Repository {
         for id in manifests where !known.contains(id) {
             guard try present(id) else { continue }
             reached.insert(id)
-            for segment in try manifest(id).segments {
+            let manifest = try manifest(id)
+            if let record = manifest.changes?.object, !known.contains(record), try present(record) { reached.insert(record) }
+            for segment in manifest.segments {
                 if let deletions = segment.deletions?.object, !known.contains(deletions), try present(deletions) { reached.insert(deletions) }
                 guard !known.contains(segment.recipe), !reached.contains(segment.recipe), try present(segment.recipe) else { continue }
                 reached.insert(segment.recipe)

@@ -45,8 +45,11 @@ extension Repository {
             let editor = RowEditor(
                 connection: connection, writer: writer(connection), table: table, manifest: base, policy: configuration.segmentation,
                 materialize: materializer(connection), file: segmentFile)
-            defer { clock.step("edit") }
-            return try editor.apply(edit, input: input)
+            guard var result = try editor.apply(edit, input: input) else { return nil }
+            clock.step("edit")
+            result = try record(result, of: current, connection: connection)
+            clock.step("record the changed rows")
+            return result
         }
         clock.step("close duckdb")
         guard let result else {
@@ -57,5 +60,38 @@ extension Repository {
         let kind: ChangeKind = manifest.key.isEmpty ? .replace : .rows
         defer { clock.step("stage") }
         return try stage(result.written, of: table, in: tx, current: current, kind: kind, counts: result.counts)
+    }
+
+    /// The edit's result with its changed rows recorded in its manifest
+    /// (see ``ChangeRecord``), from the version the transaction started
+    /// with: an edit after other staged edits of the table records their
+    /// net change together, when they recorded theirs. Unchanged when
+    /// there is nothing to record from there.
+    private func record(_ result: RowEditor.Result, of current: Transaction.TableState, connection: Connection) throws(UDRError)
+        -> RowEditor.Result
+    {
+        guard let file = result.changes, let base = current.base, let manifest = current.manifest else { return result }
+        var written = result.written.manifest
+        var record = (file: file, rows: result.counts)
+        if current.staged != nil {
+            // The staged version's own record, from the same base, comes first.
+            guard let earlier = manifest.changes(from: base) else { return result }
+            let records = ChangeRecords(connection: connection, scratch: layout.scratchDirectory)
+            let second = layout.scratchDirectory.appendingPathComponent("changes-\(UUID().uuidString).parquet").path
+            defer { try? FileManager.default.removeItem(atPath: second) }
+            try LocalObjectStore.writeFile(second, file)
+            guard
+                let combined = try records.combine(
+                    first: try cache.materializeObject(earlier.object, store: store), firstColumns: manifest.columns, second: second,
+                    columns: written.columns, key: written.key, limit: ChangeRecord.maximumRows(tableRows: written.rows))
+            else { return result }
+            record = combined
+        }
+        let stored = try store.put([record.file])
+        written.changes = ChangeRecord(object: stored.ids[0], base: base, rows: record.rows, digest: written.changeDigest)
+        return RowEditor.Result(
+            written: WrittenTable(
+                manifest: written, logicalBytes: result.written.logicalBytes, bytesAdded: result.written.bytesAdded + stored.bytesAdded),
+            counts: result.counts)
     }
 }

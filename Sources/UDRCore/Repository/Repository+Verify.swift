@@ -55,6 +55,9 @@ extension Repository {
                         problems.append(error.message)
                         continue
                     }
+                    if let record = manifest.changes?.object, checkedObjects.insert(record).inserted {
+                        _ = check(record, "change record of \(table) v\(entry.version)")
+                    }
                     for segment in manifest.segments {
                         if let deletions = segment.deletions?.object, checkedObjects.insert(deletions).inserted {
                             let what = "deletions of segment \(segment.id) (\(table) v\(entry.version))"

@@ -244,7 +244,8 @@ extension Repository {
     func tableDiff(_ connection: Connection) -> TableDiff {
         TableDiff(
             connection: connection, materialize: materializer(connection), recipe: recipe(of:), file: segmentFile,
-            deleted: { (segment) throws(UDRError) in Set(try self.store.deletedPositions(of: segment)) })
+            deleted: { (segment) throws(UDRError) in Set(try self.store.deletedPositions(of: segment)) },
+            object: { (id) throws(UDRError) in try self.cache.materializeObject(id, store: self.store) })
     }
 
     /// A SELECT over an input file, and how errors name it.

@@ -28,6 +28,9 @@ struct RowEditor {
     struct Result {
         let written: WrittenTable
         let counts: RowCounts
+        /// The changed rows as a ``ChangeRecord`` file, when the edit is
+        /// small enough to record them.
+        var changes: Data? = nil
     }
 
     /// nil when the edit changes nothing.
@@ -280,13 +283,15 @@ struct RowEditor {
         ).rows[0]
         let counts = RowCounts(inserted: counted[0].int ?? 0, deleted: counted[2].int ?? 0, updated: counted[1].int ?? 0)
         if counts == RowCounts() && columns == manifest.columns { return nil }
+        let changes = try changedRows(columns: columns, counts: counts)
         if counts.inserted == 0 && counts.updated == 0 && columns == manifest.columns,
             let segments = try deleteInPlace(touchedSegments)
         {
-            return Result(written: try finish(segments.segments, columns: columns, logical: 0, added: segments.added), counts: counts)
+            return Result(
+                written: try finish(segments.segments, columns: columns, logical: 0, added: segments.added), counts: counts, changes: changes)
         }
         if let placed = try applyInPlace(touchedSegments, columns: columns, inserted: counts.inserted) {
-            return Result(written: placed, counts: counts)
+            return Result(written: placed, counts: counts, changes: changes)
         }
 
         try loadOld(touchedSegments, columns: columns, runs: runOfSegment)
@@ -317,7 +322,27 @@ struct RowEditor {
             if let run = runOfSegment[index] { emit(run) } else { out.append(kept(segments[index], extendedTo: columns)) }
         }
         return Result(
-            written: try finish(out, columns: columns, logical: written.logical, added: written.added), counts: counts)
+            written: try finish(out, columns: columns, logical: written.logical, added: written.added), counts: counts, changes: changes)
+    }
+
+    /// The edit's changed rows as a ``ChangeRecord`` file: the old image
+    /// (from `__udr_hit`) of each row it updates or deletes, and the new
+    /// one (from `__udr_up`) of each row it updates or inserts. nil when
+    /// they are more than a record keeps.
+    private func changedRows(columns: [Column], counts: RowCounts) throws(UDRError) -> Data? {
+        guard counts.inserted + counts.deleted + 2 * counts.updated <= ChangeRecord.maximumRows(tableRows: manifest.rows) else { return nil }
+        let names = columns.map { quoteIdentifier($0.name) }
+        let newRow = "row(\(names.map { "u.\($0)" }.joined(separator: ", ")))"
+        let oldRow = "row(\(names.map { "o.\($0)" }.joined(separator: ", ")))"
+        let select = """
+            SELECT \(names.map { "o.\($0)" }.joined(separator: ", ")), false AS __udr_new FROM __udr_hit o
+            WHERE EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "o")) AND \(newRow) IS DISTINCT FROM \(oldRow))
+               OR (EXISTS (SELECT 1 FROM __udr_del d WHERE \(keyMatch("d", "o"))) AND NOT EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "o"))))
+            UNION ALL
+            SELECT \(names.map { "u.\($0)" }.joined(separator: ", ")), true FROM __udr_up u
+            WHERE NOT EXISTS (SELECT 1 FROM __udr_hit o WHERE \(keyMatch("o", "u")) AND \(newRow) IS NOT DISTINCT FROM \(oldRow))
+            """
+        return try ChangeRecords(connection: connection, scratch: writer.scratch).file(of: select, columns: columns, key: manifest.key)
     }
 
     /// Loads into `__udr_hit` the live rows of the `touched` segments whose

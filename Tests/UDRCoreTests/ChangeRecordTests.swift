@@ -1,0 +1,148 @@
+import DuckDB
+import Foundation
+import Testing
+import UDRSQLite
+import UDRTesting
+
+@testable import UDRCore
+
+/// A row edit records the rows it changed beside the version it writes; a
+/// diff from the version before reads them instead of the segments. What
+/// it finds must be what an independent comparison of the two versions finds.
+@Suite struct ChangeRecordTests {
+    static let table = DiffTests.table
+
+    /// The diff of the last commit on main, checked against a full outer
+    /// join of the two versions in plain DuckDB (cells and counts).
+    func checkLastCommit(_ repo: Repository, _ dir: TemporaryDirectory, _ label: String) async throws -> TableDifference? {
+        let a = dir.path("before.parquet")
+        let b = dir.path("after.parquet")
+        try await repo.export("SELECT * FROM p", options: ReadOptions(commit: "main~1"), to: a, format: .parquet)
+        try await repo.export("SELECT * FROM p", to: b, format: .parquet)
+        let expected = try DiffTests.expectedCells(try scratchDuckDB(), a: a, b: b, key: "k")
+        let actual = DiffTests.cells(try await repo.diffRows("main~1", "main"))
+        #expect(actual == expected, "\(label): missing \(expected.subtracting(actual).prefix(5)), extra \(actual.subtracting(expected).prefix(5))")
+        let difference = try await repo.diff("main~1", "main").tables.first
+        let counts = difference?.rows ?? RowCounts()
+        #expect(counts.inserted == expected.filter { $0.hasPrefix("insert|") }.count, "\(label)")
+        #expect(counts.deleted == expected.filter { $0.hasPrefix("delete|") }.count, "\(label)")
+        #expect(counts.updated == Set(expected.filter { $0.hasPrefix("update|") }.map { $0.split(separator: "|")[1] }).count, "\(label)")
+        // The change log gives the same counts.
+        let logged = try await repo.changes(limit: 1).last?.tables.first.map { RowCounts(inserted: $0.inserted, deleted: $0.deleted, updated: $0.updated) }
+        #expect(logged == counts, "\(label): the change log says \(String(describing: logged)), the diff \(counts)")
+        return difference
+    }
+
+    /// A transaction of several row edits of the table, some of which undo
+    /// others for a few rows (those rows did not change in the end).
+    static func editTransaction(_ repo: Repository, _ random: inout SeededGenerator) async throws -> String {
+        let salt = Int.random(in: 0..<1_000_000, using: &random)
+        let tx = try await repo.beginTransaction()
+        try await tx.apply(try .update(set: "a = a + 100", where: "hash(k + \(salt)) % 13 = 0"), to: table)
+        try await tx.apply(.delete(where: "hash(k + \(salt)) % 13 = 1"), to: table)
+        // Back again for some of the updated rows, changed further for others.
+        try await tx.apply(try .update(set: "a = a - 100", where: "hash(k + \(salt)) % 13 = 0 AND hash(k * 5 + \(salt)) % 2 = 0"), to: table)
+        try await tx.apply(try .update(set: "c = c || 'y'", where: "hash(k + \(salt)) % 13 IN (0, 2)"), to: table)
+        // New keys, a deleted one back, and a new key deleted again.
+        try await tx.apply(
+            .upsert(
+                .sql(
+                    "SELECT k + 5 AS k, 1 AS a, NULL::DECIMAL(10,2) AS b, 'new' AS c, [0] AS l FROM p WHERE hash(k + \(salt)) % 29 = 3 AND k % 10 = 0"
+                )), to: table)
+        try await tx.apply(.delete(where: "c = 'new' AND hash(k + \(salt)) % 3 = 0"), to: table)
+        try await tx.commit(message: "several edits")
+        return "transaction \(salt)"
+    }
+
+    @Test(arguments: 1...8) func eachCommitsRecordGivesItsDiff(seed: Int) async throws {
+        var random = SeededGenerator(seed: UInt64(seed * 7919))
+        let (repo, dir) = try makeRepository(segmentation: DiffTests.small)
+        let rows = Int.random(in: 500...3000, using: &random)
+        _ = try await repo.write(Self.table, from: .sql(DiffTests.tableSQL(rows: rows, seed: seed)), key: ["k"])
+        var recorded = 0
+        for step in 0..<6 {
+            let before = try await repo.resolve("main")
+            let label =
+                Bool.random(using: &random)
+                ? try await Self.editTransaction(repo, &random) : try await DiffTests.randomEdit(repo, &random, seed: seed)
+            guard try await repo.resolve("main") != before else { continue }
+            let difference = try await checkLastCommit(repo, dir, "seed \(seed), step \(step), \(label)")
+            // Row edits record what they change (these tables are small);
+            // whole-table writes do not.
+            let rowEdit = ["update", "delete", "upsert", "transaction"].contains { label.hasPrefix($0) }
+            #expect(difference?.fromChangeRecord == rowEdit, "seed \(seed), step \(step), \(label)")
+            if difference?.fromChangeRecord == true {
+                recorded += 1
+                #expect(difference?.segmentsRead == 0 && difference?.segmentPairsRead == 0)
+            }
+        }
+
+        // The change feed of the last commit, applied to the version before
+        // it on a branch, gives the last version: its row images are whole.
+        guard recorded > 0, try await repo.diff("main~1", "main").tables.first?.fromChangeRecord == true else { return }
+        let feed = dir.path("feed.parquet")
+        try await repo.exportDiffRows("main~1", "main", tables: [Self.table], as: .feed, to: feed, format: .parquet)
+        try await repo.createBranch("replay", from: "main~1")
+        let f = quoteLiteral(feed)
+        _ = try await repo.apply(
+            .upsert(.sql("SELECT * EXCLUDE (_change) FROM read_parquet(\(f)) WHERE _change IN ('insert', 'update_postimage')")),
+            to: Self.table, branch: "replay")
+        _ = try await repo.apply(
+            .delete(keysFrom: .sql("SELECT k FROM read_parquet(\(f)) WHERE _change = 'delete'")), to: Self.table, branch: "replay")
+        let pins = ReadOptions(branch: "replay", pins: [try TablePin(parsing: "target=p@main")])
+        #expect(try await count(repo, "SELECT count(*) FROM (SELECT * FROM p EXCEPT ALL SELECT * FROM target)", options: pins) == 0)
+        #expect(try await count(repo, "SELECT count(*) FROM (SELECT * FROM target EXCEPT ALL SELECT * FROM p)", options: pins) == 0)
+    }
+
+    /// A record describes one version from one other: a commit that rebased
+    /// its edit onto another's, or a merge, is diffed right from the version
+    /// before it all the same.
+    @Test func rebasedAndMergedEditsDiffRight() async throws {
+        let (repo, dir) = try makeRepository(segmentation: DiffTests.small)
+        _ = try await repo.write(Self.table, from: .sql(DiffTests.tableSQL(rows: 2000, seed: 3)), key: ["k"])
+        // Two transactions from the same version, on different rows: the
+        // second commits onto the first by rebasing its rows.
+        let first = try await repo.beginTransaction()
+        let second = try await repo.beginTransaction()
+        try await first.apply(try .update(set: "a = -1", where: "k < 5000"), to: Self.table)
+        try await second.apply(try .update(set: "a = -2", where: "k > 15000"), to: Self.table)
+        try await first.commit(message: "first")
+        try await second.commit(message: "second")
+        #expect(try await count(repo, "SELECT count(*) FROM p WHERE a IN (-1, -2)") == 500 + 499)
+        _ = try await checkLastCommit(repo, dir, "rebased")
+
+        // A branch's edit merged into main after main's own.
+        try await repo.createBranch("side")
+        _ = try await repo.apply(try .update(set: "c = 'side'", where: "k % 70 = 0"), to: Self.table, branch: "side")
+        _ = try await repo.apply(try .update(set: "c = 'main'", where: "k % 110 = 0 AND k % 70 <> 0"), to: Self.table)
+        _ = try await repo.merge("side", message: "merge side")
+        let merged = try await checkLastCommit(repo, dir, "merge")
+        #expect(merged?.rows.updated ?? 0 > 0)
+    }
+
+    /// A record is part of its version: collected with it, not before, and
+    /// checked by verify.
+    @Test func recordsAreKeptByGCAndCheckedByVerify() async throws {
+        let (repo, _) = try makeRepository(segmentation: DiffTests.small)
+        _ = try await repo.write(Self.table, from: .sql(DiffTests.tableSQL(rows: 2000, seed: 5)), key: ["k"])
+        _ = try await repo.apply(try .update(set: "a = 0", where: "k % 130 = 0"), to: Self.table)
+        _ = try await repo.gc(grace: 0)
+        try await repo.clearCache()
+        let difference = try #require(try await repo.diff("main~1", "main").tables.first)
+        #expect(difference.fromChangeRecord)
+        #expect(difference.rows.updated == (try await count(repo, "SELECT count(*) FROM p WHERE k % 130 = 0 AND a IS DISTINCT FROM 0", options: ReadOptions(commit: "main~1"))))
+        #expect(try await repo.verify().ok)
+
+        let record = try #require(try await repo.manifest(of: Self.table).changes?.object)
+        let store = try #require(repo.store as? LocalObjectStore)
+        let path = store.objectsDirectory.path + "/" + record.hex.prefix(2) + "/" + record.hex.dropFirst(2)
+        var damaged = try Data(contentsOf: URL(fileURLWithPath: path))
+        damaged[damaged.count / 2] ^= 0x01
+        try damaged.write(to: URL(fileURLWithPath: path))
+        let report = try await repo.verify()
+        #expect(report.problems.contains { $0.contains(record.hex) && $0.contains("corrupt") }, "\(report.problems)")
+        try await repo.clearCache()
+        let error = await #expect(throws: UDRError.self) { try await repo.diff("main~1", "main") }
+        #expect(error?.code == .corruptObject)
+    }
+}
