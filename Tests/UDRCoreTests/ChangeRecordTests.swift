@@ -80,18 +80,8 @@ import UDRTesting
         // The change feed of the last commit, applied to the version before
         // it on a branch, gives the last version: its row images are whole.
         guard recorded > 0, try await repo.diff("main~1", "main").tables.first?.fromChangeRecord == true else { return }
-        let feed = dir.path("feed.parquet")
-        try await repo.exportDiffRows("main~1", "main", tables: [Self.table], as: .feed, to: feed, format: .parquet)
-        try await repo.createBranch("replay", from: "main~1")
-        let f = quoteLiteral(feed)
-        _ = try await repo.apply(
-            .upsert(.sql("SELECT * EXCLUDE (_change) FROM read_parquet(\(f)) WHERE _change IN ('insert', 'update_postimage')")),
-            to: Self.table, branch: "replay")
-        _ = try await repo.apply(
-            .delete(keysFrom: .sql("SELECT k FROM read_parquet(\(f)) WHERE _change = 'delete'")), to: Self.table, branch: "replay")
-        let pins = ReadOptions(branch: "replay", pins: [try TablePin(parsing: "target=p@main")])
-        #expect(try await count(repo, "SELECT count(*) FROM (SELECT * FROM p EXCEPT ALL SELECT * FROM target)", options: pins) == 0)
-        #expect(try await count(repo, "SELECT count(*) FROM (SELECT * FROM target EXCEPT ALL SELECT * FROM p)", options: pins) == 0)
+        let (missing, extra) = try await DiffTests.replayFeed(repo, from: "main~1", dir)
+        #expect(missing == 0 && extra == 0)
     }
 
     /// A record describes one version from one other: a commit that rebased
@@ -134,11 +124,7 @@ import UDRTesting
         #expect(try await repo.verify().ok)
 
         let record = try #require(try await repo.manifest(of: Self.table).changes?.object)
-        let store = try #require(repo.store as? LocalObjectStore)
-        let path = store.objectsDirectory.path + "/" + record.hex.prefix(2) + "/" + record.hex.dropFirst(2)
-        var damaged = try Data(contentsOf: URL(fileURLWithPath: path))
-        damaged[damaged.count / 2] ^= 0x01
-        try damaged.write(to: URL(fileURLWithPath: path))
+        try flipAByte(of: record, in: repo)
         let report = try await repo.verify()
         #expect(report.problems.contains { $0.contains(record.hex) && $0.contains("corrupt") }, "\(report.problems)")
         try await repo.clearCache()

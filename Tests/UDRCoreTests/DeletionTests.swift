@@ -155,11 +155,7 @@ import UDRTesting
         _ = try await repo.write(Self.table, from: .sql(Self.initial), key: ["k"])
         _ = try await repo.apply(.delete(keysFrom: .sql(Self.doomed)), to: Self.table)
         let deletions = try #require(try await repo.manifest(of: Self.table).segments.first?.deletions?.object)
-        let store = try #require(repo.store as? LocalObjectStore)
-        let path = store.objectsDirectory.path + "/" + deletions.hex.prefix(2) + "/" + deletions.hex.dropFirst(2)
-        var damaged = try Data(contentsOf: URL(fileURLWithPath: path))
-        damaged[damaged.count / 2] ^= 0x01
-        try damaged.write(to: URL(fileURLWithPath: path))
+        try flipAByte(of: deletions, in: repo)
 
         let report = try await repo.verify()
         #expect(report.problems.contains { $0.contains(deletions.hex) && $0.contains("corrupt") }, "\(report.problems)")

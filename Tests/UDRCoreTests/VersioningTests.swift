@@ -196,11 +196,7 @@ import UDRTesting
         let manifestID = try #require(try await repo.versions(try TableName("t")).first?.manifest)
 
         for (kind, id) in [("blob", blob), ("recipe", recipe), ("manifest", manifestID), ("commit", head)] {
-            let path = store.objectsDirectory.path + "/" + id.hex.prefix(2) + "/" + id.hex.dropFirst(2)
-            let original = try Data(contentsOf: URL(fileURLWithPath: path))
-            var damaged = original
-            damaged[damaged.count / 2] ^= 0x01
-            try damaged.write(to: URL(fileURLWithPath: path))
+            let original = try flipAByte(of: id, in: repo)
 
             let report = try await repo.verify()
             #expect(!report.ok, "verify misses a flipped byte in a \(kind)")
@@ -215,7 +211,7 @@ import UDRTesting
             #expect(error?.code == .corruptObject)
             #expect(error?.message.contains(id.hex) == true)
 
-            try original.write(to: URL(fileURLWithPath: path))
+            try original.write(to: try looseObject(id, in: repo))
             #expect(try await repo.verify().ok)
         }
         #expect(try await count(repo, "SELECT count(*) FROM t") == 20000)
@@ -225,9 +221,8 @@ import UDRTesting
         let (repo, _) = try makeRepository()
         _ = try await repo.write(try TableName("t"), from: .sql("SELECT 1 AS k"), key: ["k"])
         let manifest = try await repo.manifest(of: try TableName("t"))
-        let store = try #require(repo.store as? LocalObjectStore)
         let id = manifest.segments[0].recipe
-        try FileManager.default.removeItem(atPath: store.objectsDirectory.path + "/" + id.hex.prefix(2) + "/" + id.hex.dropFirst(2))
+        try FileManager.default.removeItem(at: try looseObject(id, in: repo))
         let report = try await repo.verify()
         #expect(report.problems.contains { $0.contains(id.hex) && $0.contains("missing") })
     }

@@ -145,3 +145,21 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
 }
+
+/// Flips one bit in the middle of a loose object of a local repository
+/// (a damaged disk); returns the object's bytes as they were.
+@discardableResult
+public func flipAByte(of id: ObjectID, in repo: Repository) throws -> Data {
+    let url = try looseObject(id, in: repo)
+    let original = try Data(contentsOf: url)
+    var damaged = original
+    damaged[damaged.count / 2] ^= 0x01
+    try damaged.write(to: url)
+    return original
+}
+
+/// The file of a loose object of a local repository.
+public func looseObject(_ id: ObjectID, in repo: Repository) throws -> URL {
+    guard let store = repo.store as? LocalObjectStore else { throw UDRError(.invalidArgument, "not a local object store") }
+    return URL(fileURLWithPath: store.objectsDirectory.path + "/" + id.hex.prefix(2) + "/" + id.hex.dropFirst(2))
+}
