@@ -44,7 +44,7 @@ extension Repository {
             let input = try edit.source.map { (source) throws(UDRError) in try bind(source, to: connection, streams: streams) }
             let editor = RowEditor(
                 connection: connection, writer: writer(connection), table: table, manifest: base, policy: configuration.segmentation,
-                materialize: materializer(connection), file: segmentFile)
+                materialize: materializer(connection), file: segmentFile, recordsChanges: true)
             guard var result = try editor.apply(edit, input: input) else { return nil }
             clock.step("edit")
             result = try record(result, of: current, connection: connection)

@@ -24,6 +24,9 @@ struct RowEditor {
     let materialize: (SegmentRef) throws(UDRError) -> String
     /// The segment's own file, deleted rows included.
     let file: (SegmentRef) throws(UDRError) -> String
+    /// Whether the result carries the changed rows (see ``Result/changes``):
+    /// only a version that will be committed as written keeps them.
+    var recordsChanges = false
 
     struct Result {
         let written: WrittenTable
@@ -283,7 +286,7 @@ struct RowEditor {
         ).rows[0]
         let counts = RowCounts(inserted: counted[0].int ?? 0, deleted: counted[2].int ?? 0, updated: counted[1].int ?? 0)
         if counts == RowCounts() && columns == manifest.columns { return nil }
-        let changes = try changedRows(columns: columns, counts: counts)
+        let changes = recordsChanges ? try changedRows(columns: columns, counts: counts) : nil
         if counts.inserted == 0 && counts.updated == 0 && columns == manifest.columns,
             let segments = try deleteInPlace(touchedSegments)
         {
