@@ -70,20 +70,19 @@ extension Repository {
     private func record(_ result: RowEditor.Result, of current: Transaction.TableState, connection: Connection) throws(UDRError)
         -> RowEditor.Result
     {
-        guard let file = result.changes, let base = current.base, let manifest = current.manifest else { return result }
+        guard result.recordedChanges, let base = current.base, let manifest = current.manifest else { return result }
         var written = result.written.manifest
-        var record = (file: file, rows: result.counts)
-        if current.staged != nil {
+        let records = ChangeRecords(connection: connection, scratch: layout.scratchDirectory)
+        let record: (file: Data, rows: RowCounts)
+        if current.staged == nil {
+            record = (try records.file(of: "SELECT * FROM \(RowEditor.changedRows)", columns: written.columns, key: written.key), result.counts)
+        } else {
             // The staged version's own record, from the same base, comes first.
-            guard let earlier = manifest.changes(from: base) else { return result }
-            let records = ChangeRecords(connection: connection, scratch: layout.scratchDirectory)
-            let second = layout.scratchDirectory.appendingPathComponent("changes-\(UUID().uuidString).parquet").path
-            defer { try? FileManager.default.removeItem(atPath: second) }
-            try LocalObjectStore.writeFile(second, file)
-            guard
+            guard let earlier = manifest.changes(from: base),
                 let combined = try records.combine(
-                    first: try cache.materializeObject(earlier.object, store: store), firstColumns: manifest.columns, second: second,
-                    columns: written.columns, key: written.key, limit: ChangeRecord.maximumRows(tableRows: written.rows))
+                    first: try cache.materializeObject(earlier.object, store: store), firstColumns: manifest.columns,
+                    then: RowEditor.changedRows, columns: written.columns, key: written.key,
+                    limit: ChangeRecord.maximumRows(tableRows: written.rows))
             else { return result }
             record = combined
         }

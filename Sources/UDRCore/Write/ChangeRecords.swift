@@ -40,35 +40,36 @@ struct ChangeRecords {
         let present = Set(held.map(\.name))
         let select = columns.map { column in
             let name = quoteIdentifier(column.name)
-            return present.contains(column.name) ? "CAST(\(name) AS \(column.type)) AS \(name)" : "CAST(NULL AS \(column.type)) AS \(name)"
+            guard present.contains(column.name) else { return "CAST(NULL AS \(column.type)) AS \(name)" }
+            return Repository.readsBackExactly(column.type) ? name : "CAST(\(name) AS \(column.type)) AS \(name)"
         }
         return "SELECT \(select.joined(separator: ", ")), __udr_new FROM read_parquet(\(quoteLiteral(path)))"
     }
 
-    /// The net change of two records one after the other (`first`, in
-    /// `firstColumns`, then `second`, in `columns`): for each key, the old
-    /// image of the first record that has one and the new image of the last;
-    /// keys whose two images are the same row are dropped. The bytes of the
-    /// combined record and its counts; nil past `limit` row images.
-    func combine(first: String, firstColumns: [Column], second: String, columns: [Column], key: [String], limit: Int64)
+    /// The net change of a record file (`first`, in `firstColumns`) and
+    /// then the changed rows in the table `then` (in `columns`, logical
+    /// types, and `__udr_new`): for each key, the old image of the first
+    /// that has one and the new image of the last; keys whose two images
+    /// are the same row are dropped. The bytes of the combined record and
+    /// its counts; nil past `limit` row images.
+    func combine(first: String, firstColumns: [Column], then second: String, columns: [Column], key: [String], limit: Int64)
         throws(UDRError) -> (file: Data, rows: RowCounts)?
     {
-        let helpers = ["__udr_cr1", "__udr_cr2", "__udr_cro", "__udr_crn", "__udr_crx"]
+        let helpers = ["__udr_cr1", "__udr_cro", "__udr_crn", "__udr_crx"]
         defer { for table in helpers { try? connection.execute("DROP TABLE IF EXISTS \(table)") } }
         let match = TableDiff.match(key, "a", "b")
         let names = columns.map { quoteIdentifier($0.name) }
         let same = "row(\(names.map { "a.\($0)" }.joined(separator: ", "))) IS NOT DISTINCT FROM row(\(names.map { "b.\($0)" }.joined(separator: ", ")))"
         try run("CREATE TEMP TABLE __udr_cr1 AS \(Self.read(first, columns: columns, held: firstColumns))")
-        try run("CREATE TEMP TABLE __udr_cr2 AS \(Self.read(second, columns: columns, held: columns))")
         try run(
             """
             CREATE TEMP TABLE __udr_cro AS SELECT * FROM __udr_cr1 WHERE NOT __udr_new
-            UNION ALL SELECT * FROM __udr_cr2 b WHERE NOT b.__udr_new AND NOT EXISTS (SELECT 1 FROM __udr_cr1 a WHERE \(match))
+            UNION ALL SELECT * FROM \(second) b WHERE NOT b.__udr_new AND NOT EXISTS (SELECT 1 FROM __udr_cr1 a WHERE \(match))
             """)
         try run(
             """
-            CREATE TEMP TABLE __udr_crn AS SELECT * FROM __udr_cr2 WHERE __udr_new
-            UNION ALL SELECT * FROM __udr_cr1 a WHERE a.__udr_new AND NOT EXISTS (SELECT 1 FROM __udr_cr2 b WHERE \(match))
+            CREATE TEMP TABLE __udr_crn AS SELECT * FROM \(second) WHERE __udr_new
+            UNION ALL SELECT * FROM __udr_cr1 a WHERE a.__udr_new AND NOT EXISTS (SELECT 1 FROM \(second) b WHERE \(match))
             """)
         try run(
             """

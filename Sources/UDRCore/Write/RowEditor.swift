@@ -24,16 +24,21 @@ struct RowEditor {
     let materialize: (SegmentRef) throws(UDRError) -> String
     /// The segment's own file, deleted rows included.
     let file: (SegmentRef) throws(UDRError) -> String
-    /// Whether the result carries the changed rows (see ``Result/changes``):
-    /// only a version that will be committed as written keeps them.
+    /// Whether the edit leaves its changed rows in ``changedRows`` (see
+    /// ``Result/recordedChanges``): only a version that will be committed as
+    /// written keeps them.
     var recordsChanges = false
+
+    /// The table of the changed rows, for a ``ChangeRecord``: the table's
+    /// columns (logical types) and `__udr_new`.
+    static let changedRows = "__udr_changed"
 
     struct Result {
         let written: WrittenTable
         let counts: RowCounts
-        /// The changed rows as a ``ChangeRecord`` file, when the edit is
-        /// small enough to record them.
-        var changes: Data? = nil
+        /// Whether the changed rows are in ``RowEditor/changedRows`` (the
+        /// edit was small enough to record them).
+        var recordedChanges = false
     }
 
     /// nil when the edit changes nothing.
@@ -286,15 +291,15 @@ struct RowEditor {
         ).rows[0]
         let counts = RowCounts(inserted: counted[0].int ?? 0, deleted: counted[2].int ?? 0, updated: counted[1].int ?? 0)
         if counts == RowCounts() && columns == manifest.columns { return nil }
-        let changes = recordsChanges ? try changedRows(columns: columns, counts: counts) : nil
+        let recorded = recordsChanges ? try recordChanges(columns: columns, counts: counts) : false
         if counts.inserted == 0 && counts.updated == 0 && columns == manifest.columns,
             let segments = try deleteInPlace(touchedSegments)
         {
             return Result(
-                written: try finish(segments.segments, columns: columns, logical: 0, added: segments.added), counts: counts, changes: changes)
+                written: try finish(segments.segments, columns: columns, logical: 0, added: segments.added), counts: counts, recordedChanges: recorded)
         }
         if let placed = try applyInPlace(touchedSegments, columns: columns, inserted: counts.inserted) {
-            return Result(written: placed, counts: counts, changes: changes)
+            return Result(written: placed, counts: counts, recordedChanges: recorded)
         }
 
         try loadOld(touchedSegments, columns: columns, runs: runOfSegment)
@@ -325,27 +330,29 @@ struct RowEditor {
             if let run = runOfSegment[index] { emit(run) } else { out.append(kept(segments[index], extendedTo: columns)) }
         }
         return Result(
-            written: try finish(out, columns: columns, logical: written.logical, added: written.added), counts: counts, changes: changes)
+            written: try finish(out, columns: columns, logical: written.logical, added: written.added), counts: counts, recordedChanges: recorded)
     }
 
-    /// The edit's changed rows as a ``ChangeRecord`` file: the old image
+    /// Leaves the edit's changed rows in ``changedRows``: the old image
     /// (from `__udr_hit`) of each row it updates or deletes, and the new
-    /// one (from `__udr_up`) of each row it updates or inserts. nil when
-    /// they are more than a record keeps.
-    private func changedRows(columns: [Column], counts: RowCounts) throws(UDRError) -> Data? {
-        guard counts.inserted + counts.deleted + 2 * counts.updated <= ChangeRecord.maximumRows(tableRows: manifest.rows) else { return nil }
+    /// one (from `__udr_up`) of each row it updates or inserts. false
+    /// (nothing left) when they are more than a record keeps.
+    private func recordChanges(columns: [Column], counts: RowCounts) throws(UDRError) -> Bool {
+        guard counts.inserted + counts.deleted + 2 * counts.updated <= ChangeRecord.maximumRows(tableRows: manifest.rows) else { return false }
         let names = columns.map { quoteIdentifier($0.name) }
         let newRow = "row(\(names.map { "u.\($0)" }.joined(separator: ", ")))"
         let oldRow = "row(\(names.map { "o.\($0)" }.joined(separator: ", ")))"
-        let select = """
+        try run(
+            """
+            CREATE TABLE \(Self.changedRows) AS
             SELECT \(names.map { "o.\($0)" }.joined(separator: ", ")), false AS __udr_new FROM __udr_hit o
             WHERE EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "o")) AND \(newRow) IS DISTINCT FROM \(oldRow))
                OR (EXISTS (SELECT 1 FROM __udr_del d WHERE \(keyMatch("d", "o"))) AND NOT EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "o"))))
             UNION ALL
             SELECT \(names.map { "u.\($0)" }.joined(separator: ", ")), true FROM __udr_up u
             WHERE NOT EXISTS (SELECT 1 FROM __udr_hit o WHERE \(keyMatch("o", "u")) AND \(newRow) IS NOT DISTINCT FROM \(oldRow))
-            """
-        return try ChangeRecords(connection: connection, scratch: writer.scratch).file(of: select, columns: columns, key: manifest.key)
+            """)
+        return true
     }
 
     /// Loads into `__udr_hit` the live rows of the `touched` segments whose
