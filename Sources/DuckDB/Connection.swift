@@ -23,16 +23,25 @@ public final class Connection {
         _ = try withResult(sql) { _, _ in () }
     }
 
-    /// Runs a query (one or more statements; the last one's rows are
-    /// returned) with values bound to `$1`, `$2`, … or `?`. Values are never
-    /// spliced into SQL text.
+    /// Runs a query (one or more statements; the first one's rows are
+    /// returned, as DuckDB's C API does) with values bound to `$1`, `$2`, …
+    /// or `?`. Values are never spliced into SQL text. A column DuckDB's
+    /// value API cannot return (see ``ResultSet/textOnlyTypes``) is read
+    /// by running the query again as a subquery that casts it to text: a
+    /// statement that cannot be one (a RETURNING clause) is an error, after
+    /// it ran.
     @discardableResult
     public func query(_ sql: String, _ parameters: [Value] = []) throws(DuckDBError) -> ResultSet {
-        if parameters.isEmpty {
-            return try withResult(sql) { api, result in ResultSet(api: api, result: result) }
+        if !parameters.isEmpty { return try prepare(sql).execute(parameters) }
+        switch try withResult(sql, ResultSet.read) {
+        case .rows(let rows): return rows
+        case .needsText(let columns):
+            let again: ResultSet.Reading
+            do throws(DuckDBError) { again = try withResult(ResultSet.textSelect(sql, columns: columns), ResultSet.read) } catch {
+                throw ResultSet.unreadable(columns, error)
+            }
+            return try ResultSet.checked(again, columns)
         }
-        let statement = try prepare(sql)
-        return try statement.execute(parameters)
     }
 
     /// Prepares a single statement.
@@ -94,9 +103,11 @@ extension Value: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {
 public final class PreparedStatement {
     let connection: Connection
     var handle: StatementHandle?
+    let sql: String
 
     init(connection: Connection, sql: String) throws(DuckDBError) {
         self.connection = connection
+        self.sql = sql
         let api = connection.api
         var statement: StatementHandle?
         let state = api.prepare(connection.handle!, sql, &statement)
@@ -145,6 +156,14 @@ public final class PreparedStatement {
         guard api.execute_prepared(handle!, result) == duckDBSuccess else {
             throw Connection.error(api: api, result: result)
         }
-        return ResultSet(api: api, result: result)
+        switch ResultSet.read(api: api, result: result) {
+        case .rows(let rows): return rows
+        case .needsText(let columns):
+            let again: ResultSet
+            do throws(DuckDBError) {
+                again = try PreparedStatement(connection: connection, sql: ResultSet.textSelect(sql, columns: columns)).execute(parameters)
+            } catch { throw ResultSet.unreadable(columns, error) }
+            return try ResultSet.checked(.rows(again), columns)
+        }
     }
 }

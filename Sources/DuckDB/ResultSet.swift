@@ -13,14 +13,65 @@ public struct ResultSet: Sendable {
     /// Rows inserted, updated or deleted by the statement.
     public let rowsChanged: Int
 
-    init(api: DuckDBAPI, result: ResultPointer) {
+    /// What reading a result gives: its rows, or the columns it has that
+    /// DuckDB's value API cannot return (see ``textOnlyTypes``), to be
+    /// read again as text.
+    enum Reading {
+        case rows(ResultSet)
+        case needsText(columns: [Column])
+    }
+
+    /// Type codes DuckDB's C value API reads wrongly: UUID (27) fails the
+    /// whole result's conversion (later columns read as null pointers),
+    /// BIT (29) and BIGNUM (35) read as empty strings. Such a column is
+    /// read as its text form instead.
+    static let textOnlyTypes: Set<Int32> = [27, 29, 35]
+
+    static func read(api: DuckDBAPI, result: ResultPointer) -> Reading {
         let columnCount = Int(api.column_count(result))
-        let rowCount = Int(api.row_count(result))
         var columns: [Column] = []
         for c in 0..<columnCount {
             let name = api.column_name(result, Index(c)).map { String(cString: $0) } ?? ""
             columns.append(Column(name: name, typeCode: api.column_type(result, Index(c))))
         }
+        if columns.contains(where: { textOnlyTypes.contains($0.typeCode) }) { return .needsText(columns: columns) }
+        return .rows(ResultSet(api: api, result: result, columns: columns))
+    }
+
+    /// `sql` (one query) as a query of its result with the columns of
+    /// ``textOnlyTypes`` cast to text, by position (names may repeat).
+    static func textSelect(_ sql: String, columns: [Column]) -> String {
+        var query = Substring(sql)
+        while let last = query.last, last == ";" || last.isWhitespace { query = query.dropLast() }
+        let select = columns.enumerated().map { offset, column in
+            let name = "\"" + column.name.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") + "\""
+            return textOnlyTypes.contains(column.typeCode) ? "CAST(#\(offset + 1) AS VARCHAR) AS \(name)" : "#\(offset + 1) AS \(name)"
+        }
+        return "SELECT \(select.joined(separator: ", ")) FROM (\(query)) AS __q"
+    }
+
+    /// The error when a result with such a column cannot be read again as a subquery.
+    static func unreadable(_ columns: [Column], _ error: DuckDBError) -> DuckDBError {
+        let names = columns.filter { textOnlyTypes.contains($0.typeCode) }.map(\.name).joined(separator: ", ")
+        return DuckDBError(
+            .query,
+            "the result's column \(names) is of a type DuckDB's C API cannot return as a value (UUID, BIT or BIGNUM), and the statement cannot be read as a subquery to cast it (\(error.message)); select it CAST AS VARCHAR"
+        )
+    }
+
+    /// The rows of a result read again by ``textSelect(_:columns:)``: the
+    /// same columns, each one of ``textOnlyTypes`` now text. Anything else
+    /// means the statement was not one query.
+    static func checked(_ reading: Reading, _ columns: [Column]) throws(DuckDBError) -> ResultSet {
+        guard case .rows(let rows) = reading, rows.columns.map(\.name) == columns.map(\.name) else {
+            throw unreadable(columns, DuckDBError(.query, "it is not one query"))
+        }
+        return rows
+    }
+
+    private init(api: DuckDBAPI, result: ResultPointer, columns: [Column]) {
+        let columnCount = columns.count
+        let rowCount = Int(api.row_count(result))
         var rows: [[Cell]] = []
         rows.reserveCapacity(rowCount)
         for r in 0..<rowCount {

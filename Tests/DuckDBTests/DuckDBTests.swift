@@ -24,6 +24,25 @@ import Testing
         #expect(threads.int == 1)
     }
 
+    /// UUID, BIT and BIGNUM columns, which DuckDB's C value API cannot
+    /// return (a UUID broke every column after it), read as their text,
+    /// beside other columns, with repeated names, and with parameters.
+    @Test func typesTheValueAPICannotReadComeBackAsText() throws {
+        let c = try Database().connect()
+        let uuid = "12345678-1234-5678-1234-567812345678"
+        let rows = try c.query(
+            "SELECT 'x' AS a, '\(uuid)'::UUID AS u, '0101'::BIT AS b, 123456789012345678901234567890::BIGNUM AS n, 7 AS a, NULL::UUID AS z;"
+        )
+        #expect(rows.columns.map(\.name) == ["a", "u", "b", "n", "a", "z"])
+        #expect(rows.rows.map { $0.map(\.description) } == [["x", uuid, "0101", "123456789012345678901234567890", "7", "NULL"]])
+        let bound = try c.query("SELECT $1::UUID AS u, $2 AS s", [.text(uuid), .text("y")])
+        #expect(bound.rows.map { $0.map(\.description) } == [[uuid, "y"]])
+        // A statement that cannot be read as a subquery says what to do.
+        try c.execute("CREATE TABLE t (u UUID)")
+        let error = #expect(throws: DuckDBError.self) { try c.query("INSERT INTO t VALUES ('\(uuid)') RETURNING u") }
+        #expect(error?.message.contains("CAST AS VARCHAR") == true, "\(String(describing: error?.message))")
+    }
+
     @Test func passesDuckDBErrorsThrough() throws {
         let c = try Database().connect()
         let error = #expect(throws: DuckDBError.self) { try c.execute("SELEC 1") }

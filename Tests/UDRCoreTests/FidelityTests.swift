@@ -78,6 +78,36 @@ let allTypesSQL = """
         #expect(ordered == 0, "a keyed table reads back in key order")
     }
 
+    /// A row edit's change record holds whole rows of every type: the
+    /// change feed read from it gives the old and new rows exactly.
+    @Test func everyTypeRoundTripsThroughAChangeRecord() async throws {
+        let (repo, _) = try makeRepository()
+        let table = try TableName("all_types_keyed")
+        _ = try await repo.write(table, from: .sql(allTypesSQL), key: ["id"])
+        _ = try await repo.apply(.delete(where: "id % 1000 = 3"), to: table)
+        _ = try await repo.apply(try .update(set: "t_varchar = t_varchar || '!'", where: "id % 1000 = 5"), to: table)
+        for (ref, expected) in [
+            ("main~2", "SELECT 'delete' AS _change, * FROM (\(allTypesSQL)) WHERE id % 1000 = 3 ORDER BY id"),
+            (
+                "main~1",
+                """
+                SELECT _change, * EXCLUDE (_change, r) FROM (
+                  SELECT 'update_preimage' AS _change, 0 AS r, * FROM (\(allTypesSQL)) WHERE id % 1000 = 5
+                  UNION ALL SELECT 'update_postimage', 1, * REPLACE (t_varchar || '!' AS t_varchar) FROM (\(allTypesSQL)) WHERE id % 1000 = 5
+                ) ORDER BY id, r
+                """
+            ),
+        ] {
+            let next = ref == "main~2" ? "main~1" : "main"
+            #expect(try await repo.diff(ref, next).tables.first?.fromChangeRecord == true)
+            let feed = try await repo.diffRows(ref, next, as: .feed)
+            let want = try await repo.query(expected)
+            #expect(feed.columns == want.columns, "\(ref): the feed's columns or types differ")
+            #expect(feed.rows.count == (ref == "main~2" ? 20 : 40), "20 rows deleted, 20 updated (each before and after)")
+            #expect(feed.rows.map { $0.map(\.description) } == want.rows.map { $0.map(\.description) }, "\(ref)")
+        }
+    }
+
     @Test func parquetInputRoundTrips() async throws {
         let (repo, dir) = try makeRepository()
         let file = dir.path("input.parquet")
