@@ -41,11 +41,20 @@ struct TableDiff {
         var segmentsRead = 0
         var pairsRead = 0
         var segmentsSkipped = 0
-        /// Read from the new version's change record (nothing else read).
+        /// Read from the new version's change record (and the segments it names).
         var recorded = false
+        /// With `recordPairs`: the segments of each side that were not
+        /// paired, read whole (see ``build(old:new:key:prefix:complete:countsOnly:recordPairs:)``).
+        var unpairedOld: [SegmentRef] = []
+        var unpairedNew: [SegmentRef] = []
 
         var old: String { "\(prefix)_old" }
         var new: String { "\(prefix)_new" }
+        /// With `recordPairs`: the rows the pairs contributed to each side.
+        var pairedOld: String { "\(prefix)_pold" }
+        var pairedNew: String { "\(prefix)_pnew" }
+        /// The pairs alone gave more than the build's `limit` of row images: it stopped there.
+        var overLimit = false
     }
 
     /// The columns both sides are compared on: `old`'s, then those only `new` has.
@@ -63,20 +72,38 @@ struct TableDiff {
     }
 
     /// The changed rows of `old` (stored as `oldID`) → `new` from `new`'s
-    /// change record, as ``build(old:new:key:prefix:complete:countsOnly:)``
-    /// leaves them (whole rows); nil when it has no record from `oldID`,
-    /// or the old version has columns the new one lacks or types it changed.
+    /// change record, as ``build(old:new:key:prefix:complete:countsOnly:recordPairs:)``
+    /// leaves them (whole rows): the record's rows, compared by key with
+    /// the rows of the segments it names. nil when `new` has no record
+    /// from `oldID`, or the old version has columns the new one lacks or
+    /// types it changed.
     func recorded(old: Manifest, oldID: ObjectID, new: Manifest, prefix: String) throws(UDRError) -> Shape? {
         guard let record = new.changes(from: oldID), old.key == new.key,
             Set(old.columns).isSubset(of: Set(new.columns))
         else { return nil }
+        let oldNamed = Set(record.oldSegments ?? [])
+        let newNamed = Set(record.newSegments ?? [])
+        let oldOnly = old.segments.filter { oldNamed.contains($0.id) }
+        let newOnly = new.segments.filter { newNamed.contains($0.id) }
+        guard oldOnly.count == oldNamed.count, newOnly.count == newNamed.count else { return nil }
         let columns = Self.columns(old, new)
         var shape = Shape(prefix: prefix, columns: columns, key: new.key)
         shape.recorded = true
-        shape.segmentsSkipped = old.segments.count
+        shape.segmentsRead = oldOnly.count + newOnly.count
+        shape.segmentsSkipped = old.segments.count - oldOnly.count
         let rows = ChangeRecords.read(try object(record.object), columns: columns, held: new.columns)
-        try run("CREATE TABLE \(shape.old) AS SELECT * EXCLUDE (__udr_new) FROM (\(rows)) WHERE NOT __udr_new")
-        try run("CREATE TABLE \(shape.new) AS SELECT * EXCLUDE (__udr_new) FROM (\(rows)) WHERE __udr_new")
+        guard !oldOnly.isEmpty || !newOnly.isEmpty else {
+            // A row edit's record: its rows are the changed rows.
+            try run("CREATE TABLE \(shape.old) AS SELECT * EXCLUDE (__udr_new) FROM (\(rows)) WHERE NOT __udr_new")
+            try run("CREATE TABLE \(shape.new) AS SELECT * EXCLUDE (__udr_new) FROM (\(rows)) WHERE __udr_new")
+            return shape
+        }
+        try run("CREATE TABLE \(shape.old) AS SELECT \(typedNulls(columns)) WHERE false")
+        try run("CREATE TABLE \(shape.new) AS SELECT \(typedNulls(columns)) WHERE false")
+        defer { dropViews(prefix) }
+        try load(new, segments: newOnly, columns: columns, into: "\(prefix)_un", adding: ["SELECT * EXCLUDE (__udr_new) FROM (\(rows)) WHERE __udr_new"])
+        try load(old, segments: oldOnly, columns: columns, into: "\(prefix)_uo", adding: ["SELECT * EXCLUDE (__udr_new) FROM (\(rows)) WHERE NOT __udr_new"])
+        try compareLoaded(shape, key: new.key)
         return shape
     }
 
@@ -88,9 +115,20 @@ struct TableDiff {
     /// keeps is read by its key alone, unless its key is among the rows
     /// read whole on the other side (it moved); the whole row of such a
     /// file is a full decode of the file.
+    ///
+    /// `recordPairs` (with `complete`) also leaves the rows the pairs gave
+    /// each side in ``Shape/pairedOld`` and ``Shape/pairedNew``, and the
+    /// segments read whole in ``Shape/unpairedOld`` and ``Shape/unpairedNew``:
+    /// a change record of a whole-table write (see ``ChangeRecord``). With
+    /// `limit`, the build stops (``Shape/overLimit``) when the segments to
+    /// read whole hold more than `wholeRows` rows, or once the pairs give
+    /// more than `images` row images, having compared no more rows than
+    /// it takes to tell.
     func build(
-        old: Manifest?, new: Manifest?, key requested: [String]? = nil, prefix: String, complete: Bool, countsOnly: Bool = false
+        old: Manifest?, new: Manifest?, key requested: [String]? = nil, prefix: String, complete: Bool, countsOnly: Bool = false,
+        recordPairs: Bool = false, limit: (images: Int64, wholeRows: Int64)? = nil
     ) throws(UDRError) -> Shape {
+        assert(!recordPairs || (complete && !countsOnly), "a record holds whole rows")
         var clock = StepClock()
         let columns = Self.columns(old, new)
         let declared = Self.key(old, new)
@@ -126,6 +164,10 @@ struct TableDiff {
         shape.pairsRead = pairs.count
         shape.segmentsRead = oldOnly.count + newOnly.count
         clock.step("pair segments")
+        if let limit, (oldOnly + newOnly).reduce(0, { $0 + $1.rows }) > limit.wholeRows {
+            shape.overLimit = true
+            return shape
+        }
         // A pair's rows deleted on one side only: a delete (its row read from
         // the old file), or a row back (from the new one).
         var gone: [(SegmentRef, Set<Int64>)] = []
@@ -143,14 +185,21 @@ struct TableDiff {
         var groups: [[String]: [(SegmentRef, SegmentRef)]] = [:]
         for (o, n, changed) in pairs { groups[changed, default: []].append((o, n)) }
         for (changed, members) in groups.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-            try comparePairs(members, changed: changed, old: old!, new: new!, shape: shape, complete: complete, dead: deadInPairs)
+            try comparePairs(members, changed: changed, old: old!, new: new!, shape: shape, complete: complete, dead: deadInPairs, limit: limit?.images)
         }
         clock.step("compare pairs")
+        if let limit {
+            let gone = gone.reduce(0) { $0 + $1.1.count } + back.reduce(0) { $0 + $1.1.count }
+            let images = try query("SELECT (SELECT count(*) FROM \(shape.old)) + (SELECT count(*) FROM \(shape.new))").scalar.int ?? 0
+            if images + Int64(gone) > limit.images {
+                shape.overLimit = true
+                return shape
+            }
+        }
 
         // The rest: whole rows, read where they lie (views over the files).
         defer {
-            try? connection.execute("DROP VIEW IF EXISTS \(prefix)_uo")
-            try? connection.execute("DROP VIEW IF EXISTS \(prefix)_un")
+            dropViews(prefix)
             for table in ["back", "gone", "moved"] { try? connection.execute("DROP TABLE IF EXISTS \(prefix)_\(table)") }
         }
         var newRows: [String] = []
@@ -160,19 +209,39 @@ struct TableDiff {
         if let old { oldRows = try goneRows(gone, of: old, byKey: countsOnly ? key : nil, columns: columns, prefix: prefix) }
         try load(old, segments: oldOnly, columns: columns, into: "\(prefix)_uo", adding: oldRows)
         clock.step("load the other rows")
+        if recordPairs {
+            try run("CREATE TABLE \(shape.pairedOld) AS \((["SELECT * FROM \(shape.old)"] + oldRows).joined(separator: " UNION ALL "))")
+            try run("CREATE TABLE \(shape.pairedNew) AS \((["SELECT * FROM \(shape.new)"] + newRows).joined(separator: " UNION ALL "))")
+            shape.unpairedOld = oldOnly
+            shape.unpairedNew = newOnly
+        }
         if let requested, requested != declared {
             try checkUnique(requested, in: "\(prefix)_uo", side: "the old version")
             try checkUnique(requested, in: "\(prefix)_un", side: "the new version")
         }
-        guard let key, key == declared else {
+        try compareLoaded(shape, key: key == declared ? key : nil, multiset: key == nil)
+        return shape
+    }
+
+    private func dropViews(_ prefix: String) {
+        try? connection.execute("DROP VIEW IF EXISTS \(prefix)_uo")
+        try? connection.execute("DROP VIEW IF EXISTS \(prefix)_un")
+    }
+
+    /// Adds to the shape's tables the rows of `<prefix>_uo` and
+    /// `<prefix>_un` (the rows read whole) that differ: by `key`, or as
+    /// sets (multisets when `multiset`) without one.
+    private func compareLoaded(_ shape: Shape, key: [String]?, multiset: Bool = false) throws(UDRError) {
+        let prefix = shape.prefix
+        guard let key else {
             // Multisets (or a key of the caller's, unique as checked): set differences.
-            let except = key == nil ? "EXCEPT ALL" : "EXCEPT"
+            let except = multiset ? "EXCEPT ALL" : "EXCEPT"
             try run("INSERT INTO \(shape.old) SELECT * FROM \(prefix)_uo \(except) SELECT * FROM \(prefix)_un")
             try run("INSERT INTO \(shape.new) SELECT * FROM \(prefix)_un \(except) SELECT * FROM \(prefix)_uo")
-            return shape
+            return
         }
         // Keyed: one outer join on the key, keeping rows on one side only or differing.
-        let names = columns.map { quoteIdentifier($0.name) }
+        let names = shape.columns.map { quoteIdentifier($0.name) }
         let oRow = "row(\(names.map { "o.\($0)" }.joined(separator: ", ")))"
         let nRow = "row(\(names.map { "n.\($0)" }.joined(separator: ", ")))"
         let k0 = quoteIdentifier(key[0])
@@ -187,7 +256,6 @@ struct TableDiff {
         defer { try? connection.execute("DROP TABLE IF EXISTS \(joined)") }
         try run("INSERT INTO \(shape.old) SELECT \(names.indices.map { "__o\($0)" }.joined(separator: ", ")) FROM \(joined) WHERE __o_has")
         try run("INSERT INTO \(shape.new) SELECT \(names.indices.map { "__n\($0)" }.joined(separator: ", ")) FROM \(joined) WHERE __n_has")
-        return shape
     }
 
     /// Matches each segment only `new` has with one only `old` has whose key
@@ -246,10 +314,10 @@ struct TableDiff {
     /// columns (every column when `complete`) of the new side. `dead`
     /// lists old segments' positions deleted on either side: skipped. A
     /// positional scan runs on one thread: the pairs are split between
-    /// connections, one per core.
+    /// connections, one per core. Each stops after `limit` + 1 differing rows.
     private func comparePairs(
         _ members: [(SegmentRef, SegmentRef)], changed: [String], old: Manifest, new: Manifest, shape: Shape, complete: Bool,
-        dead: [ObjectID: Set<Int64>]
+        dead: [ObjectID: Set<Int64>], limit: Int64?
     ) throws(UDRError) {
         guard !changed.isEmpty else { return }
         let key = shape.key ?? []
@@ -301,7 +369,7 @@ struct TableDiff {
             let newSelect = try side(new, newColumns, part.map(\.1), extra: [])
             let oldExtra = positions ? ", filename AS __o_file, file_row_number AS __o_pos" : ""
             statements.append(
-                "CREATE TABLE \(table) AS SELECT *\(positions ? " EXCLUDE (__o_file, __o_pos)" : "") FROM (SELECT \(o)\(oldExtra) FROM (\(oldSelect))) POSITIONAL JOIN (SELECT \(n) FROM (\(newSelect))) WHERE (\(differs.joined(separator: " OR ")))\(live)"
+                "CREATE TABLE \(table) AS SELECT *\(positions ? " EXCLUDE (__o_file, __o_pos)" : "") FROM (SELECT \(o)\(oldExtra) FROM (\(oldSelect))) POSITIONAL JOIN (SELECT \(n) FROM (\(newSelect))) WHERE (\(differs.joined(separator: " OR ")))\(live)\(limit.map { " LIMIT \($0 + 1)" } ?? "")"
             )
             tables.append(table)
         }

@@ -118,8 +118,8 @@ public struct Manifest: Hashable, Sendable, Codable {
     public let key: [String]
     public let rows: Int64
     public let segments: [SegmentRef]
-    /// The rows that changed since the version before, when a row edit
-    /// wrote this version and recorded them (see ``ChangeRecord``).
+    /// The rows that changed since the version before, when the write of
+    /// this version recorded them (see ``ChangeRecord``).
     public var changes: ChangeRecord?
 
     public init(table: TableName, version: Int, columns: [Column], key: [String], segments: [SegmentRef], changes: ChangeRecord? = nil) {
@@ -175,13 +175,25 @@ public struct Manifest: Hashable, Sendable, Codable {
     }
 }
 
-/// The rows one row edit (or the edits of one transaction) changed in a
-/// keyed table, recorded when they were written: the old image of each
-/// updated or deleted row and the new image of each updated or inserted
-/// one. A diff between the version before and this one reads them
-/// instead of comparing the versions' segments (the cost of "what
-/// changed last night" follows the rows changed, not the segments they
-/// touched). Only small edits are recorded (see ``maximumRows(tableRows:)``).
+/// The rows a write changed in a keyed table, recorded when it was
+/// written, so that a diff between the version before and this one
+/// follows the rows changed, not the segments they touched ("what
+/// changed last night" reads a few rows instead of every segment the
+/// night's scattered updates rewrote).
+///
+/// - A row edit (or the edits of one transaction) records the old image
+///   of each updated or deleted row and the new image of each updated or
+///   inserted one.
+/// - A whole-table write that kept the segments in place records the rows
+///   that changed in those segments, and names the segments it did not
+///   keep (`oldSegments`, of the version before) and those it added
+///   (`newSegments`, such as appended rows): they are read whole, beside
+///   the record's rows, rather than copied into it.
+///
+/// Either way the diff compares, by key, the record's old images and the
+/// live rows of `oldSegments` with its new images and the live rows of
+/// `newSegments`: every other row is the same in both versions. Only small
+/// changes are recorded (see ``maximumRows(tableRows:)``).
 public struct ChangeRecord: Hashable, Sendable, Codable {
     /// A Parquet object: the changed rows in the version's columns (in
     /// their storage types), and `__udr_new`, false for an old image and
@@ -192,6 +204,14 @@ public struct ChangeRecord: Hashable, Sendable, Codable {
     public let rows: RowCounts
     /// The ``Manifest/changeDigest`` of the version it was written for.
     public let digest: ObjectID
+    /// Segments (ids) of the version before, and of this one, whose rows
+    /// are read whole; nil for a row edit's record.
+    public var oldSegments: [ObjectID]? = nil
+    public var newSegments: [ObjectID]? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case object, base, rows, digest, oldSegments = "old_segments", newSegments = "new_segments"
+    }
 
     /// The most row images an edit of a table of `tableRows` rows records:
     /// a hundredth of the table, at least 10,000. A larger edit is diffed

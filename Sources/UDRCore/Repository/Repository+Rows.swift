@@ -64,33 +64,49 @@ extension Repository {
 
     /// The edit's result with its changed rows recorded in its manifest
     /// (see ``ChangeRecord``), from the version the transaction started
-    /// with: an edit after other staged edits of the table records their
-    /// net change together, when they recorded theirs. Unchanged when
-    /// there is nothing to record from there.
+    /// with.
     private func record(_ result: RowEditor.Result, of current: Transaction.TableState, connection: Connection) throws(UDRError)
         -> RowEditor.Result
     {
-        guard result.recordedChanges, let base = current.base, let manifest = current.manifest else { return result }
-        var written = result.written.manifest
+        guard result.recordedChanges else { return result }
+        return RowEditor.Result(
+            written: try record(result.written, changed: RowEditor.changedRows, counts: result.counts, of: current, connection: connection),
+            counts: result.counts)
+    }
+
+    /// `written` with the rows it changed recorded in its manifest (see
+    /// ``ChangeRecord``), from the version the transaction started with:
+    /// `changed` is a relation of them (the table's columns in their
+    /// logical types, and `__udr_new`), `segments` the segments read whole
+    /// beside them. A write after other staged writes of the table records
+    /// their net change together, when they recorded theirs (row images
+    /// alone). Unchanged when there is nothing to record from there.
+    func record(
+        _ written: WrittenTable, changed: String, counts: RowCounts, segments: (old: [ObjectID], new: [ObjectID])? = nil,
+        of current: Transaction.TableState, connection: Connection
+    ) throws(UDRError) -> WrittenTable {
+        guard let base = current.base, let manifest = current.manifest else { return written }
+        var version = written.manifest
         let records = ChangeRecords(connection: connection, scratch: layout.scratchDirectory)
         let record: (file: Data, rows: RowCounts)
         if current.staged == nil {
-            record = (try records.file(of: "SELECT * FROM \(RowEditor.changedRows)", columns: written.columns, key: written.key), result.counts)
+            record = (try records.file(of: "SELECT * FROM \(changed)", columns: version.columns, key: version.key), counts)
         } else {
             // The staged version's own record, from the same base, comes first.
-            guard let earlier = manifest.changes(from: base),
+            guard segments == nil, let earlier = manifest.changes(from: base), earlier.oldSegments == nil, earlier.newSegments == nil,
                 let combined = try records.combine(
                     first: try cache.materializeObject(earlier.object, store: store), firstColumns: manifest.columns,
-                    then: RowEditor.changedRows, columns: written.columns, key: written.key,
-                    limit: ChangeRecord.maximumRows(tableRows: written.rows))
-            else { return result }
+                    then: changed, columns: version.columns, key: version.key,
+                    limit: ChangeRecord.maximumRows(tableRows: version.rows))
+            else { return written }
             record = combined
         }
         let stored = try store.put([record.file])
-        written.changes = ChangeRecord(object: stored.ids[0], base: base, rows: record.rows, digest: written.changeDigest)
-        return RowEditor.Result(
-            written: WrittenTable(
-                manifest: written, logicalBytes: result.written.logicalBytes, bytesAdded: result.written.bytesAdded + stored.bytesAdded),
-            counts: result.counts)
+        version.changes = ChangeRecord(
+            object: stored.ids[0], base: base, rows: record.rows, digest: version.changeDigest, oldSegments: segments?.old,
+            newSegments: segments?.new)
+        var out = WrittenTable(manifest: version, logicalBytes: written.logicalBytes, bytesAdded: written.bytesAdded + stored.bytesAdded)
+        out.inPlace = written.inPlace
+        return out
     }
 }

@@ -167,13 +167,52 @@ extension Repository {
             let input = try bind(source, to: connection, streams: streams)
             var parquetFile: String?
             if case .file(let path, let format) = source.base, (format ?? (try? FileFormat.forFile(path))) == .parquet { parquetFile = path }
-            return try writer(connection).write(
+            let written = try writer(connection).write(
                 table: table, version: version, source: input.select, inputName: input.name, key: requestedKey,
                 previousKey: previous?.key ?? [], parquetFile: parquetFile, previous: previous)
+            guard written.inPlace else { return written }
+            return try recordWrite(written, of: current, connection: connection)
         }
         return try stage(
             written, of: table, in: tx, current: current, kind: .replace,
-            counts: previous == nil ? RowCounts(inserted: written.manifest.rows) : nil)
+            counts: previous == nil ? RowCounts(inserted: written.manifest.rows) : written.manifest.changes?.rows)
+    }
+
+    /// A whole-table write that kept the previous version's segments in
+    /// place, with the rows it changed recorded (see ``ChangeRecord``):
+    /// the rows that differ in the segments it kept, and the segments it
+    /// did not keep or added, by name. Found by diffing the two versions,
+    /// which pairs the kept segments and compares only their changed
+    /// columns. Nothing is recorded past ``ChangeRecord/maximumRows(tableRows:)``
+    /// row images, or when the segments read whole hold more than a tenth
+    /// of the rows (a diff reads them either way): the diff stops there.
+    private func recordWrite(_ written: WrittenTable, of current: Transaction.TableState, connection: Connection) throws(UDRError)
+        -> WrittenTable
+    {
+        var clock = StepClock()
+        let new = written.manifest
+        // A column added or retyped changes every row: nothing to record.
+        guard let old = current.manifest, old.columns == new.columns, !old.hasSameContent(as: new) else { return written }
+        let diff = tableDiff(connection)
+        let prefix = "__udr_wr"
+        defer {
+            for table in ["old", "new", "pold", "pnew"] { try? connection.execute("DROP TABLE IF EXISTS \(prefix)_\(table)") }
+        }
+        let limit = ChangeRecord.maximumRows(tableRows: new.rows)
+        let shape = try diff.build(
+            old: old, new: new, prefix: prefix, complete: true, recordPairs: true,
+            limit: (images: limit, wholeRows: max(limit, max(old.rows, new.rows) / 10)))
+        defer { clock.step("record the changed rows") }
+        guard !shape.overLimit else { return written }
+        let changed = "(SELECT *, false AS __udr_new FROM \(shape.pairedOld) UNION ALL SELECT *, true FROM \(shape.pairedNew))"
+        let images: Int64
+        do throws(DuckDBError) { images = try connection.query("SELECT count(*) FROM \(changed)").scalar.int ?? 0 } catch {
+            throw UDRError(.query, "recording the changed rows failed: \(error.message)", underlying: error)
+        }
+        guard images <= limit else { return written }
+        return try record(
+            written, changed: changed, counts: try diff.counts(shape),
+            segments: (shape.unpairedOld.map(\.id), shape.unpairedNew.map(\.id)), of: current, connection: connection)
     }
 
     /// Stages a written table version unless its content equals the current one.

@@ -9,6 +9,9 @@ struct WrittenTable {
     let logicalBytes: Int64
     /// Bytes of blobs and recipes that were not in the store before.
     let bytesAdded: Int64
+    /// Whether the write kept the previous version's segments in place
+    /// (see ``TableWriter/writeOver(_:columns:key:rowCount:clock:)``).
+    var inPlace = false
 }
 
 /// Turns rows (any DuckDB query) into a table version: validates keys,
@@ -65,7 +68,7 @@ struct TableWriter {
                 let segments = placement.segments(replacing: previous.segments)
                 cache.evictIfNeeded(keeping: Set(segments.map { cache.path($0.id) }))
                 let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
-                return WrittenTable(manifest: manifest, logicalBytes: placement.logical, bytesAdded: placement.bytesAdded)
+                return WrittenTable(manifest: manifest, logicalBytes: placement.logical, bytesAdded: placement.bytesAdded, inPlace: true)
             }
             // Compared as their logical type, as `sort` does.
             let types = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
