@@ -182,11 +182,20 @@ struct TableDiff {
         }
 
         // Pairs, grouped by the columns that changed.
-        var groups: [[String]: [(SegmentRef, SegmentRef)]] = [:]
-        for (o, n, changed) in pairs { groups[changed, default: []].append((o, n)) }
-        for (changed, members) in groups.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-            try comparePairs(members, changed: changed, old: old!, new: new!, shape: shape, complete: complete, dead: deadInPairs, limit: limit?.images)
+        func compare(_ pairs: [(SegmentRef, SegmentRef, changed: [String])], into shape: Shape, complete: Bool, limit: Int64?)
+            throws(UDRError)
+        {
+            var groups: [[String]: [(SegmentRef, SegmentRef)]] = [:]
+            for (o, n, changed) in pairs { groups[changed, default: []].append((o, n)) }
+            for (changed, members) in groups.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+                try comparePairs(members, changed: changed, old: old!, new: new!, shape: shape, complete: complete, dead: deadInPairs, limit: limit)
+            }
         }
+        if let limit, pairs.count >= 8, try probablyOver(limit.images, pairs: pairs, prefix: prefix, columns: columns, key: key, compare: compare) {
+            shape.overLimit = true
+            return shape
+        }
+        try compare(pairs, into: shape, complete: complete, limit: limit?.images)
         clock.step("compare pairs")
         if let limit {
             let gone = gone.reduce(0) { $0 + $1.1.count } + back.reduce(0) { $0 + $1.1.count }
@@ -221,6 +230,27 @@ struct TableDiff {
         }
         try compareLoaded(shape, key: key == declared ? key : nil, multiset: key == nil)
         return shape
+    }
+
+    /// Whether the changed rows of `pairs` would give more than `limit`
+    /// row images, judged from eight to fifteen of them spread over the
+    /// table (their key and changed columns alone): a change of every row
+    /// stops after reading a little of it. A change crowded into the pairs
+    /// sampled may be judged over when it is not (it is then not recorded).
+    private func probablyOver(
+        _ limit: Int64, pairs: [(SegmentRef, SegmentRef, changed: [String])], prefix: String, columns: [Column], key: [String]?,
+        compare: (_ pairs: [(SegmentRef, SegmentRef, changed: [String])], _ into: Shape, _ complete: Bool, _ limit: Int64?) throws(UDRError) -> Void
+    ) throws(UDRError) -> Bool {
+        let sample = stride(from: 0, to: pairs.count, by: pairs.count / 8).map { pairs[$0] }
+        let probe = Shape(prefix: "\(prefix)_probe", columns: columns, key: key)
+        defer { for table in [probe.old, probe.new] { try? connection.execute("DROP TABLE IF EXISTS \(table)") } }
+        try run("CREATE TABLE \(probe.old) AS SELECT \(typedNulls(columns)) WHERE false")
+        try run("CREATE TABLE \(probe.new) AS SELECT \(typedNulls(columns)) WHERE false")
+        try compare(sample, probe, false, nil)
+        let found = try query("SELECT count(*) FROM \(probe.new)").scalar.int ?? 0
+        let sampled = sample.reduce(Int64(0)) { $0 + $1.1.fileRows }
+        let all = pairs.reduce(Int64(0)) { $0 + $1.1.fileRows }
+        return sampled > 0 && 2 * found * all / sampled > limit
     }
 
     private func dropViews(_ prefix: String) {
