@@ -69,12 +69,19 @@ import UDRTesting
         #expect(onlySales.map(\.txID) == [all[1].txID, all[2].txID])
         #expect(try await repo.changes(limit: 1).map(\.txID) == [all[5].txID])
         #expect(try await repo.latestTxID() == all[5].txID)
-        // Counts a replace did not record were computed once and kept in
-        // the catalog, for every process that asks later.
+        // The replace of the keyed table kept its segments in place and
+        // recorded the rows it changed: its counts come from there.
         let versions = try await repo.versions(parcels)
-        #expect(
-            try repo.catalog.rowCounts(from: versions[0].manifest, to: versions[1].manifest)
-                == RowCounts(inserted: 2, deleted: 2, updated: 3))
+        let replaced = try await repo.manifest(of: parcels, options: ReadOptions(commit: all[2].commit.hex))
+        #expect(replaced.version == 2 && replaced.changes?.rows == RowCounts(inserted: 2, deleted: 2, updated: 3))
+        // Counts a replace did not record (a keyless table's) are computed
+        // once and kept in the catalog, for every process that asks later.
+        _ = try await repo.write(sales, from: .sql("SELECT * FROM sales WHERE id <> 7"))
+        let sold = try await repo.versions(sales)
+        #expect(try repo.catalog.rowCounts(from: sold[2].manifest, to: sold[3].manifest) == nil)
+        #expect(try await repo.changes(limit: 1).first?.tables.first?.deleted == 1)
+        #expect(try repo.catalog.rowCounts(from: sold[2].manifest, to: sold[3].manifest) == RowCounts(deleted: 1))
+        #expect(versions.count == 4)
     }
 }
 
