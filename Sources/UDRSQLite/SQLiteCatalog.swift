@@ -399,6 +399,14 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
+    public func tag(_ name: String) throws(UDRError) -> ObjectID? {
+        try read { db in
+            try String.fetchOne(db, sql: "SELECT commit_id FROM refs WHERE name = ? AND kind = 'tag'", arguments: [name]).map {
+                try ObjectID(hex: $0)
+            }
+        }
+    }
+
     public func expire(commits: [ObjectID], tableVersions: [TableVersionKey], at time: Date) throws(UDRError) {
         try write { db in
             for id in commits {

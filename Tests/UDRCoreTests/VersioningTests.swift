@@ -252,6 +252,11 @@ import UDRTesting
         let t = try TableName("t")
         #expect(try await repo.segmentsRead(by: "SELECT * FROM t WHERE k = 500000")[t] == 1)
         #expect(try await repo.segmentsRead(by: "SELECT * FROM t x WHERE x.k = 500000 AND x.v = 'a'")[t] == 1)
+        // Names in any case: the table and its key are found all the same.
+        #expect(try await repo.segmentsRead(by: "SELECT * FROM T WHERE K = 500000")[t] == 1)
+        #expect(try await count(repo, "SELECT count(*) FROM T WHERE K = 500000") == 1)
+        // An equality on another column prunes nothing.
+        #expect(try await repo.segmentsRead(by: "SELECT * FROM t WHERE v = 'a'")[t] == manifest.segments.count)
         #expect(try await repo.segmentsRead(by: "SELECT * FROM t WHERE k = 500000 OR k = 10")[t] == manifest.segments.count)
         #expect(try await repo.segmentsRead(by: "SELECT * FROM t WHERE k = 10 UNION ALL SELECT * FROM t")[t] == manifest.segments.count)
         let both = try await repo.query("SELECT count(*) FROM t WHERE k = 10 UNION ALL SELECT count(*) FROM t").rows

@@ -219,6 +219,8 @@ public protocol Catalog: Sendable {
     func branches() throws(UDRError) -> [String: ObjectID]
     /// Tag name → commit.
     func tags() throws(UDRError) -> [String: ObjectID]
+    /// The commit a tag names; nil when there is no such tag.
+    func tag(_ name: String) throws(UDRError) -> ObjectID?
     /// The highest tx id of a recorded commit (0 before the first).
     func latestTxID() throws(UDRError) -> Int64
 

@@ -66,8 +66,9 @@ extension Repository {
     func snapshot(at commitID: ObjectID?, pins: [TablePin], for sql: String?) throws(UDRError) -> ResolvedSnapshot {
         var tables: [TableName: Manifest] = [:]
         let pinned = Set(pins.map(\.alias))
+        let mentioned = Mentions(sql)
         if let commitID {
-            for (name, entry) in try commit(commitID).tables where !pinned.contains(name) && Self.mentions(sql, name) {
+            for (name, entry) in try commit(commitID).tables where !pinned.contains(name) && mentioned(name) {
                 tables[name] = try manifest(entry.manifest)
             }
         }
@@ -85,12 +86,30 @@ extension Repository {
         return ResolvedSnapshot(commit: commitID, tables: tables)
     }
 
-    /// Whether `sql` may refer to `table`: its name (the part after the last
-    /// dot) occurs in the text, ignoring case. It never misses a reference,
-    /// so a query over one table of thousands loads only what it can read.
-    static func mentions(_ sql: String?, _ table: TableName) -> Bool {
-        guard let sql else { return true }
-        return sql.range(of: table.localName, options: .caseInsensitive) != nil
+    /// Whether a query may refer to a table: its name (the part after the
+    /// last dot) occurs in the query's text, ignoring case. It never misses
+    /// a reference, so a query over one table of thousands loads only what
+    /// it can read. Without a query, every table.
+    struct Mentions {
+        /// The query's text, lower-cased once, as bytes (a case-insensitive
+        /// string search per table cost a query over 78 tables 0.8 ms).
+        private let text: [UInt8]?
+
+        init(_ sql: String?) { text = sql.map { Array($0.lowercased().utf8) } }
+
+        func callAsFunction(_ table: TableName) -> Bool { text.map { Self.contains($0, table.localName) } ?? true }
+
+        /// Whether the lower-cased `text` holds `word`, ignoring case.
+        static func contains(_ text: [UInt8], _ word: String) -> Bool {
+            let word = Array(word.lowercased().utf8)
+            guard let first = word.first, word.count <= text.count else { return word.isEmpty }
+            var start = 0
+            while start <= text.count - word.count {
+                if text[start] == first && text[start..<(start + word.count)].elementsEqual(word) { return true }
+                start += 1
+            }
+            return false
+        }
     }
 
     /// Creates a view for each table of the snapshot, over its materialized
@@ -103,7 +122,7 @@ extension Repository {
     func attach(
         _ snapshot: ResolvedSnapshot, to connection: Connection, for sql: String?, grouping: ReadGrouping? = nil, views: AttachedViews? = nil
     ) throws(UDRError) {
-        let pruning = sql.map { KeyPruning(sql: $0, connection: connection) }
+        let pruning = sql.map { KeyPruning(sql: $0, connection: connection, tables: snapshot.tables.values) }
         var schemas = views?.schemas ?? Set<String>()
         defer { views?.schemas = schemas }
         var attached = Set<String>()
@@ -271,7 +290,7 @@ extension Repository {
         try await blocking { () throws(UDRError) -> [TableName: Int] in
             let snapshot = try self.resolveSnapshot(options, for: sql)
             return try self.withDuckDB { (connection) throws(UDRError) -> [TableName: Int] in
-                let pruning = KeyPruning(sql: sql, connection: connection)
+                let pruning = KeyPruning(sql: sql, connection: connection, tables: snapshot.tables.values)
                 var out: [TableName: Int] = [:]
                 for (name, manifest) in snapshot.tables { out[name] = pruning.segments(of: manifest, readAs: name).count }
                 return out

@@ -91,7 +91,8 @@ public final class Transaction: Sendable {
         let snapshot = try repository.snapshot(at: base, pins: pins, for: sql)
         var tables = snapshot.tables
         let pinned = Set(pins.map(\.alias))
-        for (name, staged) in try staged() where !pinned.contains(name) && Repository.mentions(sql, name) {
+        let mentioned = Repository.Mentions(sql)
+        for (name, staged) in try staged() where !pinned.contains(name) && mentioned(name) {
             tables[name] = try repository.manifest(staged.manifest)
         }
         return ResolvedSnapshot(commit: base, tables: tables)
