@@ -128,6 +128,18 @@ import UDRTesting
         let recomputed = try #require(try await checkLastCommit(repo, dir, "recomputed"))
         #expect(!recomputed.fromChangeRecord && recomputed.segmentPairsRead > 0)
         #expect(try await repo.manifest(of: Self.table).changes == nil)
+
+        // In a transaction, a whole-table write after a row edit of the
+        // table, then a row edit after it: no record spans them (the write's
+        // would start between the edits, and names segments, which do not
+        // combine), and the diff is right all the same.
+        try await repo.transaction(message: "edits around a write") { tx in
+            try await tx.apply(try .update(set: "a = 0", where: "k % 1000 = 0"), to: Self.table)
+            try await tx.write(Self.table, from: .sql("SELECT * REPLACE (CASE WHEN k % 770 = 0 THEN -5 ELSE a END AS a) FROM p"))
+            try await tx.apply(.delete(where: "k % 930 = 0"), to: Self.table)
+        }
+        let spanned = try #require(try await checkLastCommit(repo, dir, "edits around a write"))
+        #expect(!spanned.fromChangeRecord && spanned.rows.deleted > 0 && spanned.rows.updated > 0)
         #expect(try await repo.verify().ok)
     }
 

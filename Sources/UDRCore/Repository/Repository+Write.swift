@@ -198,8 +198,11 @@ extension Repository {
         var clock = StepClock()
         let new = written.manifest
         // A column added or retyped changes every row: nothing to record.
-        // A table of few segments is diffed from them about as fast.
-        guard let old = current.manifest, old.columns == new.columns, !old.hasSameContent(as: new),
+        // A table of few segments is diffed from them about as fast. After
+        // other staged writes of the table the record would have to start
+        // from the version before them, and one that names segments does
+        // not combine with another.
+        guard current.staged == nil, let old = current.manifest, old.columns == new.columns, !old.hasSameContent(as: new),
             old.segments.count >= Self.segmentsWorthRecording
         else { return written }
         let diff = tableDiff(connection)
