@@ -98,8 +98,7 @@ struct TableDiff {
             try run("CREATE TABLE \(shape.new) AS SELECT * EXCLUDE (__udr_new) FROM (\(rows)) WHERE __udr_new")
             return shape
         }
-        try run("CREATE TABLE \(shape.old) AS SELECT \(typedNulls(columns)) WHERE false")
-        try run("CREATE TABLE \(shape.new) AS SELECT \(typedNulls(columns)) WHERE false")
+        try createTables(shape)
         defer { dropViews(prefix) }
         try load(new, segments: newOnly, columns: columns, into: "\(prefix)_un", adding: ["SELECT * EXCLUDE (__udr_new) FROM (\(rows)) WHERE __udr_new"])
         try load(old, segments: oldOnly, columns: columns, into: "\(prefix)_uo", adding: ["SELECT * EXCLUDE (__udr_new) FROM (\(rows)) WHERE NOT __udr_new"])
@@ -141,8 +140,7 @@ struct TableDiff {
                     .invalidArgument, "the key column '\(k)' is not in \((new ?? old)?.table.rawValue ?? "the table"); its columns are \(columns.map(\.name).joined(separator: ", "))")
             }
         }
-        try run("CREATE TABLE \(shape.old) AS SELECT \(typedNulls(columns)) WHERE false")
-        try run("CREATE TABLE \(shape.new) AS SELECT \(typedNulls(columns)) WHERE false")
+        try createTables(shape)
 
         let oldSegments = old?.segments ?? []
         let newSegments = new?.segments ?? []
@@ -182,7 +180,7 @@ struct TableDiff {
         }
 
         // Pairs, grouped by the columns that changed.
-        func compare(_ pairs: [(SegmentRef, SegmentRef, changed: [String])], into shape: Shape, complete: Bool, limit: Int64?)
+        func compare(_ pairs: [Pair], into shape: Shape, complete: Bool, limit: Int64?)
             throws(UDRError)
         {
             var groups: [[String]: [(SegmentRef, SegmentRef)]] = [:]
@@ -238,19 +236,27 @@ struct TableDiff {
     /// stops after reading a little of it. A change crowded into the pairs
     /// sampled may be judged over when it is not (it is then not recorded).
     private func probablyOver(
-        _ limit: Int64, pairs: [(SegmentRef, SegmentRef, changed: [String])], prefix: String, columns: [Column], key: [String]?,
-        compare: (_ pairs: [(SegmentRef, SegmentRef, changed: [String])], _ into: Shape, _ complete: Bool, _ limit: Int64?) throws(UDRError) -> Void
+        _ limit: Int64, pairs: [Pair], prefix: String, columns: [Column], key: [String]?,
+        compare: (_ pairs: [Pair], _ into: Shape, _ complete: Bool, _ limit: Int64?) throws(UDRError) -> Void
     ) throws(UDRError) -> Bool {
         let sample = stride(from: 0, to: pairs.count, by: pairs.count / 8).map { pairs[$0] }
         let probe = Shape(prefix: "\(prefix)_probe", columns: columns, key: key)
         defer { for table in [probe.old, probe.new] { try? connection.execute("DROP TABLE IF EXISTS \(table)") } }
-        try run("CREATE TABLE \(probe.old) AS SELECT \(typedNulls(columns)) WHERE false")
-        try run("CREATE TABLE \(probe.new) AS SELECT \(typedNulls(columns)) WHERE false")
+        try createTables(probe)
         try compare(sample, probe, false, nil)
         let found = try query("SELECT count(*) FROM \(probe.new)").scalar.int ?? 0
         let sampled = sample.reduce(Int64(0)) { $0 + $1.1.fileRows }
         let all = pairs.reduce(Int64(0)) { $0 + $1.1.fileRows }
         return sampled > 0 && 2 * found * all / sampled > limit
+    }
+
+    /// Two segments holding the same keys in the same order, and the columns whose chunks differ.
+    typealias Pair = (SegmentRef, SegmentRef, changed: [String])
+
+    /// The shape's two tables, empty, in its columns.
+    private func createTables(_ shape: Shape) throws(UDRError) {
+        try run("CREATE TABLE \(shape.old) AS SELECT \(typedNulls(shape.columns)) WHERE false")
+        try run("CREATE TABLE \(shape.new) AS SELECT \(typedNulls(shape.columns)) WHERE false")
     }
 
     private func dropViews(_ prefix: String) {

@@ -105,8 +105,7 @@ extension Repository {
         version.changes = ChangeRecord(
             object: stored.ids[0], base: base, rows: record.rows, digest: version.changeDigest, oldSegments: segments?.old,
             newSegments: segments?.new)
-        var out = WrittenTable(manifest: version, logicalBytes: written.logicalBytes, bytesAdded: written.bytesAdded + stored.bytesAdded)
-        out.inPlace = written.inPlace
-        return out
+        return WrittenTable(
+            manifest: version, logicalBytes: written.logicalBytes, bytesAdded: written.bytesAdded + stored.bytesAdded, inPlace: written.inPlace)
     }
 }
