@@ -55,6 +55,10 @@ struct TableDiff {
         var pairedNew: String { "\(prefix)_pnew" }
         /// The pairs alone gave more than the build's `limit` of row images: it stopped there.
         var overLimit = false
+        /// `countsOnly`: updates the pairs found, counted and not kept in
+        /// the tables (a pair's differing row is an update: its key is
+        /// nowhere else on either side).
+        var pairUpdates: Int64 = 0
     }
 
     /// The columns both sides are compared on: `old`'s, then those only `new` has.
@@ -180,20 +184,22 @@ struct TableDiff {
         }
 
         // Pairs, grouped by the columns that changed.
-        func compare(_ pairs: [Pair], into shape: Shape, complete: Bool, limit: Int64?)
+        func compare(_ pairs: [Pair], into shape: inout Shape, complete: Bool, limit: Int64?)
             throws(UDRError)
         {
             var groups: [[String]: [(SegmentRef, SegmentRef)]] = [:]
             for (o, n, changed) in pairs { groups[changed, default: []].append((o, n)) }
             for (changed, members) in groups.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-                try comparePairs(members, changed: changed, old: old!, new: new!, shape: shape, complete: complete, dead: deadInPairs, limit: limit)
+                shape.pairUpdates += try comparePairs(
+                    members, changed: changed, old: old!, new: new!, shape: shape, complete: complete, countOnly: countsOnly && key != nil,
+                    dead: deadInPairs, limit: limit)
             }
         }
         if let limit, pairs.count >= 8, try probablyOver(limit.images, pairs: pairs, prefix: prefix, columns: columns, key: key, compare: compare) {
             shape.overLimit = true
             return shape
         }
-        try compare(pairs, into: shape, complete: complete, limit: limit?.images)
+        try compare(pairs, into: &shape, complete: complete, limit: limit?.images)
         clock.step("compare pairs")
         if let limit {
             let gone = gone.reduce(0) { $0 + $1.1.count } + back.reduce(0) { $0 + $1.1.count }
@@ -237,13 +243,13 @@ struct TableDiff {
     /// sampled may be judged over when it is not (it is then not recorded).
     private func probablyOver(
         _ limit: Int64, pairs: [Pair], prefix: String, columns: [Column], key: [String]?,
-        compare: (_ pairs: [Pair], _ into: Shape, _ complete: Bool, _ limit: Int64?) throws(UDRError) -> Void
+        compare: (_ pairs: [Pair], _ into: inout Shape, _ complete: Bool, _ limit: Int64?) throws(UDRError) -> Void
     ) throws(UDRError) -> Bool {
         let sample = stride(from: 0, to: pairs.count, by: pairs.count / 8).map { pairs[$0] }
-        let probe = Shape(prefix: "\(prefix)_probe", columns: columns, key: key)
+        var probe = Shape(prefix: "\(prefix)_probe", columns: columns, key: key)
         defer { for table in [probe.old, probe.new] { try? connection.execute("DROP TABLE IF EXISTS \(table)") } }
         try createTables(probe)
-        try compare(sample, probe, false, nil)
+        try compare(sample, &probe, false, nil)
         let found = try query("SELECT count(*) FROM \(probe.new)").scalar.int ?? 0
         let sampled = sample.reduce(Int64(0)) { $0 + $1.1.fileRows }
         let all = pairs.reduce(Int64(0)) { $0 + $1.1.fileRows }
@@ -351,11 +357,12 @@ struct TableDiff {
     /// lists old segments' positions deleted on either side: skipped. A
     /// positional scan runs on one thread: the pairs are split between
     /// connections, one per core. Each stops after `limit` + 1 differing rows.
+    /// `countOnly` counts the differing rows instead (returned; 0 otherwise).
     private func comparePairs(
         _ members: [(SegmentRef, SegmentRef)], changed: [String], old: Manifest, new: Manifest, shape: Shape, complete: Bool,
-        dead: [ObjectID: Set<Int64>], limit: Int64?
-    ) throws(UDRError) {
-        guard !changed.isEmpty else { return }
+        countOnly: Bool, dead: [ObjectID: Set<Int64>], limit: Int64?
+    ) throws(UDRError) -> Int64 {
+        guard !changed.isEmpty else { return 0 }
         let key = shape.key ?? []
         let newTypes = Dictionary(new.columns.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let oldTypes = Dictionary(old.columns.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -366,7 +373,7 @@ struct TableDiff {
         let differs = oldColumns.enumerated().compactMap { i, column in
             newIndex[column.name].map { "__o\(i) IS DISTINCT FROM __n\($0)" }
         }
-        guard !differs.isEmpty else { return }
+        guard !differs.isEmpty else { return 0 }
         func side(_ manifest: Manifest, _ columns: [Column], _ segments: [SegmentRef], extra: [String]) throws(UDRError) -> String {
             var files: [String] = []
             for segment in segments { files.append(try file(segment)) }
@@ -404,8 +411,12 @@ struct TableDiff {
             let oldSelect = try side(old, oldColumns, part.map(\.0), extra: positions ? ["filename", "file_row_number"] : [])
             let newSelect = try side(new, newColumns, part.map(\.1), extra: [])
             let oldExtra = positions ? ", filename AS __o_file, file_row_number AS __o_pos" : ""
+            let differing =
+                "FROM (SELECT \(o)\(oldExtra) FROM (\(oldSelect))) POSITIONAL JOIN (SELECT \(n) FROM (\(newSelect))) WHERE (\(differs.joined(separator: " OR ")))\(live)"
             statements.append(
-                "CREATE TABLE \(table) AS SELECT *\(positions ? " EXCLUDE (__o_file, __o_pos)" : "") FROM (SELECT \(o)\(oldExtra) FROM (\(oldSelect))) POSITIONAL JOIN (SELECT \(n) FROM (\(newSelect))) WHERE (\(differs.joined(separator: " OR ")))\(live)\(limit.map { " LIMIT \($0 + 1)" } ?? "")"
+                countOnly
+                    ? "CREATE TABLE \(table) AS SELECT count(*) AS n \(differing)"
+                    : "CREATE TABLE \(table) AS SELECT *\(positions ? " EXCLUDE (__o_file, __o_pos)" : "") \(differing)\(limit.map { " LIMIT \($0 + 1)" } ?? "")"
             )
             tables.append(table)
         }
@@ -425,15 +436,17 @@ struct TableDiff {
             }
         }
         if let error = failures.first { throw error }
+        let all = tables.map { "SELECT * FROM \($0)" }.joined(separator: " UNION ALL ")
+        if countOnly { return try query("SELECT sum(n)::BIGINT FROM (\(all))").scalar.int ?? 0 }
 
         let oldIndex = Dictionary(oldColumns.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         let newList = newColumns.enumerated().map { "__n\($0) AS \(quoteIdentifier($1.name))" }.joined(separator: ", ")
         let oldList = newColumns.enumerated().map { i, column in
             "\(oldIndex[column.name].map { "__o\($0)" } ?? "__n\(i)") AS \(quoteIdentifier(column.name))"
         }.joined(separator: ", ")
-        let all = tables.map { "SELECT * FROM \($0)" }.joined(separator: " UNION ALL ")
         try run("INSERT INTO \(shape.old) BY NAME SELECT \(oldList) FROM (\(all))")
         try run("INSERT INTO \(shape.new) BY NAME SELECT \(newList) FROM (\(all))")
+        return 0
     }
 
     /// Loads the rows at the given positions of segments' own files into
@@ -547,7 +560,7 @@ struct TableDiff {
               (SELECT count(*) FROM \(shape.old) o WHERE EXISTS (SELECT 1 FROM \(shape.new) n WHERE \(match)))
             """
         ).rows[0]
-        return RowCounts(inserted: row[0].int ?? 0, deleted: row[1].int ?? 0, updated: row[2].int ?? 0)
+        return RowCounts(inserted: row[0].int ?? 0, deleted: row[1].int ?? 0, updated: (row[2].int ?? 0) + shape.pairUpdates)
     }
 
     /// The row-level change feed: every changed row with `_change` =

@@ -88,7 +88,7 @@ extension Repository {
         if let record = new?.changes(from: oldID) { return record.rows }
         let counts = try withDuckDB { (connection) throws(UDRError) -> RowCounts in
             let diff = tableDiff(connection)
-            return try diff.counts(try diff.build(old: old, new: new, prefix: "__udr_change", complete: false))
+            return try diff.counts(try diff.build(old: old, new: new, prefix: "__udr_change", complete: false, countsOnly: true))
         }
         try catalog.recordRowCounts(counts, from: oldID, to: newID)
         return counts

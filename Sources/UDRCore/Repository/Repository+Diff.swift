@@ -134,6 +134,7 @@ extension Repository {
         _ from: String, _ to: String, tables requested: [TableName]?, key: [String]?, complete: Bool, countsOnly: Bool = false,
         _ body: (Connection, RepositoryDiff, [TableName: TableDiff.Shape]) throws(UDRError) -> T
     ) throws(UDRError) -> T {
+        var clock = StepClock()
         let fromID = try resolveRef(from)
         let toID = try resolveRef(to)
         let old = try commit(fromID).tables
@@ -147,7 +148,9 @@ extension Repository {
         if key != nil, names.count != 1 {
             throw UDRError(.invalidArgument, "--key compares one table by other columns; name the table (\(names.count) are compared)")
         }
+        clock.step("diff: resolve refs")
         return try withDuckDB { (connection) throws(UDRError) -> T in
+            clock.step("diff: open DuckDB")
             let diff = tableDiff(connection)
             var differences: [TableDifference] = []
             var shapes: [TableName: TableDiff.Shape] = [:]
@@ -170,7 +173,9 @@ extension Repository {
                 } else {
                     shape = try diff.build(old: oldManifest, new: newManifest, key: key, prefix: prefix, complete: complete, countsOnly: countsOnly)
                 }
+                clock.step("diff: build \(name)")
                 let counts = same ? RowCounts() : try diff.counts(shape)
+                clock.step("diff: count \(name)")
                 shapes[name] = shape
                 let oldTypes = Dictionary((oldManifest?.columns ?? []).map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
                 let newTypes = Dictionary((newManifest?.columns ?? []).map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
