@@ -27,8 +27,7 @@ import UDRTesting
     try await repo.export("SELECT * FROM parcels", to: v1, format: .parquet)
     // Each write records the rows it changes, which a diff from the
     // version before reads: row edits, and a whole-table write that keeps
-    // the segments in place. A diff across versions has no record, and is
-    // diffed from segments (pairs read in their changed columns).
+    // the segments in place. A diff across versions composes their records.
     let variants = [
         "0.1% of rows, one column updated", "0.1% of rows, inserted / updated / deleted (a third each)",
         "0.1% of rows, one column changed by a whole-table write",
@@ -66,16 +65,23 @@ import UDRTesting
         baseFile = file
         files.append(file)
     }
-    // Across the last two writes: no record applies; pairs of segments.
+    // Across the last two writes: their records, composed; and the same
+    // from segments (a key given reads segments: pairs by column).
     var across: RepositoryDiff!
     let acrossUDR = try await median { across = try await repo.diff("main~2", "main") }
     var acrossExpected: Int64 = 0
     let acrossPlain = try await median { acrossExpected = try duckDiff(files[files.count - 3], files[files.count - 1]) }
-    let acrossRows = across.tables[0].rows
-    print(
-        "  across the last two versions (no record): \(acrossRows.inserted + acrossRows.deleted + acrossRows.updated) rows found (DuckDB: \(acrossExpected)); \(across.tables[0].segmentPairsRead) segment pairs read by column, \(across.tables[0].segmentsRead) segments whole"
-    )
-    report("diff counts, 0.2% of rows across two versions (segments)", udr: acrossUDR, peer: acrossPlain, peerName: "DuckDB FULL OUTER JOIN", target: "—")
+    var fromSegments: RepositoryDiff!
+    let segmentsUDR = try await median { fromSegments = try await repo.diff("main~2", "main", tables: [t], key: ["k"]) }
+    for (label, diff) in [("records", across!), ("segments", fromSegments!)] {
+        let rows = diff.tables[0].rows
+        let read = diff.tables[0].fromChangeRecord ? "change records composed" : "\(diff.tables[0].segmentPairsRead) segment pairs read by column"
+        print(
+            "  across the last two versions (\(label)): \(rows.inserted + rows.deleted + rows.updated) rows found (DuckDB: \(acrossExpected)); \(read), \(diff.tables[0].segmentsRead) segments whole"
+        )
+    }
+    report("diff counts, 0.2% of rows across two versions (records)", udr: acrossUDR, peer: acrossPlain, peerName: "DuckDB FULL OUTER JOIN", target: "≥ 20× faster")
+    report("diff counts, same, from segments (--key)", udr: segmentsUDR, peer: acrossPlain, peerName: "DuckDB FULL OUTER JOIN", target: "—")
 
     print("\nBranch creation")
     let fresh = try LocalRepository.create(at: work.appendingPathComponent("branch-fresh"))

@@ -166,9 +166,9 @@ import UDRTesting
 
     /// The cost follows the change: untouched segments are skipped, and a
     /// segment whose keys stayed is read only in its changed column. (Each
-    /// version here records the rows it changed, and a diff from the
-    /// version before reads that record; a diff across two versions has
-    /// no record and reads segments.)
+    /// version here records the rows it changed: a diff reads those
+    /// records, composed across versions; with a key given it reads
+    /// segments.)
     @Test func diffSkipsSharedSegmentsAndUnchangedColumns() async throws {
         let (repo, _) = try makeRepository(segmentation: Self.small)
         _ = try await repo.write(Self.table, from: .sql(Self.tableSQL(rows: 5000, seed: 1)), key: ["k"])
@@ -181,9 +181,16 @@ import UDRTesting
             Self.table, from: .sql("SELECT * FROM p UNION ALL SELECT 12345 AS k, 1 AS a, NULL::DECIMAL(10,2) AS b, 'x' AS c, [1] AS l"))
 
         let before = try await oldA(repo)
-        // Across both writes, from segments: one pair read in its changed
-        // column, the added segments whole, the rest skipped.
+        // Across both writes, from their records: the segments they added
+        // read whole, the rest skipped.
         var diff = try await repo.diff("main~2", "main").tables[0]
+        #expect(diff.rows == RowCounts(inserted: 1, updated: 1))
+        #expect(diff.fromChangeRecord && diff.segmentPairsRead == 0)
+        #expect(diff.segmentsRead >= 1 && diff.segmentsRead <= 4)
+        #expect(diff.segmentsSkipped >= segments - 3)
+        // The same from segments: one pair read in its changed column, the
+        // added segments whole, the rest skipped.
+        diff = try await repo.diff("main~2", "main", tables: [Self.table], key: ["k"]).tables[0]
         #expect(diff.rows == RowCounts(inserted: 1, updated: 1))
         #expect(!diff.fromChangeRecord)
         #expect(diff.segmentPairsRead == 1)
@@ -212,6 +219,61 @@ import UDRTesting
         diff = try await repo.diff("main~1", "main").tables[0]
         #expect(diff.rows == RowCounts(inserted: 1))
         #expect(diff.fromChangeRecord && diff.segmentPairsRead == 0 && diff.segmentsRead == 0)
+    }
+
+    /// A diff across several versions that each recorded their changed
+    /// rows composes the records: a key's first old image against its
+    /// last new one. Rows changed back, deleted and put back as they were,
+    /// or inserted and deleted again are no change; the result is the
+    /// full outer join's, and its change feed rebuilds the target. A
+    /// version without a record on the way (a column added) reads segments.
+    @Test func diffsAcrossVersionsComposeTheirRecords() async throws {
+        let (repo, dir) = try makeRepository(segmentation: Self.small)
+        _ = try await repo.write(Self.table, from: .sql(Self.tableSQL(rows: 3000, seed: 4)), key: ["k"])
+        let kept = try TableName("kept")
+        _ = try await repo.write(kept, from: .sql("SELECT * FROM p WHERE k = 100"))
+        let start = try await repo.resolve("main").hex
+        _ = try await repo.apply(try .update(set: "a = a + 7", where: "k % 1010 = 0"), to: Self.table)
+        _ = try await repo.apply(try .update(set: "a = a - 7", where: "k % 2020 = 0"), to: Self.table)  // half changed back
+        _ = try await repo.apply(.delete(where: "k IN (100, 200)"), to: Self.table)
+        _ = try await repo.apply(
+            .upsert(.sql("SELECT * FROM kept UNION ALL SELECT 15 AS k, 1 AS a, NULL::DECIMAL(10,2) AS b, 'n' AS c, [1] AS l UNION ALL SELECT 25, 2, NULL, 'gone', [2]")),
+            to: Self.table)
+        _ = try await repo.apply(.delete(where: "k = 25"), to: Self.table)
+        // A nightly refresh that records: a few strings changed, one row gone,
+        // one after the end. (It keeps the segments in place though k = 100
+        // was deleted in one and put back in another.)
+        _ = try await repo.write(
+            Self.table,
+            from: .sql("SELECT * REPLACE (CASE WHEN k % 1540 = 0 THEN c || '!' ELSE c END AS c) FROM p WHERE k <> 300 UNION ALL SELECT 99990, 9, NULL, 't', [9]"))
+
+        func check(_ from: String, composed: Bool) async throws {
+            let a = dir.path("a.parquet")
+            let b = dir.path("b.parquet")
+            try await repo.export("SELECT * FROM p", options: ReadOptions(commit: from), to: a, format: .parquet)
+            try await repo.export("SELECT * FROM p", to: b, format: .parquet)
+            let expected = try Self.expectedCells(try scratchDuckDB(), a: a, b: b, key: "k")
+            #expect(!expected.isEmpty)
+            #expect(Self.cells(try await repo.diffRows(from, "main", tables: [Self.table])) == expected, "from \(from)")
+            let difference = try await repo.diff(from, "main", tables: [Self.table]).tables[0]
+            #expect(difference.fromChangeRecord == composed, "from \(from)")
+            #expect(difference.rows.inserted == expected.filter { $0.hasPrefix("insert|") }.count)
+            #expect(difference.rows.deleted == expected.filter { $0.hasPrefix("delete|") }.count)
+            #expect(difference.rows.updated == Set(expected.filter { $0.hasPrefix("update|") }.map { $0.split(separator: "|")[1] }).count)
+            if composed { #expect(difference.segmentPairsRead == 0 && difference.segmentsRead <= 4) }
+            let (missing, extra) = try await Self.replayFeed(repo, from: from, dir)
+            #expect(missing == 0 && extra == 0, "from \(from)")
+            try await repo.deleteBranch("replay")
+        }
+        try await check(start, composed: true)
+        // k = 100 is back as it was, k = 25 came and went; the half changed back is no change.
+        let cells = Self.cells(try await repo.diffRows(start, "main", tables: [Self.table]))
+        #expect(!cells.contains { ["k=100", "k=25", "k=2020"].contains($0.split(separator: "|")[1]) })
+        #expect(cells.contains("delete|k=200") && cells.contains("insert|k=15") && cells.contains("delete|k=300"))
+        try await check("main~3", composed: true)
+
+        _ = try await repo.write(Self.table, from: .sql("SELECT *, k % 4 AS extra FROM p"))
+        try await check(start, composed: false)
     }
 
     private func oldA(_ repo: Repository) async throws -> String? {

@@ -30,6 +30,8 @@ struct TableDiff {
     let deleted: (SegmentRef) throws(UDRError) -> Set<Int64>
     /// The path of a file holding a stored object (a change record's).
     let object: (ObjectID) throws(UDRError) -> String
+    /// A stored table version.
+    let manifest: (ObjectID) throws(UDRError) -> Manifest
 
     struct Shape {
         let prefix: String
@@ -75,16 +77,100 @@ struct TableDiff {
         return old.key == new.key ? old.key.nilIfEmpty : nil
     }
 
-    /// The changed rows of `old` (stored as `oldID`) → `new` from `new`'s
-    /// change record, as ``build(old:new:key:prefix:complete:countsOnly:recordPairs:)``
-    /// leaves them (whole rows): the record's rows, compared by key with
-    /// the rows of the segments it names. nil when `new` has no record
-    /// from `oldID`, or the old version has columns the new one lacks or
-    /// types it changed.
+    /// The changed rows of `old` (stored as `oldID`) → `new`, as
+    /// ``build(old:new:key:prefix:complete:countsOnly:recordPairs:limit:)``
+    /// leaves them: from change records when every version after `old` up
+    /// to `new` recorded its own (``recorded(old:oldID:new:prefix:)``),
+    /// else from segments. `key` (other key columns) reads segments.
+    func changes(
+        old: Manifest?, oldID: ObjectID?, new: Manifest?, key: [String]? = nil, prefix: String, complete: Bool, countsOnly: Bool = false
+    ) throws(UDRError) -> Shape {
+        if key == nil, let old, let oldID, let new, let shape = try recorded(old: old, oldID: oldID, new: new, prefix: prefix) {
+            return shape
+        }
+        return try build(old: old, new: new, key: key, prefix: prefix, complete: complete, countsOnly: countsOnly)
+    }
+
+    /// The change records from `old` (stored as `oldID`) to `new`: `new`'s,
+    /// and back through each record's base until `old`, oldest first, each
+    /// with the version it starts from. nil when a version on the way has
+    /// none, or its key or columns differ from `new`'s (`old` may lack
+    /// columns `new` has), or several records hold more row images and
+    /// rows to read whole than a fifth of the table's rows, or `old` is not reached
+    /// within ``maximumChain`` versions.
+    func recordChain(old: Manifest, oldID: ObjectID, new: Manifest) throws(UDRError) -> [(from: Manifest, to: Manifest, record: ChangeRecord)]? {
+        guard old.key == new.key, Set(old.columns).isSubset(of: Set(new.columns)) else { return nil }
+        var chain: [(from: Manifest, to: Manifest, record: ChangeRecord)] = []
+        var current = new
+        var rows: Int64 = 0
+        // Table versions are numbered in the order they were written.
+        while chain.count < Self.maximumChain, current.version > old.version {
+            guard let base = current.changes?.base, let record = current.changes(from: base) else { return nil }
+            let previous = base == oldID ? old : try manifest(base)
+            guard base == oldID || (previous.key == new.key && previous.columns == new.columns) else { return nil }
+            let named = Set((record.oldSegments ?? []) + (record.newSegments ?? []))
+            rows += record.rows.inserted + record.rows.deleted + 2 * record.rows.updated
+            rows += (previous.segments + current.segments).filter { named.contains($0.id) }.reduce(0) { $0 + $1.rows }
+            // (One version's record is small enough: it was kept.)
+            guard chain.isEmpty || rows <= max(new.rows, old.rows) / 5 else { return nil }
+            chain.append((previous, current, record))
+            if base == oldID { return chain.reversed() }
+            current = previous
+        }
+        return nil
+    }
+
+    /// Versions a diff follows change records across before it reads segments instead.
+    static let maximumChain = 64
+
+    /// The changed rows of `old` (stored as `oldID`) → `new` from change
+    /// records (see ``recordChain(old:oldID:new:)``), whole rows. Each
+    /// record gives its version's changed rows: its own rows, compared by
+    /// key with the rows of the segments it names. Across several versions
+    /// a key's old image is the one of the first version that changed it,
+    /// its new image that of the last; keys whose two images are the same
+    /// row (changed back) drop out. nil without such records.
     func recorded(old: Manifest, oldID: ObjectID, new: Manifest, prefix: String) throws(UDRError) -> Shape? {
-        guard let record = new.changes(from: oldID), old.key == new.key,
-            Set(old.columns).isSubset(of: Set(new.columns))
-        else { return nil }
+        guard let chain = try recordChain(old: old, oldID: oldID, new: new) else { return nil }
+        let columns = Self.columns(old, new)
+        if chain.count == 1 { return try recordedStep(chain[0].from, chain[0].to, chain[0].record, prefix: prefix) }
+        var shape = Shape(prefix: prefix, columns: columns, key: new.key)
+        shape.recorded = true
+        var steps: [Shape] = []
+        defer {
+            for step in steps { for table in [step.old, step.new] { try? connection.execute("DROP TABLE IF EXISTS \(table)") } }
+            try? connection.execute("DROP TABLE IF EXISTS \(prefix)_steps")
+        }
+        var oldRead = Set<ObjectID>()
+        for (index, (from, to, record)) in chain.enumerated() {
+            guard let step = try recordedStep(from, to, record, prefix: "\(prefix)_s\(index)") else { return nil }
+            steps.append(step)
+            shape.segmentsRead += step.segmentsRead
+            oldRead.formUnion(record.oldSegments ?? [])
+        }
+        shape.segmentsSkipped = old.segments.filter { !oldRead.contains($0.id) }.count
+        let names = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
+        let keys = new.key.map(quoteIdentifier).joined(separator: ", ")
+        let rows = steps.enumerated().flatMap { index, step in
+            ["SELECT \(index) AS __i, false AS __new, \(names) FROM \(step.old)", "SELECT \(index), true, \(names) FROM \(step.new)"]
+        }
+        try run(
+            """
+            CREATE TABLE \(prefix)_steps AS SELECT *, min(__i) OVER (PARTITION BY \(keys)) AS __first, max(__i) OVER (PARTITION BY \(keys)) AS __last
+            FROM (\(rows.joined(separator: " UNION ALL ")))
+            """)
+        let first = "SELECT \(names) FROM \(prefix)_steps WHERE NOT __new AND __i = __first"
+        let last = "SELECT \(names) FROM \(prefix)_steps WHERE __new AND __i = __last"
+        let all = columns.map { quoteIdentifier($0.name) }
+        let same = "\(Self.match(new.key, "a", "b")) AND row(\(all.map { "a.\($0)" }.joined(separator: ", "))) IS NOT DISTINCT FROM row(\(all.map { "b.\($0)" }.joined(separator: ", ")))"
+        try run("CREATE TABLE \(shape.old) AS SELECT * FROM (\(first)) a WHERE NOT EXISTS (SELECT 1 FROM (\(last)) b WHERE \(same))")
+        try run("CREATE TABLE \(shape.new) AS SELECT * FROM (\(last)) b WHERE NOT EXISTS (SELECT 1 FROM (\(first)) a WHERE \(same))")
+        return shape
+    }
+
+    /// One version's changed rows from its change record: the record's
+    /// rows, compared by key with the rows of the segments it names.
+    private func recordedStep(_ old: Manifest, _ new: Manifest, _ record: ChangeRecord, prefix: String) throws(UDRError) -> Shape? {
         let oldNamed = Set(record.oldSegments ?? [])
         let newNamed = Set(record.newSegments ?? [])
         let oldOnly = old.segments.filter { oldNamed.contains($0.id) }

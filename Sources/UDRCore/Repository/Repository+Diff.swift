@@ -163,16 +163,8 @@ extension Repository {
                 // A named table that did not change still gets its (empty,
                 // nothing read) result, so its change feed has its columns.
                 let prefix = "__udr_d\(index)"
-                var recorded: TableDiff.Shape?
-                if key == nil, let oldManifest, let newManifest, let oldID = old[name]?.manifest {
-                    recorded = try diff.recorded(old: oldManifest, oldID: oldID, new: newManifest, prefix: prefix)
-                }
-                let shape: TableDiff.Shape
-                if let recorded {
-                    shape = recorded
-                } else {
-                    shape = try diff.build(old: oldManifest, new: newManifest, key: key, prefix: prefix, complete: complete, countsOnly: countsOnly)
-                }
+                let shape = try diff.changes(
+                    old: oldManifest, oldID: old[name]?.manifest, new: newManifest, key: key, prefix: prefix, complete: complete, countsOnly: countsOnly)
                 clock.step("diff: build \(name)")
                 let counts = same ? RowCounts() : try diff.counts(shape)
                 clock.step("diff: count \(name)")

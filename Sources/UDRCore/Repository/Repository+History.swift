@@ -158,35 +158,35 @@ extension Repository {
             }
             clock.step("find the key in \(files.count) segments")
             var deleted: [SegmentContent: Set<Int64>] = [:]
-            func liveHit(_ segments: [SegmentRef]) throws(UDRError) -> (file: String, position: Int64)? {
+            func liveHit(_ segments: [SegmentRef]) throws(UDRError) -> (segment: SegmentRef, file: String, position: Int64)? {
                 for segment in segments {
                     guard let file = files[segment.id], let hits = hitsInFile[file] else { continue }
                     if deleted[segment.content] == nil { deleted[segment.content] = Set(try store.deletedPositions(of: segment)) }
-                    if let position = hits.first(where: { !deleted[segment.content]!.contains($0) }) { return (file, position) }
+                    if let position = hits.first(where: { !deleted[segment.content]!.contains($0) }) { return (segment, file, position) }
                 }
                 return nil
             }
 
-            // What to read of each: every column, or, where the key's one
-            // segment kept its keys in place since the version before (which
-            // held the row), only the columns whose chunks changed; reads of
-            // the same columns go in one query.
+            // What to read of each: every column, or, where the segment
+            // holding the row kept its keys in place since the version
+            // before (which held the row), only the columns whose chunks
+            // changed; reads of the same columns go in one query.
             var groups: [[String]?: [(index: Int, file: String, position: Int64)]] = [:]
             var absent: [Int] = []
             var blobs = ColumnBlobs(recipe: recipe(of:))
             var columnsRead = 0
-            var previous: (segments: [SegmentRef], manifest: Manifest, present: Bool)?
+            var previous: (segment: SegmentRef, manifest: Manifest)?
             for read in reads {
                 let manifest = versions[read.index].manifest
                 let hit = try liveHit(read.segments)
-                defer { previous = (read.segments, manifest, hit != nil) }
+                defer { previous = hit.map { ($0.segment, manifest) } }
                 guard let hit else {
                     absent.append(read.index)
                     continue
                 }
                 var changed: [String]?
-                if let previous, previous.present, previous.segments.count == 1, read.segments.count == 1 {
-                    changed = try changedColumns(previous.segments[0], in: previous.manifest, read.segments[0], in: manifest, key: keyColumns, blobs: &blobs)
+                if let previous {
+                    changed = try changedColumns(previous.segment, in: previous.manifest, hit.segment, in: manifest, key: keyColumns, blobs: &blobs)
                 }
                 columnsRead += changed?.count ?? manifest.columns.count
                 groups[changed, default: []].append((read.index, hit.file, hit.position))

@@ -121,7 +121,7 @@ extension Repository {
             }
             let baseManifest = try b.map { (id) throws(UDRError) in try manifest(id) }
             let merged = try mergeTable(
-                name, base: baseManifest, ours: ourManifest!, theirs: theirManifest, strategy: strategy, in: tx)
+                name, base: baseManifest, baseID: b, ours: ourManifest!, theirs: theirManifest, strategy: strategy, in: tx)
             conflicts += merged.conflicts
             if merged.takeTheirs {
                 try stageExisting(t, of: name, in: tx)
@@ -155,10 +155,10 @@ extension Repository {
     /// Three-way merge of a table both sides changed: merged rows staged,
     /// or theirs taken whole when the strategy resolves a whole-table conflict.
     private func mergeTable(
-        _ table: TableName, base: Manifest?, ours: Manifest, theirs: Manifest, strategy: MergeStrategy, in tx: Transaction
+        _ table: TableName, base: Manifest?, baseID: ObjectID?, ours: Manifest, theirs: Manifest, strategy: MergeStrategy, in tx: Transaction
     ) throws(UDRError) -> TableMerge {
         let version = try catalog.latestVersionNumber(table) + 1
-        let merged = try mergeRows(table, base: base, onto: ours, changes: theirs, strategy: strategy, version: version)
+        let merged = try mergeRows(table, base: base, baseID: baseID, onto: ours, changes: theirs, strategy: strategy, version: version)
         var merge = TableMerge(conflicts: merged.conflicts)
         if merged.wholeTable {
             merge.takeTheirs = strategy == .theirs
@@ -190,8 +190,9 @@ extension Repository {
     /// stopping before anything is written. Only segments holding touched
     /// rows are rewritten. Serves `merge` and the rebase of a commit whose
     /// branch moved meanwhile.
-    func mergeRows(_ table: TableName, base: Manifest?, onto ours: Manifest, changes theirs: Manifest, strategy: MergeStrategy, version: Int)
-        throws(UDRError) -> RowMerge
+    func mergeRows(
+        _ table: TableName, base: Manifest?, baseID: ObjectID?, onto ours: Manifest, changes theirs: Manifest, strategy: MergeStrategy, version: Int
+    ) throws(UDRError) -> RowMerge
     {
         // Cell by cell needs one key on all three, and no column dropped
         // or retyped; otherwise the table conflicts as a whole.
@@ -215,8 +216,8 @@ extension Repository {
         }
         return try withDuckDB { (connection) throws(UDRError) -> RowMerge in
             let diff = tableDiff(connection)
-            let ourDiff = try diff.build(old: base, new: ours, prefix: "__m_o", complete: true)
-            let theirDiff = try diff.build(old: base, new: theirs, prefix: "__m_t", complete: true)
+            let ourDiff = try diff.changes(old: base, oldID: baseID, new: ours, prefix: "__m_o", complete: true)
+            let theirDiff = try diff.changes(old: base, oldID: baseID, new: theirs, prefix: "__m_t", complete: true)
             let columns = TableDiff.columns(ours, theirs)
             let cellMerge = CellMerge(connection: connection, key: key, columns: columns, ours: ourDiff, theirs: theirDiff, table: table)
             var merge = RowMerge(counts: try diff.counts(theirDiff))

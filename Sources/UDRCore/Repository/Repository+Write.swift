@@ -292,7 +292,8 @@ extension Repository {
         TableDiff(
             connection: connection, materialize: materializer(connection), recipe: recipe(of:), file: segmentFile,
             deleted: { (segment) throws(UDRError) in Set(try self.store.deletedPositions(of: segment)) },
-            object: { (id) throws(UDRError) in try self.cache.materializeObject(id, store: self.store) })
+            object: { (id) throws(UDRError) in try self.cache.materializeObject(id, store: self.store) },
+            manifest: { (id) throws(UDRError) in try self.manifest(id) })
     }
 
     /// A SELECT over an input file, and how errors name it.

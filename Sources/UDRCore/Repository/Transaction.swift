@@ -446,7 +446,7 @@ extension Repository {
     )? {
         let baseManifest = try manifest(base)
         let merged = try mergeRows(
-            table, base: baseManifest, onto: try manifest(theirs), changes: try manifest(ours), strategy: .fail, version: version)
+            table, base: baseManifest, baseID: base, onto: try manifest(theirs), changes: try manifest(ours), strategy: .fail, version: version)
         if merged.wholeTable { throw UDRError(.conflict, "\(table) (\(merged.conflicts.first?.reason ?? "its key changed"))") }
         if !merged.conflicts.isEmpty {
             var keys: [String] = []

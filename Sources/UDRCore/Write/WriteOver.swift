@@ -76,16 +76,30 @@ extension TableWriter {
             """)
         clock.step("match the previous version's keys")
 
+        // A key held twice (deleted in one file, put back in another) takes
+        // the place where it is live; its deleted row stays deleted.
+        let twice = "SELECT count(__row) - count(DISTINCT __row) FROM __udr_wo_match"
+        if try query(twice).scalar.int != 0 {
+            var dead: [String] = []
+            for (index, segment) in segments.enumerated() where segment.deletions != nil {
+                dead += try store.deletedPositions(of: segment).map { "(\(index), \($0))" }
+            }
+            try createTable("__udr_wo_gone", columns: "seg INTEGER, pos BIGINT", rows: dead, on: connection)
+            defer { try? connection.execute("DROP TABLE IF EXISTS __udr_wo_gone") }
+            try run(
+                """
+                UPDATE __udr_wo_match m SET __row = NULL FROM __udr_wo_gone g
+                WHERE g.seg = m.__seg AND g.pos = m.__pos
+                  AND m.__row IN (SELECT __row FROM __udr_wo_match WHERE __row IS NOT NULL GROUP BY __row HAVING count(*) > 1)
+                """)
+            if try query(twice).scalar.int != 0 { return nil }
+        }
+
         var live = Array(repeating: Int64(0), count: segments.count)
         for row in try query("SELECT __seg, count(__row) FROM __udr_wo_match GROUP BY ALL").rows {
             guard let seg = row[0].int.map(Int.init), segments.indices.contains(seg) else { continue }
             live[seg] = row[1].int ?? 0
         }
-        // A key held twice (a deleted row in one file, a live one in
-        // another) cannot take one place.
-        let twice = try query("SELECT count(__row) - count(DISTINCT __row) FROM __udr_wo_match").scalar.int ?? 1
-        if twice != 0 { return nil }
-
         // Each segment keeps its place with its rows at their positions,
         // unless it would hold more deleted rows than live ones (its live
         // rows are cut anew, in its place) or has none left; small ones at
