@@ -142,6 +142,31 @@ import UDRTesting
         #expect(try await repo.gc(grace: 0).objectsDeleted == 0, "after \(again.objectsDeleted) objects, nothing more is garbage")
     }
 
+    /// A diff from a kept tag to the head after the versions between them
+    /// were expired and collected: their change records cannot be
+    /// followed, so the diff reads segments, and is still exact.
+    @Test func aDiffAcrossExpiredVersionsReadsSegments() async throws {
+        let (repo, _) = try makeRepository(segmentation: DiffTests.small)
+        let p = DiffTests.table
+        _ = try await repo.write(p, from: .sql(DiffTests.tableSQL(rows: 3000, seed: 2)), key: ["k"])
+        _ = try await repo.createTag("start")
+        _ = try await repo.apply(try .update(set: "a = a + 1", where: "k % 200 = 0"), to: p)
+        _ = try await repo.apply(.delete(where: "k IN (10, 20)"), to: p)
+        _ = try await repo.apply(.upsert(.sql("SELECT 15 AS k, 1 AS a, NULL::DECIMAL(10,2) AS b, 'n' AS c, [1] AS l")), to: p)
+        _ = try await repo.apply(try .update(set: "c = c || '!'", where: "k % 1000 = 510"), to: p)
+        let expected = RowCounts(inserted: 1, deleted: 2, updated: 180)
+        #expect(try await repo.diff("start", "main").tables[0].rows == expected)
+        #expect(try await repo.diff("start", "main").tables[0].fromChangeRecord)
+
+        _ = try await repo.expire(.keepLast(1))
+        _ = try await repo.gc(grace: 0)
+        let reopened = try LocalRepository.open(at: repo.layout.root)
+        let difference = try await reopened.diff("start", "main").tables[0]
+        #expect(difference.rows == expected)
+        #expect(!difference.fromChangeRecord)
+        #expect(try await reopened.verify().ok)
+    }
+
     @Test func gcRemovesWhatInterruptedWritesLeftBehind() async throws {
         let (repo, _) = try makeRepository()
         _ = try await repo.write(try TableName("t"), from: .sql("SELECT r AS id FROM range(1000) t(r)"), key: ["id"])

@@ -95,8 +95,9 @@ struct TableDiff {
     /// and back through each record's base until `old`, oldest first, each
     /// with the version it starts from. nil when a version on the way has
     /// none, or its key or columns differ from `new`'s (`old` may lack
-    /// columns `new` has), or several records hold more row images and
-    /// rows to read whole than a fifth of the table's rows, or `old` is not reached
+    /// columns `new` has) or is gone (expired), or several records hold
+    /// more row images and rows to read whole than a fifth of the table's
+    /// rows, or `old` is not reached
     /// within ``maximumChain`` versions.
     func recordChain(old: Manifest, oldID: ObjectID, new: Manifest) throws(UDRError) -> [(from: Manifest, to: Manifest, record: ChangeRecord)]? {
         guard old.key == new.key, Set(old.columns).isSubset(of: Set(new.columns)) else { return nil }
@@ -106,8 +107,14 @@ struct TableDiff {
         // Table versions are numbered in the order they were written.
         while chain.count < Self.maximumChain, current.version > old.version {
             guard let base = current.changes?.base, let record = current.changes(from: base) else { return nil }
-            let previous = base == oldID ? old : try manifest(base)
-            guard base == oldID || (previous.key == new.key && previous.columns == new.columns) else { return nil }
+            let previous: Manifest
+            if base == oldID {
+                previous = old
+            } else {
+                // A version expired and collected on the way: its segments tell.
+                do { previous = try manifest(base) } catch { return nil }
+                guard previous.key == new.key, previous.columns == new.columns else { return nil }
+            }
             let named = Set((record.oldSegments ?? []) + (record.newSegments ?? []))
             rows += record.rows.inserted + record.rows.deleted + 2 * record.rows.updated
             rows += (previous.segments + current.segments).filter { named.contains($0.id) }.reduce(0) { $0 + $1.rows }
