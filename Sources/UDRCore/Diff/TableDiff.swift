@@ -156,23 +156,41 @@ struct TableDiff {
             oldRead.formUnion(record.oldSegments ?? [])
         }
         shape.segmentsSkipped = old.segments.filter { !oldRead.contains($0.id) }.count
-        let names = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
-        let keys = new.key.map(quoteIdentifier).joined(separator: ", ")
-        let rows = steps.enumerated().flatMap { index, step in
-            ["SELECT \(index) AS __i, false AS __new, \(names) FROM \(step.old)", "SELECT \(index), true, \(names) FROM \(step.new)"]
-        }
-        try run(
-            """
-            CREATE TABLE \(prefix)_steps AS SELECT *, min(__i) OVER (PARTITION BY \(keys)) AS __first, max(__i) OVER (PARTITION BY \(keys)) AS __last
-            FROM (\(rows.joined(separator: " UNION ALL ")))
-            """)
-        let first = "SELECT \(names) FROM \(prefix)_steps WHERE NOT __new AND __i = __first"
-        let last = "SELECT \(names) FROM \(prefix)_steps WHERE __new AND __i = __last"
-        let all = columns.map { quoteIdentifier($0.name) }
-        let same = "\(Self.match(new.key, "a", "b")) AND row(\(all.map { "a.\($0)" }.joined(separator: ", "))) IS NOT DISTINCT FROM row(\(all.map { "b.\($0)" }.joined(separator: ", ")))"
-        try run("CREATE TABLE \(shape.old) AS SELECT * FROM (\(first)) a WHERE NOT EXISTS (SELECT 1 FROM (\(last)) b WHERE \(same))")
-        try run("CREATE TABLE \(shape.new) AS SELECT * FROM (\(last)) b WHERE NOT EXISTS (SELECT 1 FROM (\(first)) a WHERE \(same))")
+        let net = Self.netChange(steps.map { ($0.old, $0.new) }, columns: columns, key: new.key, into: "\(prefix)_steps")
+        try run(net.steps)
+        try run("CREATE TABLE \(shape.old) AS \(net.old)")
+        try run("CREATE TABLE \(shape.new) AS \(net.new)")
         return shape
+    }
+
+    /// The net change of successive changes of a keyed table, each given
+    /// as a relation of old images and one of new images (oldest first,
+    /// in `columns`): a key's old image is the one of the first change
+    /// that touched it, its new image that of the last; keys whose two
+    /// images are the same row drop out. `steps` creates the table `into`
+    /// that `old` and `new` (the net images) select from.
+    static func netChange(_ changes: [(old: String, new: String)], columns: [Column], key: [String], into table: String, temporary: Bool = false)
+        -> (steps: String, old: String, new: String)
+    {
+        let names = columns.map { quoteIdentifier($0.name) }
+        let list = names.joined(separator: ", ")
+        let keys = key.map(quoteIdentifier).joined(separator: ", ")
+        let rows = changes.enumerated().flatMap { index, change in
+            ["SELECT \(index) AS __i, false AS __new, \(list) FROM \(change.old)", "SELECT \(index), true, \(list) FROM \(change.new)"]
+        }
+        let steps = """
+            CREATE \(temporary ? "TEMP " : "")TABLE \(table) AS
+            SELECT *, min(__i) OVER (PARTITION BY \(keys)) AS __first, max(__i) OVER (PARTITION BY \(keys)) AS __last
+            FROM (\(rows.joined(separator: " UNION ALL ")))
+            """
+        let first = "SELECT \(list) FROM \(table) WHERE NOT __new AND __i = __first"
+        let last = "SELECT \(list) FROM \(table) WHERE __new AND __i = __last"
+        let same = "\(match(key, "a", "b")) AND row(\(names.map { "a.\($0)" }.joined(separator: ", "))) IS NOT DISTINCT FROM row(\(names.map { "b.\($0)" }.joined(separator: ", ")))"
+        return (
+            steps,
+            "SELECT * FROM (\(first)) a WHERE NOT EXISTS (SELECT 1 FROM (\(last)) b WHERE \(same))",
+            "SELECT * FROM (\(last)) b WHERE NOT EXISTS (SELECT 1 FROM (\(first)) a WHERE \(same))"
+        )
     }
 
     /// One version's changed rows from its change record: the record's

@@ -55,28 +55,18 @@ struct ChangeRecords {
     func combine(first: String, firstColumns: [Column], then second: String, columns: [Column], key: [String], limit: Int64)
         throws(UDRError) -> (file: Data, rows: RowCounts)?
     {
-        let helpers = ["__udr_cr1", "__udr_cro", "__udr_crn", "__udr_crx"]
+        let helpers = ["__udr_cr1", "__udr_crs", "__udr_crx"]
         defer { for table in helpers { try? connection.execute("DROP TABLE IF EXISTS \(table)") } }
         let match = TableDiff.match(key, "a", "b")
-        let names = columns.map { quoteIdentifier($0.name) }
-        let same = "row(\(names.map { "a.\($0)" }.joined(separator: ", "))) IS NOT DISTINCT FROM row(\(names.map { "b.\($0)" }.joined(separator: ", ")))"
+        let list = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
         try run("CREATE TEMP TABLE __udr_cr1 AS \(Self.read(first, columns: columns, held: firstColumns))")
-        try run(
-            """
-            CREATE TEMP TABLE __udr_cro AS SELECT * FROM __udr_cr1 WHERE NOT __udr_new
-            UNION ALL SELECT * FROM \(second) b WHERE NOT b.__udr_new AND NOT EXISTS (SELECT 1 FROM __udr_cr1 a WHERE \(match))
-            """)
-        try run(
-            """
-            CREATE TEMP TABLE __udr_crn AS SELECT * FROM \(second) WHERE __udr_new
-            UNION ALL SELECT * FROM __udr_cr1 a WHERE a.__udr_new AND NOT EXISTS (SELECT 1 FROM \(second) b WHERE \(match))
-            """)
-        try run(
-            """
-            CREATE TEMP TABLE __udr_crx AS
-            SELECT * FROM __udr_cro a WHERE NOT EXISTS (SELECT 1 FROM __udr_crn b WHERE \(match) AND \(same))
-            UNION ALL SELECT * FROM __udr_crn b WHERE NOT EXISTS (SELECT 1 FROM __udr_cro a WHERE \(match) AND \(same))
-            """)
+        let net = TableDiff.netChange(
+            [
+                ("(SELECT \(list) FROM __udr_cr1 WHERE NOT __udr_new)", "(SELECT \(list) FROM __udr_cr1 WHERE __udr_new)"),
+                ("(SELECT \(list) FROM \(second) WHERE NOT __udr_new)", "(SELECT \(list) FROM \(second) WHERE __udr_new)"),
+            ], columns: columns, key: key, into: "__udr_crs", temporary: true)
+        try run(net.steps)
+        try run("CREATE TEMP TABLE __udr_crx AS SELECT *, false AS __udr_new FROM (\(net.old)) UNION ALL SELECT *, true FROM (\(net.new))")
         let counted = try query(
             """
             SELECT
