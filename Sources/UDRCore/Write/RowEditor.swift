@@ -362,16 +362,14 @@ struct RowEditor {
     /// there. One scan of the segments' own files, nothing else kept.
     private func loadHits(_ touched: [Int], columns: [Column]) throws(UDRError) {
         let segments = manifest.segments
-        var dead: [String] = []
         var fileSegs: [String] = []
         var files: [String] = []
         for index in touched {
             let path = try file(segments[index])
             files.append(path)
             fileSegs.append("(\(quoteLiteral(path)), \(index))")
-            if segments[index].deletions != nil { dead += try writer.store.deletedPositions(of: segments[index]).map { "(\(index), \($0))" } }
         }
-        try createTable("__udr_dead", columns: "seg INTEGER, pos BIGINT", rows: dead, on: connection)
+        try writer.createDeletedPositions("__udr_dead", of: segments, at: touched, on: connection)
         let none = "CREATE TABLE __udr_hit AS SELECT \(typedNulls(columns)), 0 AS __seg, 0::BIGINT AS __pos WHERE false"
         guard !files.isEmpty else { return try run(none) }
         try self.values("__udr_file_seg", ["file", "seg"], fileSegs)

@@ -2,6 +2,16 @@ import DuckDB
 import Foundation
 
 extension TableWriter {
+    /// Creates `table` (`seg`, `pos`): the deleted positions of the
+    /// segments at `indices` of `segments`, by index.
+    func createDeletedPositions(_ table: String, of segments: [SegmentRef], at indices: [Int], on connection: Connection) throws(UDRError) {
+        var rows: [String] = []
+        for index in indices where segments[index].deletions != nil {
+            rows += try store.deletedPositions(of: segments[index]).map { "(\(index), \($0))" }
+        }
+        try createTable(table, columns: "seg INTEGER, pos BIGINT", rows: rows, on: connection)
+    }
+
     /// Whether ``writeOver(_:columns:key:rowCount:clock:)`` may apply: a
     /// keyed table whose key and column types stay, with rows.
     func canWriteOver(_ previous: Manifest, columns: [Column], key: [String]) -> Bool {
@@ -80,17 +90,15 @@ extension TableWriter {
         // the place where it is live; its deleted row stays deleted.
         let twice = "SELECT count(__row) - count(DISTINCT __row) FROM __udr_wo_match"
         if try query(twice).scalar.int != 0 {
-            var dead: [String] = []
-            for (index, segment) in segments.enumerated() where segment.deletions != nil {
-                dead += try store.deletedPositions(of: segment).map { "(\(index), \($0))" }
-            }
-            try createTable("__udr_wo_gone", columns: "seg INTEGER, pos BIGINT", rows: dead, on: connection)
+            let doubled = "SELECT __row FROM __udr_wo_match WHERE __row IS NOT NULL GROUP BY __row HAVING count(*) > 1"
+            // Only the deletions of the files holding such a key are read.
+            let holding = try query("SELECT DISTINCT __seg FROM __udr_wo_match WHERE __row IN (\(doubled))").rows.compactMap { $0[0].int.map(Int.init) }
+            try createDeletedPositions("__udr_wo_gone", of: segments, at: holding, on: connection)
             defer { try? connection.execute("DROP TABLE IF EXISTS __udr_wo_gone") }
             try run(
                 """
                 UPDATE __udr_wo_match m SET __row = NULL FROM __udr_wo_gone g
-                WHERE g.seg = m.__seg AND g.pos = m.__pos
-                  AND m.__row IN (SELECT __row FROM __udr_wo_match WHERE __row IS NOT NULL GROUP BY __row HAVING count(*) > 1)
+                WHERE g.seg = m.__seg AND g.pos = m.__pos AND m.__row IN (\(doubled))
                 """)
             if try query(twice).scalar.int != 0 { return nil }
         }
