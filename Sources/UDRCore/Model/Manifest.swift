@@ -42,10 +42,18 @@ public struct SegmentRef: Hashable, Sendable, Codable {
     /// stores a list of positions instead of a new segment, so the file
     /// and its column chunks stay shared with the versions before.
     public var deletions: Deletions?
+    /// The Parquet type of the columns the file stores in another type
+    /// than their usual one, by column name: a DOUBLE column whose values
+    /// are all decimals of a few places is stored as `DECIMAL(18,k)` when
+    /// every value reads back bit-exactly, and a FLOAT or DOUBLE column
+    /// holding -0.0 as `VARCHAR` (DuckDB's Parquet dictionary would store
+    /// it as 0.0). See DESIGN.md § Segments. Reads cast such columns back.
+    /// nil: none.
+    public var storedTypes: [String: String]?
 
     public init(
         id: ObjectID, recipe: ObjectID, rows: Int64, bytes: Int64, stats: [String: ColumnStats], columns: [String]? = nil,
-        deletions: Deletions? = nil
+        deletions: Deletions? = nil, storedTypes: [String: String]? = nil
     ) {
         self.id = id
         self.recipe = recipe
@@ -54,7 +62,13 @@ public struct SegmentRef: Hashable, Sendable, Codable {
         self.stats = stats
         self.columns = columns
         self.deletions = deletions
+        self.storedTypes = storedTypes
     }
+
+    /// Whether reading the segment's file beside others needs DuckDB's
+    /// `union_by_name`: the file holds fewer columns, or stores some in
+    /// another type (the first file's types would be forced on the rest).
+    public var readsByName: Bool { columns != nil || storedTypes != nil }
 
     /// Rows in the segment's file, deleted ones included.
     public var fileRows: Int64 { rows + (deletions?.count ?? 0) }

@@ -179,17 +179,22 @@ extension Repository {
     /// (`filename`, `file_row_number`) to the select list.
     static func segmentSelect(_ manifest: Manifest, segments: [SegmentRef], files: [String], extra: [String] = []) -> String {
         let present = Set(segments.flatMap { manifest.columnNames(of: $0) })
+        let storedOtherwise = Set(segments.flatMap { $0.storedTypes?.keys ?? [:].keys })
         var select = manifest.columns.map { column in
             let name = quoteIdentifier(column.name)
             guard present.contains(column.name) else { return "CAST(NULL AS \(column.type)) AS \(name)" }
-            return Self.readsBackExactly(column.type) ? name : "CAST(\(name) AS \(column.type)) AS \(name)"
+            let exact = Self.readsBackExactly(column.type) && !storedOtherwise.contains(column.name)
+            return exact ? name : "CAST(\(name) AS \(column.type)) AS \(name)"
         }
         select += extra
         var options = extra.map { "\($0) = true" }
         // Files that hold different columns are matched by name (files that
-        // all hold the same ones, if more than these, need not be).
+        // all hold the same ones, if more than these, need not be); files
+        // that store a column in different types are read in a type that
+        // holds them all (DECIMAL and DOUBLE: DOUBLE, exactly), where the
+        // first file's type would otherwise be forced on the others.
         let names = manifest.columns.map(\.name)
-        if Set(segments.map { $0.columns ?? names }).count > 1 { options.append("union_by_name = true") }
+        if Set(segments.map { $0.columns ?? names }).count > 1 || !storedOtherwise.isEmpty { options.append("union_by_name = true") }
         let list = "[" + files.map(quoteLiteral).joined(separator: ", ") + "]"
         return "SELECT \(select.joined(separator: ", ")) FROM read_parquet(\(([list] + options).joined(separator: ", ")))"
     }

@@ -91,12 +91,20 @@ extension SegmentCache {
             var sources: [String] = []
             for member in members { sources.append(try materialize(member)) }
             let list = "[" + sources.map(quoteLiteral).joined(separator: ", ") + "]"
-            let unionByName = members.contains { $0.columns != nil } ? ", union_by_name = true" : ""
+            // A column some members store as a decimal is read back into its
+            // DOUBLE here, once, instead of by every scan; one that a member
+            // stores as text (it holds -0.0) stays text.
+            let stored = members.compactMap(\.storedTypes)
+            let asText = Set(stored.flatMap { $0.filter { $0.value == "VARCHAR" }.keys })
+            let decimals = Set(stored.flatMap(\.keys)).subtracting(asText).sorted()
+            let replace =
+                decimals.isEmpty ? "" : " REPLACE (" + decimals.map { "CAST(\(quoteIdentifier($0)) AS DOUBLE) AS \(quoteIdentifier($0))" }.joined(separator: ", ") + ")"
+            let unionByName = members.contains(where: \.readsByName) ? ", union_by_name = true" : ""
             let temp = target + "." + UUID().uuidString + ".tmp"
             do {
                 try connection.execute(
                     """
-                    COPY (SELECT * FROM read_parquet(\(list)\(unionByName))) TO \(quoteLiteral(temp))
+                    COPY (SELECT *\(replace) FROM read_parquet(\(list)\(unionByName))) TO \(quoteLiteral(temp))
                     (FORMAT parquet, COMPRESSION lz4_raw, ROW_GROUP_SIZE \(grouping.rowGroupSize))
                     """)
             } catch {

@@ -516,7 +516,7 @@ struct RowEditor {
         }
         let added = try writer.writeRuns(source: parts.joined(separator: "\nUNION ALL\n"), columns: columns, key: key, runs: 1)
         var clock = StepClock()
-        let written = try writer.writeSegments(selects: selects, rows: rows, columns: columns, clock: &clock)
+        let written = try writer.writeSegments(selects: selects, rows: rows, columns: columns, key: key, clock: &clock)
 
         var placement = TableWriter.Placement(added: added.segments.first ?? [], logical: written.logical + added.logical)
         for index in ending { placement.kept[index] = [] }

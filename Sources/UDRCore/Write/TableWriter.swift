@@ -94,7 +94,7 @@ struct TableWriter {
         let rowCount = Int(try query("SELECT count(*) FROM __udr_sorted").scalar.int ?? 0)
         // An empty table still has one (empty) segment: it carries the schema.
         let written = try writeSegments(
-            ranges: try cut(runs: [0..<rowCount], keepEmpty: true, key: key, columns: columns), columns: columns, clock: &clock)
+            ranges: try cut(runs: [0..<rowCount], keepEmpty: true, key: key, columns: columns), columns: columns, key: key, clock: &clock)
         let segments = written.segments.isEmpty ? [] : written.segments[0]
         cache.evictIfNeeded(keeping: Set(segments.map { cache.path($0.id) }))
         let manifest = Manifest(table: table, version: version, columns: columns, key: key, segments: segments)
@@ -137,7 +137,7 @@ struct TableWriter {
         }
         return try writeSegments(
             ranges: try cut(runs: spans, keepEmpty: false, key: key, columns: columns, whole: whole, keyRanges: keyRanges), columns: columns,
-            clock: &clock)
+            key: key, clock: &clock)
     }
 
     /// The input's columns; DESCRIBE binds it without reading its rows.
@@ -320,14 +320,14 @@ struct TableWriter {
     }
 
     /// Writes each range of `__udr_sorted` as a segment and stores its blobs.
-    private func writeSegments(ranges runs: [[SegmentRows]], columns: [Column], clock: inout StepClock) throws(UDRError) -> (
+    private func writeSegments(ranges runs: [[SegmentRows]], columns: [Column], key: [String], clock: inout StepClock) throws(UDRError) -> (
         segments: [[SegmentRef]], logical: Int64, added: Int64
     ) {
         let columnList = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
         let ranges = runs.flatMap { $0 }
         let written = try writeSegments(
             selects: ranges.map { "SELECT \(columnList) FROM __udr_sorted WHERE \($0.filter)" }, rows: ranges.map { Int64($0.rows.count) },
-            columns: columns, clock: &clock)
+            columns: columns, key: key, clock: &clock)
         var grouped: [[SegmentRef]] = []
         var offset = 0
         for run in runs {
@@ -340,8 +340,9 @@ struct TableWriter {
     /// Writes the rows of each SELECT (the table's `columns` in their
     /// storage types, in order; `rows` of them) as one segment and stores
     /// its blobs. The SELECTs run on connections of their own: they may
-    /// read the tables of this write's database and files.
-    func writeSegments(selects: [String], rows: [Int64], columns: [Column], clock: inout StepClock) throws(UDRError) -> (
+    /// read the tables of this write's database and files. DOUBLE columns
+    /// outside `key` holding decimals are stored as such (``DecimalStorage``).
+    func writeSegments(selects: [String], rows: [Int64], columns: [Column], key: [String], clock: inout StepClock) throws(UDRError) -> (
         segments: [SegmentRef], logical: Int64, added: Int64
     ) {
         let directory = scratch.appendingPathComponent("write-" + UUID().uuidString)
@@ -350,8 +351,10 @@ struct TableWriter {
         }
         defer { try? FileManager.default.removeItem(at: directory) }
 
+        let decimals = try DecimalStorage.plan(selects: selects, columns: columns, key: key, on: connection)
         let objects = LockedBatch(store.batch())
-        let written = try copySegments(selects: selects, rows: rows, directory: directory.path, columns: columns, into: objects)
+        let written = try copySegments(
+            selects: selects, rows: rows, directory: directory.path, columns: columns, decimals: decimals, into: objects)
         clock.step("write segments")
         let added = try objects.commit()
         clock.step("store blobs")
@@ -365,8 +368,9 @@ struct TableWriter {
     /// column chunks and hands them to `objects` (whose pack writer writes
     /// and flushes them while the workers go on), and moves the files into
     /// the segment cache. Memory holds a few segments per worker.
-    private func copySegments(selects: [String], rows: [Int64], directory: String, columns: [Column], into objects: LockedBatch)
-        throws(UDRError) -> [SegmentRef]
+    private func copySegments(
+        selects: [String], rows: [Int64], directory: String, columns: [Column], decimals: DecimalStorage, into objects: LockedBatch
+    ) throws(UDRError) -> [SegmentRef]
     {
         let (database, cache) = (connection.database, cache)
         let names = Set(columns.map(\.name))
@@ -383,10 +387,10 @@ struct TableWriter {
                     try own.execute("SET threads = 1")
                 } catch { throw UDRError(.query, "writing a segment failed: \(error.message)", underlying: error) }
                 var leafColumns: [Int]?
-                var written: [(index: Int, file: String)] = []
+                var written: [(index: Int, file: String, stored: [String: String]?)] = []
                 func store() throws(UDRError) {
                     let layouts = try Self.chunkLayouts(of: written.map(\.file), columns: names, leafColumns: leafColumns ?? [], on: own)
-                    for (index, file) in written {
+                    for (index, file, stored) in written {
                         guard let layout = layouts[file] else { throw UDRError(.io, "the segment file \(file) has no footer") }
                         let prepared = try Self.prepareSegment(file: file, layout: layout)
                         try objects.add(prepared.objects)
@@ -394,18 +398,32 @@ struct TableWriter {
                         results.set(
                             index,
                             SegmentRef(
-                                id: prepared.id, recipe: prepared.recipe, rows: rows[index], bytes: prepared.bytes, stats: layout.stats))
+                                id: prepared.id, recipe: prepared.recipe, rows: rows[index], bytes: prepared.bytes, stats: layout.stats,
+                                storedTypes: stored))
                     }
                     written = []
                 }
                 for index in stride(from: worker, to: selects.count, by: workers) where !failures.failed {
                     let file = directory + "/\(index).parquet"
-                    do throws(DuckDBError) {
-                        try own.execute("COPY (\(selects[index])) TO \(quoteLiteral(file)) (\(Self.parquetOptions))")
-                    } catch { throw UDRError(.query, "writing a segment failed: \(error.message)", underlying: error) }
-                    // Every file of a write has the same schema.
+                    // A column with a value that would not read back from
+                    // its decimal is written again as a DOUBLE; one holding
+                    // -0.0, as text (``DecimalStorage``).
+                    var plan = decimals
+                    while true {
+                        do throws(DuckDBError) {
+                            try own.execute("COPY (\(plan.storing(selects[index], columns: columns))) TO \(quoteLiteral(file)) (\(Self.parquetOptions))")
+                            break
+                        } catch {
+                            if let next = plan.retrying(after: error.message) {
+                                plan = next
+                                continue
+                            }
+                            throw UDRError(.query, "writing a segment failed: \(error.message)", underlying: error)
+                        }
+                    }
+                    // Every file of a write has the same leaf columns.
                     if leafColumns == nil { leafColumns = try Self.leafColumns(of: file, on: own) }
-                    written.append((index, file))
+                    written.append((index, file, plan.storedTypes(columns)))
                     if written.count == Self.footersPerQuery { try store() }
                 }
                 if !written.isEmpty && !failures.failed { try store() }

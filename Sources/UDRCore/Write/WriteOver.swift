@@ -67,7 +67,7 @@ extension TableWriter {
         try run(
             "CREATE TABLE __udr_wo_files AS SELECT * FROM (VALUES \(files.enumerated().map { "(\(quoteLiteral($1)), \($0))" }.joined(separator: ", "))) v(file, seg)"
         )
-        let unionByName = segments.contains { $0.columns != nil } ? ", union_by_name = true" : ""
+        let unionByName = segments.contains(where: \.readsByName) ? ", union_by_name = true" : ""
         var keyColumns: [String] = []
         for k in key { keyColumns.append("CAST(p.\(quoteIdentifier(k)) AS \(try TypeNode.parse(types[k]!).storage().sql)) AS \(quoteIdentifier(k))") }
         try run(
@@ -170,7 +170,7 @@ extension TableWriter {
             """
         ]
         if !deadFiles.isEmpty {
-            let union = deadFiles.contains { fileSegment[$0]?.columns != nil } ? ", union_by_name = true" : ""
+            let union = deadFiles.contains { fileSegment[$0]?.readsByName == true } ? ", union_by_name = true" : ""
             parts.append(
                 "SELECT \(old), d.run, d.__pos, true FROM read_parquet(\(list(deadFiles)), filename = true, file_row_number = true\(union)) o JOIN __udr_wo_dead d ON d.file = o.filename AND d.__pos = o.file_row_number"
             )
