@@ -45,15 +45,17 @@ public struct SegmentRef: Hashable, Sendable, Codable {
     /// The Parquet type of the columns the file stores in another type
     /// than their usual one, by column name: a DOUBLE column whose values
     /// are all decimals of a few places is stored as `DECIMAL(18,k)` when
-    /// every value reads back bit-exactly, and a FLOAT or DOUBLE column
-    /// holding -0.0 as `VARCHAR` (DuckDB's Parquet dictionary would store
-    /// it as 0.0). See DESIGN.md § Segments. Reads cast such columns back.
-    /// nil: none.
+    /// every value reads back bit-exactly (see DESIGN.md § Why segments ×
+    /// column chunks). Reads cast such columns back. nil: none.
     public var storedTypes: [String: String]?
+    /// The file was written without Parquet dictionaries because a FLOAT
+    /// or DOUBLE value in it is -0.0 (DuckDB's dictionary would make it
+    /// 0.0). Every file DuckDB writes from it must be too. nil: false.
+    public var withoutDictionaries: Bool?
 
     public init(
         id: ObjectID, recipe: ObjectID, rows: Int64, bytes: Int64, stats: [String: ColumnStats], columns: [String]? = nil,
-        deletions: Deletions? = nil, storedTypes: [String: String]? = nil
+        deletions: Deletions? = nil, storedTypes: [String: String]? = nil, withoutDictionaries: Bool? = nil
     ) {
         self.id = id
         self.recipe = recipe
@@ -63,6 +65,7 @@ public struct SegmentRef: Hashable, Sendable, Codable {
         self.columns = columns
         self.deletions = deletions
         self.storedTypes = storedTypes
+        self.withoutDictionaries = withoutDictionaries
     }
 
     /// Whether reading the segment's file beside others needs DuckDB's

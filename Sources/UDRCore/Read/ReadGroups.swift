@@ -92,11 +92,9 @@ extension SegmentCache {
             for member in members { sources.append(try materialize(member)) }
             let list = "[" + sources.map(quoteLiteral).joined(separator: ", ") + "]"
             // A column some members store as a decimal is read back into its
-            // DOUBLE here, once, instead of by every scan; one that a member
-            // stores as text (it holds -0.0) stays text.
-            let stored = members.compactMap(\.storedTypes)
-            let asText = Set(stored.flatMap { $0.filter { $0.value == "VARCHAR" }.keys })
-            let decimals = Set(stored.flatMap(\.keys)).subtracting(asText).sorted()
+            // DOUBLE here, once, instead of by every scan.
+            let decimals = Set(members.flatMap { $0.storedTypes?.keys ?? [:].keys }).sorted()
+            let options = SegmentStorage.copyOptions(from: members)
             let replace =
                 decimals.isEmpty ? "" : " REPLACE (" + decimals.map { "CAST(\(quoteIdentifier($0)) AS DOUBLE) AS \(quoteIdentifier($0))" }.joined(separator: ", ") + ")"
             let unionByName = members.contains(where: \.readsByName) ? ", union_by_name = true" : ""
@@ -105,7 +103,7 @@ extension SegmentCache {
                 try connection.execute(
                     """
                     COPY (SELECT *\(replace) FROM read_parquet(\(list)\(unionByName))) TO \(quoteLiteral(temp))
-                    (FORMAT parquet, COMPRESSION lz4_raw, ROW_GROUP_SIZE \(grouping.rowGroupSize))
+                    (FORMAT parquet, COMPRESSION lz4_raw, ROW_GROUP_SIZE \(grouping.rowGroupSize)\(options))
                     """)
             } catch {
                 unlink(temp)

@@ -48,7 +48,7 @@ public struct SegmentCache: Sendable {
                 """
                 COPY (SELECT * EXCLUDE (file_row_number) FROM read_parquet(\(quoteLiteral(whole.path)), file_row_number = true)
                       WHERE file_row_number NOT IN (\(list)))
-                TO \(quoteLiteral(temp)) (FORMAT parquet, COMPRESSION lz4_raw)
+                TO \(quoteLiteral(temp)) (FORMAT parquet, COMPRESSION lz4_raw\(SegmentStorage.copyOptions(from: [segment])))
                 """)
         } catch {
             unlink(temp)

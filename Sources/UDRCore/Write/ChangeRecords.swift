@@ -11,6 +11,8 @@ struct ChangeRecords {
 
     /// The rows of `select` (the table's `columns` in their logical types,
     /// then `__udr_new`) as the bytes of a record file, in key order.
+    /// Written without dictionaries, which would turn -0.0 into 0.0
+    /// (``SegmentStorage``); records are small.
     func file(of select: String, columns: [Column], key: [String]) throws(UDRError) -> Data {
         var stored: [String] = []
         for column in columns {
@@ -25,7 +27,7 @@ struct ChangeRecords {
             throw UDRError(.io, "cannot create \(scratch.path): \(error.localizedDescription)")
         }
         try run(
-            "COPY (SELECT \(stored.joined(separator: ", ")), __udr_new FROM (\(select)) ORDER BY \(order)) TO \(quoteLiteral(path)) (\(TableWriter.parquetOptions))"
+            "COPY (SELECT \(stored.joined(separator: ", ")), __udr_new FROM (\(select)) ORDER BY \(order)) TO \(quoteLiteral(path)) (\(TableWriter.parquetOptions), \(SegmentStorage.noDictionaries))"
         )
         guard let bytes = FileManager.default.contents(atPath: path) else {
             throw UDRError(.io, "cannot read back the change record \(path)")

@@ -1,35 +1,49 @@
 import DuckDB
 import Foundation
 
-/// DOUBLE columns whose values are decimals of a few places (prices,
-/// scores rounded to four places) stored as `DECIMAL(18,k)`.
+/// How a write stores its segments' columns where DuckDB's Parquet writer,
+/// left to itself, would store them badly or wrongly.
 ///
-/// DuckDB writes a DOUBLE column with BYTE_STREAM_SPLIT: about 6.8 bytes a
-/// value after zstd for a score of four places, recomputed every night.
-/// The same values as a scaled integer take about 2.6 bytes (delta
-/// encoding). A segment stores such a column as `DECIMAL(18,k)` only when
-/// every value of the segment reads back bit-exactly through
-/// `CAST(… AS DOUBLE)` (the cast every read applies); NaN, ±inf, -0.0, a
-/// value of more places or one too large keep the segment's column a
-/// DOUBLE. The segment records the type (``SegmentRef/storedTypes``).
+/// **Decimals.** DuckDB writes a DOUBLE column with BYTE_STREAM_SPLIT:
+/// about 6.8 bytes a value after zstd for a score of four places,
+/// recomputed every night. The same values as a scaled integer take about
+/// 2.6 bytes (delta encoding). A segment stores a DOUBLE column outside the
+/// key as `DECIMAL(18,k)` only when every value of the segment reads back
+/// bit-exactly through `CAST(… AS DOUBLE)` (the cast every read applies);
+/// NaN, ±inf, -0.0, a value of more places or one too large keep the
+/// segment's column a DOUBLE. The segment records the type
+/// (``SegmentRef/storedTypes``). The scale tried is chosen once per write,
+/// from a sample; each segment's COPY checks every value and fails on the
+/// first that would not read back, and the segment is then written again
+/// with that column a DOUBLE. So what a segment stores depends only on its
+/// rows and the write's scale.
 ///
-/// The scale tried is chosen once per write, from a sample; each segment's
-/// COPY checks every value and fails on the first that would not read
-/// back, and the segment is then written again with that column a DOUBLE.
-/// So what a segment stores depends only on its rows and the write's scale.
-///
-/// The same COPY also guards floating-point columns against a DuckDB
-/// Parquet writer flaw: a dictionary-encoded FLOAT or DOUBLE column stores
-/// -0.0 as 0.0 when both occur (its dictionary finds them equal). A
-/// segment whose column holds -0.0 stores that column as text instead
-/// (exact: the shortest form that reads back as the same value).
-struct DecimalStorage: Equatable {
+/// **-0.0.** DuckDB's Parquet dictionary finds -0.0 equal to 0.0: a
+/// dictionary-encoded FLOAT or DOUBLE (at any depth: in a LIST, STRUCT,
+/// ARRAY or MAP too) holding both reads back 0.0 for -0.0. The same COPY
+/// checks every floating-point value, and a segment holding -0.0 is written
+/// again without dictionaries (``SegmentRef/withoutDictionaries``), as is
+/// every file DuckDB writes from it later (read groups, live rows).
+struct SegmentStorage: Equatable {
     /// Scale to try, by index of the column in the write's columns.
     var scales: [Int: Int] = [:]
-    /// FLOAT and DOUBLE columns outside the key, by index: checked for -0.0.
-    var floats: Set<Int> = []
-    /// Columns stored as text in this segment, by index.
-    var text: Set<Int> = []
+    /// Columns holding FLOAT or DOUBLE values, by index: SQL telling whether
+    /// the column `__udr_s.<name>` holds a -0.0.
+    var negativeZero: [Int: String] = [:]
+    /// Write without dictionaries (a value is -0.0).
+    var withoutDictionaries = false
+
+    /// The Parquet options of a segment's COPY.
+    var copyOptions: String { TableWriter.parquetOptions + (withoutDictionaries ? ", " + Self.noDictionaries : "") }
+
+    /// Parquet options that keep -0.0 (see above).
+    static let noDictionaries = "DICTIONARY_SIZE_LIMIT 0"
+
+    /// The options a file DuckDB writes from the rows of `segments` needs
+    /// beyond its own: none, or (with a leading comma) no dictionaries.
+    static func copyOptions(from segments: some Sequence<SegmentRef>) -> String {
+        segments.contains { $0.withoutDictionaries == true } ? ", " + noDictionaries : ""
+    }
 
     /// The most places tried.
     static let maximumScale = 9
@@ -53,9 +67,12 @@ struct DecimalStorage: Equatable {
     /// fewest places at which every sampled value reads back. A column
     /// with a sampled value that reads back at no scale up to
     /// ``maximumScale``, or with no sampled value, is left a DOUBLE.
-    static func plan(selects: [String], columns: [Column], key: [String], on connection: Connection) throws(UDRError) -> DecimalStorage {
-        var plan = DecimalStorage()
-        plan.floats = Set(columns.indices.filter { ["FLOAT", "DOUBLE"].contains(columns[$0].type) && !key.contains(columns[$0].name) })
+    static func plan(selects: [String], columns: [Column], key: [String], on connection: Connection) throws(UDRError) -> SegmentStorage {
+        var plan = SegmentStorage()
+        for (index, column) in columns.enumerated() {
+            let stored = try TypeNode.parse(column.type).storage()
+            if let test = negativeZero(in: "__udr_s." + quoteIdentifier(column.name), of: stored) { plan.negativeZero[index] = test }
+        }
         let candidates = candidates(columns, key: key)
         guard !candidates.isEmpty, !selects.isEmpty else { return plan }
         let picked = Set([0, selects.count / 2, selects.count - 1]).sorted()
@@ -75,24 +92,47 @@ struct DecimalStorage: Equatable {
         return plan
     }
 
+    /// SQL telling whether `x` (of storage type `type`) holds -0.0 at any
+    /// depth; nil when the type holds no FLOAT or DOUBLE.
+    static func negativeZero(in x: String, of type: TypeNode, depth: Int = 1) -> String? {
+        let element = "__udr_e\(depth)"
+        func anyElement(_ list: String, _ type: TypeNode) -> String? {
+            negativeZero(in: element, of: type, depth: depth + 1).map { "list_bool_or(list_transform(\(list), lambda \(element): \($0)))" }
+        }
+        switch type {
+        case .scalar(let name):
+            return ["FLOAT", "DOUBLE", "REAL", "FLOAT4", "FLOAT8"].contains(name.uppercased()) ? "(\(x) = 0 AND signbit(\(x)))" : nil
+        case .list(let inner), .array(let inner, _):
+            return anyElement(x, inner)
+        case .structure(let fields):
+            let tests = fields.compactMap { negativeZero(in: "struct_extract(\(x), \(quoteLiteral($0.0)))", of: $0.1, depth: depth) }
+            return tests.isEmpty ? nil : "(" + tests.map { "coalesce(\($0), false)" }.joined(separator: " OR ") + ")"
+        case .map(let k, let v):
+            let tests = [anyElement("map_keys(\(x))", k), anyElement("map_values(\(x))", v)].compactMap { $0 }
+            return tests.isEmpty ? nil : "(" + tests.map { "coalesce(\($0), false)" }.joined(separator: " OR ") + ")"
+        case .enumeration, .union:
+            return nil
+        }
+    }
+
     /// `select` (the write's `columns` in their storage types) with the
     /// planned columns cast to their decimal type; a value that would not
     /// read back fails the statement with ``inexactMarker`` and the
-    /// column's index.
+    /// column's index, and one that is -0.0 (unless the plan writes without
+    /// dictionaries) with ``negativeZeroMarker``.
     func storing(_ select: String, columns: [Column]) -> String {
-        guard !scales.isEmpty || !floats.isEmpty else { return select }
+        guard !scales.isEmpty || (!negativeZero.isEmpty && !withoutDictionaries) else { return select }
         let list = columns.indices.map { index in
             let name = quoteIdentifier(columns[index].name)
             let x = "__udr_s." + name
-            if text.contains(index) { return "CAST(\(x) AS VARCHAR) AS \(name)" }
             if let scale = scales[index] {
                 return """
                     CASE WHEN \(x) IS NULL OR \(Self.readsBack(x, scale: scale)) THEN CAST(\(x) AS DECIMAL(18,\(scale))) \
                     ELSE error('\(Self.inexactMarker)\(index):') END AS \(name)
                     """
             }
-            guard floats.contains(index) else { return name }
-            return "CASE WHEN \(x) = 0 AND signbit(\(x)) THEN error('\(Self.negativeZeroMarker)\(index):') ELSE \(x) END AS \(name)"
+            guard let test = negativeZero[index], !withoutDictionaries else { return name }
+            return "CASE WHEN coalesce(\(test), false) THEN error('\(Self.negativeZeroMarker)') ELSE \(x) END AS \(name)"
         }
         return "SELECT \(list.joined(separator: ", ")) FROM (\(select)) AS __udr_s"
     }
@@ -101,17 +141,16 @@ struct DecimalStorage: Equatable {
     func storedTypes(_ columns: [Column]) -> [String: String]? {
         var types: [String: String] = [:]
         for (index, scale) in scales { types[columns[index].name] = "DECIMAL(18,\(scale))" }
-        for index in text { types[columns[index].name] = "VARCHAR" }
         return types.isEmpty ? nil : types
     }
 
     static let inexactMarker = "udr-inexact-decimal-column:"
-    static let negativeZeroMarker = "udr-negative-zero-column:"
+    static let negativeZeroMarker = "udr-negative-zero"
 
     /// The plan to write the segment again with after `storing` failed
-    /// with `message`: the column it names a DOUBLE, or text. nil: it
-    /// failed for another reason.
-    func retrying(after message: String) -> DecimalStorage? {
+    /// with `message`: the column it names a DOUBLE, or no dictionaries.
+    /// nil: it failed for another reason.
+    func retrying(after message: String) -> SegmentStorage? {
         func column(_ marker: String) -> Int? {
             guard let start = message.range(of: marker)?.upperBound else { return nil }
             return Int(message[start...].prefix { $0.isNumber })
@@ -119,8 +158,8 @@ struct DecimalStorage: Equatable {
         var next = self
         if let index = column(Self.inexactMarker), scales[index] != nil {
             next.scales[index] = nil
-        } else if let index = column(Self.negativeZeroMarker), floats.contains(index), !text.contains(index) {
-            next.text.insert(index)
+        } else if message.contains(Self.negativeZeroMarker), !withoutDictionaries {
+            next.withoutDictionaries = true
         } else {
             return nil
         }

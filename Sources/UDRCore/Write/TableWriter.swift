@@ -341,7 +341,8 @@ struct TableWriter {
     /// storage types, in order; `rows` of them) as one segment and stores
     /// its blobs. The SELECTs run on connections of their own: they may
     /// read the tables of this write's database and files. DOUBLE columns
-    /// outside `key` holding decimals are stored as such (``DecimalStorage``).
+    /// outside `key` holding decimals are stored as such, and a segment
+    /// holding -0.0 without dictionaries (``SegmentStorage``).
     func writeSegments(selects: [String], rows: [Int64], columns: [Column], key: [String], clock: inout StepClock) throws(UDRError) -> (
         segments: [SegmentRef], logical: Int64, added: Int64
     ) {
@@ -351,7 +352,7 @@ struct TableWriter {
         }
         defer { try? FileManager.default.removeItem(at: directory) }
 
-        let decimals = try DecimalStorage.plan(selects: selects, columns: columns, key: key, on: connection)
+        let decimals = try SegmentStorage.plan(selects: selects, columns: columns, key: key, on: connection)
         let objects = LockedBatch(store.batch())
         let written = try copySegments(
             selects: selects, rows: rows, directory: directory.path, columns: columns, decimals: decimals, into: objects)
@@ -369,7 +370,7 @@ struct TableWriter {
     /// and flushes them while the workers go on), and moves the files into
     /// the segment cache. Memory holds a few segments per worker.
     private func copySegments(
-        selects: [String], rows: [Int64], directory: String, columns: [Column], decimals: DecimalStorage, into objects: LockedBatch
+        selects: [String], rows: [Int64], directory: String, columns: [Column], decimals: SegmentStorage, into objects: LockedBatch
     ) throws(UDRError) -> [SegmentRef]
     {
         let (database, cache) = (connection.database, cache)
@@ -387,10 +388,10 @@ struct TableWriter {
                     try own.execute("SET threads = 1")
                 } catch { throw UDRError(.query, "writing a segment failed: \(error.message)", underlying: error) }
                 var leafColumns: [Int]?
-                var written: [(index: Int, file: String, stored: [String: String]?)] = []
+                var written: [(index: Int, file: String, storage: SegmentStorage)] = []
                 func store() throws(UDRError) {
                     let layouts = try Self.chunkLayouts(of: written.map(\.file), columns: names, leafColumns: leafColumns ?? [], on: own)
-                    for (index, file, stored) in written {
+                    for (index, file, storage) in written {
                         guard let layout = layouts[file] else { throw UDRError(.io, "the segment file \(file) has no footer") }
                         let prepared = try Self.prepareSegment(file: file, layout: layout)
                         try objects.add(prepared.objects)
@@ -399,19 +400,19 @@ struct TableWriter {
                             index,
                             SegmentRef(
                                 id: prepared.id, recipe: prepared.recipe, rows: rows[index], bytes: prepared.bytes, stats: layout.stats,
-                                storedTypes: stored))
+                                storedTypes: storage.storedTypes(columns), withoutDictionaries: storage.withoutDictionaries ? true : nil))
                     }
                     written = []
                 }
                 for index in stride(from: worker, to: selects.count, by: workers) where !failures.failed {
                     let file = directory + "/\(index).parquet"
                     // A column with a value that would not read back from
-                    // its decimal is written again as a DOUBLE; one holding
-                    // -0.0, as text (``DecimalStorage``).
+                    // its decimal is written again as a DOUBLE; a segment
+                    // holding -0.0, without dictionaries (``SegmentStorage``).
                     var plan = decimals
                     while true {
                         do throws(DuckDBError) {
-                            try own.execute("COPY (\(plan.storing(selects[index], columns: columns))) TO \(quoteLiteral(file)) (\(Self.parquetOptions))")
+                            try own.execute("COPY (\(plan.storing(selects[index], columns: columns))) TO \(quoteLiteral(file)) (\(plan.copyOptions))")
                             break
                         } catch {
                             if let next = plan.retrying(after: error.message) {
@@ -423,7 +424,7 @@ struct TableWriter {
                     }
                     // Every file of a write has the same leaf columns.
                     if leafColumns == nil { leafColumns = try Self.leafColumns(of: file, on: own) }
-                    written.append((index, file, plan.storedTypes(columns)))
+                    written.append((index, file, plan))
                     if written.count == Self.footersPerQuery { try store() }
                 }
                 if !written.isEmpty && !failures.failed { try store() }
