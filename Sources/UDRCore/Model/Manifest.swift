@@ -123,8 +123,10 @@ extension SegmentRef {
 /// A table version: schema, key, and ordered segments. Stored as an object;
 /// its id is what a commit records for the table.
 public struct Manifest: Hashable, Sendable, Codable {
-    /// 2: segments may carry deletions.
-    public static let currentFormat = 2
+    /// 2: segments may carry deletions. 3: segments may store columns in
+    /// other types (``SegmentRef/storedTypes``) or be written without
+    /// dictionaries; an older reader would read those wrongly.
+    public static let currentFormat = 3
 
     public let format: Int
     public let table: TableName

@@ -24,8 +24,9 @@ extension TableWriter {
     }
 
     /// Writes the new content of a keyed table (in `__udr_input`, in any
-    /// order, as ``sort(_:columns:key:order:inputName:extra:into:)`` leaves
-    /// it) as the next version of `previous`, keeping each of its segments
+    /// order: its rows in storage form, as ``sort(_:columns:key:order:inputName:extra:into:)``
+    /// leaves them, with a row number `__udr_row`) as the next version of
+    /// `previous`, keeping each of its segments
     /// in place:
     ///
     /// - A segment's file is written again with the same rows at the same
@@ -81,7 +82,7 @@ extension TableWriter {
         let keyNames = key.indices.map { "__key\($0)" }
         try run(
             """
-            CREATE TABLE __udr_wo_match AS SELECT p.__seg, p.__pos, s.rowid AS __row, \(zip(key, keyNames).map { "p.\(quoteIdentifier($0)) AS \($1)" }.joined(separator: ", "))
+            CREATE TABLE __udr_wo_match AS SELECT p.__seg, p.__pos, s.__udr_row AS __row, \(zip(key, keyNames).map { "p.\(quoteIdentifier($0)) AS \($1)" }.joined(separator: ", "))
             FROM __udr_wo_prev p LEFT JOIN __udr_input s ON \(match)
             """)
         clock.step("match the previous version's keys")
@@ -166,7 +167,7 @@ extension TableWriter {
             """
             SELECT \(fresh), coalesce(p.run, \(endRun)) AS __udr_run, p.__pos AS __udr_pos, false AS __udr_dead FROM __udr_input s
             LEFT JOIN (SELECT m.__row, m.__pos, r.run FROM __udr_wo_match m JOIN __udr_wo_run r ON r.seg = m.__seg WHERE m.__row IS NOT NULL) p
-            ON p.__row = s.rowid
+            ON p.__row = s.__udr_row
             """
         ]
         if !deadFiles.isEmpty {
