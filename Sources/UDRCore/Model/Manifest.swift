@@ -120,6 +120,12 @@ extension SegmentRef {
     }
 }
 
+extension Sequence<SegmentRef> {
+    /// The columns some of these segments store in another type than
+    /// their usual one (``SegmentRef/storedTypes``).
+    var columnsStoredOtherwise: Set<String> { Set(flatMap { $0.storedTypes.map { Array($0.keys) } ?? [] }) }
+}
+
 /// A table version: schema, key, and ordered segments. Stored as an object;
 /// its id is what a commit records for the table.
 public struct Manifest: Hashable, Sendable, Codable {

@@ -179,7 +179,7 @@ extension Repository {
     /// (`filename`, `file_row_number`) to the select list.
     static func segmentSelect(_ manifest: Manifest, segments: [SegmentRef], files: [String], extra: [String] = []) -> String {
         let present = Set(segments.flatMap { manifest.columnNames(of: $0) })
-        let storedOtherwise = Set(segments.flatMap { $0.storedTypes?.keys ?? [:].keys })
+        let storedOtherwise = segments.columnsStoredOtherwise
         var select = manifest.columns.map { column in
             let name = quoteIdentifier(column.name)
             guard present.contains(column.name) else { return "CAST(NULL AS \(column.type)) AS \(name)" }

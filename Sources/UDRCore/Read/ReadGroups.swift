@@ -93,7 +93,7 @@ extension SegmentCache {
             let list = "[" + sources.map(quoteLiteral).joined(separator: ", ") + "]"
             // A column some members store as a decimal is read back into its
             // DOUBLE here, once, instead of by every scan.
-            let decimals = Set(members.flatMap { $0.storedTypes?.keys ?? [:].keys }).sorted()
+            let decimals = members.columnsStoredOtherwise.sorted()
             let options = SegmentStorage.copyOptions(from: members)
             let replace =
                 decimals.isEmpty ? "" : " REPLACE (" + decimals.map { "CAST(\(quoteIdentifier($0)) AS DOUBLE) AS \(quoteIdentifier($0))" }.joined(separator: ", ") + ")"

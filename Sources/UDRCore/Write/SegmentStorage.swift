@@ -60,8 +60,11 @@ struct SegmentStorage: Equatable {
     /// SQL: whether DOUBLE `x` reads back as itself from `DECIMAL(18,scale)`
     /// (NULL when it cannot be cast: NaN, ±inf, too large).
     static func readsBack(_ x: String, scale: Int) -> String {
-        "(CAST(TRY_CAST(\(x) AS DECIMAL(18,\(scale))) AS DOUBLE) = \(x) AND NOT (\(x) = 0 AND signbit(\(x))))"
+        "(CAST(TRY_CAST(\(x) AS DECIMAL(18,\(scale))) AS DOUBLE) = \(x) AND NOT \(isNegativeZero(x)))"
     }
+
+    /// SQL: whether the FLOAT or DOUBLE `x` is -0.0 (which equals 0.0).
+    static func isNegativeZero(_ x: String) -> String { "(\(x) = 0 AND signbit(\(x)))" }
 
     /// The scale of each candidate column for a write of `selects`: the
     /// fewest places at which every sampled value reads back. A column
@@ -101,7 +104,7 @@ struct SegmentStorage: Equatable {
         }
         switch type {
         case .scalar(let name):
-            return ["FLOAT", "DOUBLE", "REAL", "FLOAT4", "FLOAT8"].contains(name.uppercased()) ? "(\(x) = 0 AND signbit(\(x)))" : nil
+            return ["FLOAT", "DOUBLE", "REAL", "FLOAT4", "FLOAT8"].contains(name.uppercased()) ? isNegativeZero(x) : nil
         case .list(let inner), .array(let inner, _):
             return anyElement(x, inner)
         case .structure(let fields):

@@ -373,10 +373,10 @@ struct TableWriter {
         }
         defer { try? FileManager.default.removeItem(at: directory) }
 
-        let decimals = try SegmentStorage.plan(selects: selects, columns: columns, key: key, on: connection)
+        let storage = try SegmentStorage.plan(selects: selects, columns: columns, key: key, on: connection)
         let objects = LockedBatch(store.batch())
         let written = try copySegments(
-            selects: selects, rows: rows, directory: directory.path, columns: columns, decimals: decimals, into: objects)
+            selects: selects, rows: rows, directory: directory.path, columns: columns, storage: storage, into: objects)
         clock.step("write segments")
         let added = try objects.commit()
         clock.step("store blobs")
@@ -391,7 +391,7 @@ struct TableWriter {
     /// and flushes them while the workers go on), and moves the files into
     /// the segment cache. Memory holds a few segments per worker.
     private func copySegments(
-        selects: [String], rows: [Int64], directory: String, columns: [Column], decimals: SegmentStorage, into objects: LockedBatch
+        selects: [String], rows: [Int64], directory: String, columns: [Column], storage: SegmentStorage, into objects: LockedBatch
     ) throws(UDRError) -> [SegmentRef]
     {
         let (database, cache) = (connection.database, cache)
@@ -409,10 +409,10 @@ struct TableWriter {
                     try own.execute("SET threads = 1")
                 } catch { throw UDRError(.query, "writing a segment failed: \(error.message)", underlying: error) }
                 var leafColumns: [Int]?
-                var written: [(index: Int, file: String, storage: SegmentStorage)] = []
+                var written: [(index: Int, file: String, storedAs: SegmentStorage)] = []
                 func store() throws(UDRError) {
                     let layouts = try Self.chunkLayouts(of: written.map(\.file), columns: names, leafColumns: leafColumns ?? [], on: own)
-                    for (index, file, storage) in written {
+                    for (index, file, storedAs) in written {
                         guard let layout = layouts[file] else { throw UDRError(.io, "the segment file \(file) has no footer") }
                         let prepared = try Self.prepareSegment(file: file, layout: layout)
                         try objects.add(prepared.objects)
@@ -421,7 +421,7 @@ struct TableWriter {
                             index,
                             SegmentRef(
                                 id: prepared.id, recipe: prepared.recipe, rows: rows[index], bytes: prepared.bytes, stats: layout.stats,
-                                storedTypes: storage.storedTypes(columns), withoutDictionaries: storage.withoutDictionaries ? true : nil))
+                                storedTypes: storedAs.storedTypes(columns), withoutDictionaries: storedAs.withoutDictionaries ? true : nil))
                     }
                     written = []
                 }
@@ -430,7 +430,7 @@ struct TableWriter {
                     // A column with a value that would not read back from
                     // its decimal is written again as a DOUBLE; a segment
                     // holding -0.0, without dictionaries (``SegmentStorage``).
-                    var plan = decimals
+                    var plan = storage
                     while true {
                         do throws(DuckDBError) {
                             try own.execute("COPY (\(plan.storing(selects[index], columns: columns))) TO \(quoteLiteral(file)) (\(plan.copyOptions))")
