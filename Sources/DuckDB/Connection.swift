@@ -26,7 +26,7 @@ public final class Connection {
     /// Runs a query (one or more statements; the first one's rows are
     /// returned, as DuckDB's C API does) with values bound to `$1`, `$2`, …
     /// or `?`. Values are never spliced into SQL text. A column DuckDB's
-    /// value API cannot return (see ``ResultSet/textOnlyTypes``) is read
+    /// value API cannot return (see ``ResultSet/needsText(_:)``) is read
     /// by running the query again as a subquery that casts it to text: a
     /// statement that cannot be one (a RETURNING clause) is an error, after
     /// it ran.

@@ -14,18 +14,23 @@ public struct ResultSet: Sendable {
     public let rowsChanged: Int
 
     /// What reading a result gives: its rows, or the columns it has that
-    /// DuckDB's value API cannot return (see ``textOnlyTypes``), to be
+    /// DuckDB's value API cannot return (see ``needsText(_:)``), to be
     /// read again as text.
     enum Reading {
         case rows(ResultSet)
         case needsText(columns: [Column])
     }
 
-    /// Type codes DuckDB's C value API reads wrongly: UUID (27) fails the
-    /// whole result's conversion (later columns read as null pointers),
-    /// BIT (29) and BIGNUM (35) read as empty strings. Such a column is
-    /// read as its text form instead.
-    static let textOnlyTypes: Set<Int32> = [27, 29, 35]
+    /// Type codes DuckDB's C value API reads rightly: booleans, integers
+    /// (HUGEINT and UHUGEINT too), FLOAT, DOUBLE, DECIMAL, DATE, TIME,
+    /// TIMESTAMP, INTERVAL, VARCHAR and BLOB. It reads the others wrongly:
+    /// ENUM, LIST, STRUCT, MAP, ARRAY, UNION, TIMESTAMP_S/MS/NS, TIMESTAMPTZ
+    /// and TIMETZ as empty strings, and a UUID fails the whole result's
+    /// conversion (later columns read as null pointers). A column of any
+    /// other type is read as its text form instead (``textSelect(_:columns:)``).
+    static let valueTypes: Set<Int32> = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 32]
+
+    static func needsText(_ column: Column) -> Bool { !valueTypes.contains(column.typeCode) }
 
     static func read(api: DuckDBAPI, result: ResultPointer) -> Reading {
         let columnCount = Int(api.column_count(result))
@@ -34,33 +39,33 @@ public struct ResultSet: Sendable {
             let name = api.column_name(result, Index(c)).map { String(cString: $0) } ?? ""
             columns.append(Column(name: name, typeCode: api.column_type(result, Index(c))))
         }
-        if columns.contains(where: { textOnlyTypes.contains($0.typeCode) }) { return .needsText(columns: columns) }
+        if columns.contains(where: needsText) { return .needsText(columns: columns) }
         return .rows(ResultSet(api: api, result: result, columns: columns))
     }
 
-    /// `sql` (one query) as a query of its result with the columns of
-    /// ``textOnlyTypes`` cast to text, by position (names may repeat).
+    /// `sql` (one query) as a query of its result with the columns
+    /// ``needsText(_:)`` names cast to text, by position (names may repeat).
     static func textSelect(_ sql: String, columns: [Column]) -> String {
         var query = Substring(sql)
         while let last = query.last, last == ";" || last.isWhitespace { query = query.dropLast() }
         let select = columns.enumerated().map { offset, column in
             let name = "\"" + column.name.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") + "\""
-            return textOnlyTypes.contains(column.typeCode) ? "CAST(#\(offset + 1) AS VARCHAR) AS \(name)" : "#\(offset + 1) AS \(name)"
+            return needsText(column) ? "CAST(#\(offset + 1) AS VARCHAR) AS \(name)" : "#\(offset + 1) AS \(name)"
         }
         return "SELECT \(select.joined(separator: ", ")) FROM (\(query)) AS __q"
     }
 
     /// The error when a result with such a column cannot be read again as a subquery.
     static func unreadable(_ columns: [Column], _ error: DuckDBError) -> DuckDBError {
-        let names = columns.filter { textOnlyTypes.contains($0.typeCode) }.map(\.name).joined(separator: ", ")
+        let names = columns.filter(needsText).map(\.name).joined(separator: ", ")
         return DuckDBError(
             .query,
-            "the result's column \(names) is of a type DuckDB's C API cannot return as a value (UUID, BIT or BIGNUM), and the statement cannot be read as a subquery to cast it (\(error.message)); select it CAST AS VARCHAR"
+            "the result's column \(names) is of a type DuckDB's C API cannot return as a value (such as UUID, LIST, STRUCT, ENUM or TIMESTAMPTZ), and the statement cannot be read as a subquery to cast it (\(error.message)); select it CAST AS VARCHAR"
         )
     }
 
     /// The rows of a result read again by ``textSelect(_:columns:)``: the
-    /// same columns, each one of ``textOnlyTypes`` now text. Anything else
+    /// same columns, each one ``needsText(_:)`` names now text. Anything else
     /// means the statement was not one query.
     static func checked(_ reading: Reading, _ columns: [Column]) throws(DuckDBError) -> ResultSet {
         guard case .rows(let rows) = reading, rows.columns.map(\.name) == columns.map(\.name) else {

@@ -178,10 +178,23 @@ let allTypesSQL = """
               MAP(['x'], [CASE WHEN i = 15003 THEN '-0.0'::DOUBLE ELSE 0.0 END]) AS m
             FROM range(30000) t(i)
             """
-        let (repo, _) = try makeRepository()
+        let (repo, dir) = try makeRepository()
         let table = try TableName("zeros")
         _ = try await repo.write(table, from: .sql(sql), key: ["k"])
         try await expectIdentical(repo, table: "zeros", to: sql)
+        // The user's Parquet files keep it too; without a -0.0, an export
+        // keeps its dictionaries.
+        let exported = dir.path("zeros.parquet")
+        try await repo.export("SELECT * FROM zeros", to: exported, format: .parquet)
+        try await expectIdentical(repo, table: "(SELECT * REPLACE (a::FLOAT[2] AS a) FROM read_parquet('\(exported)'))", to: sql)
+        let noZeros = dir.path("no-zeros.parquet")
+        try await repo.export("SELECT k, status, d FROM zeros WHERE k <> 7000", to: noZeros, format: .parquet)
+        func dictionaryEncoded(_ file: String) async throws -> Bool {
+            try await count(
+                repo, "SELECT count(*) FROM parquet_metadata('\(file)') WHERE path_in_schema = 'status' AND encodings LIKE '%DICTIONARY%'") > 0
+        }
+        #expect(try await dictionaryEncoded(noZeros))
+        #expect(try await !dictionaryEncoded(exported))
         let segments = try await repo.manifest(of: table).segments
         #expect(segments.count >= 3)
         for segment in segments {
@@ -201,6 +214,11 @@ let allTypesSQL = """
             """)
         #expect(feed.rows.map { $0.map(\.description) } == want.rows.map { $0.map(\.description) })
         #expect(feed.rows.contains { $0.map(\.description).contains("-0.0") }, "the feed shows -0.0")
+        let feedFile = dir.path("feed.parquet")
+        try await repo.exportDiffRows("main~1", "main", as: .feed, to: feedFile, format: .parquet)
+        let exportedFeed = try await repo.query("SELECT * REPLACE (a::FLOAT[2] AS a) FROM read_parquet('\(feedFile)') ORDER BY k, _change = 'update_postimage'")
+        let differing = zip(exportedFeed.rows, want.rows).filter { $0.map(\.description) != $1.map(\.description) }
+        #expect(exportedFeed.rows.count == want.rows.count && differing.isEmpty, "the exported feed differs: \(differing.prefix(2))")
     }
 
     /// Four-place scores recomputed for every row store about 2.6 bytes a

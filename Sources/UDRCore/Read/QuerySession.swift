@@ -268,8 +268,10 @@ extension Repository {
     public func export(_ sql: String, options: ReadOptions = .init(), to path: String, format: OutputFormat) async throws(UDRError) {
         let statement = Self.statement(sql)
         try await blocking { () throws(UDRError) in
-            try self.withSession(options, sql: statement) { (connection) throws(UDRError) in
-                try self.execute("COPY (\(statement)) TO \(quoteLiteral(path)) (\(format.copyOptions))", on: connection)
+            try writeOut { (withoutDictionaries) throws(UDRError) -> Bool in
+                try self.withSession(options, sql: statement) { (connection) throws(UDRError) -> Bool in
+                    try copyOut(statement, to: path, format: format, withoutDictionaries: withoutDictionaries, on: connection)
+                }
             }
         }
     }

@@ -90,9 +90,9 @@ extension Repository {
         format: OutputFormat
     ) async throws(UDRError) {
         try await blocking { () throws(UDRError) in
-            try self.withDiffRows(from, to, tables: tables, key: key, as: rows) { (connection, _, sql) throws(UDRError) in
-                do throws(DuckDBError) { try connection.execute("COPY (\(sql)) TO \(quoteLiteral(path)) (\(format.copyOptions))") } catch {
-                    throw UDRError(.query, error.message, underlying: error)
+            try writeOut { (withoutDictionaries) throws(UDRError) -> Bool in
+                try self.withDiffRows(from, to, tables: tables, key: key, as: rows) { (connection, _, sql) throws(UDRError) -> Bool in
+                    try copyOut(sql, to: path, format: format, withoutDictionaries: withoutDictionaries, on: connection)
                 }
             }
         }
