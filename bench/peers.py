@@ -72,17 +72,26 @@ def run_variant(args, variant: str, work: Path) -> dict:
     nights = []
     answers: dict[str, list] = {s.name: [] for s in systems}
     uploaded: dict[str, dict] = {s.name: {} for s in systems}
+    # Where the run's time goes (seconds): the nights' inputs, each
+    # system's writes, the checks after each write, the final measures.
+    spent = {"inputs": 0.0, "writes": {s.name: 0.0 for s in systems}, "checks": 0.0, "queries": 0.0, "operations": 0.0}
     try:
         for n in range(1, nights_run + 1):
+            clock = time.perf_counter()
             tables = workload.night(n)
             files = {}
             for t in tables:
                 files[t.name] = inputs / f"{t.name}.parquet"
-                pq.write_table(t.snapshot, files[t.name])
+                if t.refreshed:  # otherwise last night's file holds its rows
+                    pq.write_table(t.snapshot, files[t.name])
             full_copy = sum(f.stat().st_size for f in files.values())
+            spent["inputs"] += time.perf_counter() - clock
             record = {"night": n, "full_copy_bytes": full_copy, "systems": {}}
             for system in systems:
+                clock = time.perf_counter()
                 seconds = system.write(n, tables, files)
+                spent["writes"][system.name] += time.perf_counter() - clock
+                clock = time.perf_counter()
                 stored = system.stored_files()
                 before = uploaded[system.name]
                 synced = sum(
@@ -92,6 +101,7 @@ def run_variant(args, variant: str, work: Path) -> dict:
                 )
                 uploaded[system.name] = stored
                 answers[system.name].append(system.answers(n, queries))
+                spent["checks"] += time.perf_counter() - clock
                 record["systems"][system.name] = {
                     "write_seconds": seconds,
                     "bytes": sum(size for size, _ in stored.values()),
@@ -108,9 +118,14 @@ def run_variant(args, variant: str, work: Path) -> dict:
             "answers": {q.name: [night[i] for night in answers[systems[0].name]] for i, q in enumerate(queries)},
         }
         if variant == "mixed":  # reads, diff, history and branches are measured on the mixed workload
+            clock = time.perf_counter()
             result["queries"] = time_queries(systems, queries, args)
+            spent["queries"] = time.perf_counter() - clock
+            clock = time.perf_counter()
             result["operations"] = operations(systems, workload, args)
+            spent["operations"] = time.perf_counter() - clock
         result["seconds"] = time.perf_counter() - started
+        result["spent"] = spent
         return result
     finally:
         for system in systems:

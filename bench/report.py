@@ -111,6 +111,7 @@ def write(run: dict, out: Path) -> Path:
             lines += ["## Targets (mixed workload)", "", "| target | measured | met |", "|---|---|---|"]
             lines += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in checks]
             lines.append("")
+    lines += _time_section(run)
     for variant in run["variants"]:
         lines += _variant_section(variant, plots)
     problems = [p for v in run["variants"] for p in v["disagreements"]]
@@ -142,6 +143,37 @@ def write(run: dict, out: Path) -> Path:
     page = out / "README.md"
     page.write_text("\n".join(lines))
     return page
+
+
+def _time_section(run: dict) -> list[str]:
+    """Where the run's minutes went, by variant and step."""
+    variants = [v for v in run["variants"] if "spent" in v]
+    if not variants:
+        return []
+    steps: list[tuple[str, list[float]]] = [("writing the nights' input files", [v["spent"]["inputs"] for v in variants])]
+    for s, label in variants[0]["systems"].items():
+        steps.append((f"{label}: writes", [v["spent"]["writes"].get(s, 0.0) for v in variants]))
+    steps += [
+        ("bytes counted and answers checked after every write", [v["spent"]["checks"] for v in variants]),
+        ("queries timed", [v["spent"]["queries"] for v in variants]),
+        ("diff, history, branch", [v["spent"]["operations"] for v in variants]),
+    ]
+    totals = [v["seconds"] for v in variants]
+    lines = [
+        "## Where the run's time goes",
+        "",
+        "| step | " + " | ".join(v["variant"] for v in variants) + " | share of the run |",
+        "|---" * (len(variants) + 2) + "|",
+    ]
+    for step, seconds in steps:
+        lines.append(f"| {step} | " + " | ".join(_minutes(x) for x in seconds) + f" | {sum(seconds) / run['seconds']:.0%} |")
+    lines.append("| **all** | " + " | ".join(_minutes(x) for x in totals) + f" | {sum(totals) / run['seconds']:.0%} |")
+    lines.append("")
+    return lines
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def _scale_text(scale: float) -> str:

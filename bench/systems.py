@@ -404,20 +404,22 @@ class Iceberg(FileListed):
                     table.overwrite(t.snapshot)
                     snapshots[t.name] = table.current_snapshot().snapshot_id
                     continue
-                # Row-level: the deleted keys, then the changed and new rows
-                # replacing their keys. This is what pyiceberg's upsert() does
-                # after it compares every column of every matched row to drop
-                # unchanged ones; that comparison made it 5× slower here (13 s
-                # against 2.5 s for the master at scale 0.1), and every row it
-                # is given did change.
-                # One table transaction, so that a night is one snapshot a table.
+                # Row-level: the changed and new rows replace the rows of
+                # their keys and of the deleted keys, in one overwrite. This
+                # is what pyiceberg's upsert() does after it compares every
+                # column of every matched row to drop unchanged ones; that
+                # comparison made it 5× slower here (13 s against 2.5 s for
+                # the master at scale 0.1), and every row it is given did
+                # change. A delete and then an overwrite took 45% longer over 11 nights
+                # (each commit copies the table's metadata, which grows with
+                # every snapshot).
                 c = t.change
                 upserts = _upserts(t)
-                with table.transaction() as tx:
-                    if len(c.deleted):
-                        tx.delete(In(t.key, c.deleted.to_pylist()))
-                    if upserts.num_rows:
-                        tx.overwrite(upserts, overwrite_filter=In(t.key, upserts.column(t.key).to_pylist()))
+                replaced = In(t.key, c.deleted.to_pylist() + upserts.column(t.key).to_pylist())
+                if upserts.num_rows:
+                    table.overwrite(upserts, overwrite_filter=replaced)
+                elif len(c.deleted):
+                    table.delete(replaced)
                 snapshots[t.name] = table.current_snapshot().snapshot_id
 
         elapsed = _timed(run)

@@ -309,11 +309,15 @@ class Workload:
         """The tables after night `n`'s refresh (n = 1 is the initial load);
         nights must be asked for in order."""
         if n == 1:
-            return [TableNight(t.name, t.key, t.render(), None, True) for t in self.tables]
-        out = []
-        for index, table in enumerate(self.tables):
-            change, refreshed = self._refresh(table, index, n)
-            out.append(TableNight(table.name, table.key, table.render(), change, refreshed))
+            out = [TableNight(t.name, t.key, t.render(), None, True) for t in self.tables]
+        else:
+            out = []
+            for index, table in enumerate(self.tables):
+                change, refreshed = self._refresh(table, index, n)
+                # A table that neither refreshed nor changed has last night's rows.
+                snapshot = table.render() if refreshed else self._snapshots[table.name]
+                out.append(TableNight(table.name, table.key, snapshot, change, refreshed))
+        self._snapshots = {t.name: t.snapshot for t in out}
         return out
 
     def _refresh(self, table: Table, index: int, n: int) -> tuple[Change, bool]:
