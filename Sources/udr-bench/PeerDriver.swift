@@ -110,8 +110,6 @@ struct DriverRequest: Decodable, Sendable {
 
 private func writeInOneTransaction(_ tables: [DriverRequest.Table], message: String?, _ repository: Repository) async throws {
     try await repository.transaction(message: message) { tx in
-        for table in tables {
-            _ = try await tx.write(try TableName(table.name), from: .file(table.file), key: table.key)
-        }
+        _ = try await tx.write(try tables.map { TableWrite(try TableName($0.name), from: .file($0.file), key: $0.key) })
     }
 }

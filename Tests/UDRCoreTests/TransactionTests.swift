@@ -46,6 +46,47 @@ struct InjectedFailure: Error {}
 
     /// Sources → derived → master: a failure in phase 2 leaves phase 1
     /// committed and nothing of phase 2; rerunning phase 2 succeeds.
+    /// A multi-table write (two tables at a time) stages every table as
+    /// its own write would, and commits them as one; a table that cannot
+    /// be read fails the whole refresh, naming it, and commits nothing.
+    @Test func aMultiTableWriteStagesEveryTableAndFailsAsAWhole() async throws {
+        let (repo, dir) = try makeRepository()
+        let names = try (1...7).map { try TableName("src_\($0)") }
+        let files = try names.indices.map { i in
+            let file = dir.path("src_\(i).parquet")
+            try scratchDuckDB().execute("COPY (SELECT i AS id, i * \(i) AS v FROM range(\(1000 * (i + 1))) t(i)) TO '\(file)' (FORMAT parquet)")
+            return file
+        }
+        let staged = try await repo.transaction(message: "night 1") { tx in
+            try await tx.write(zip(names, files).map { TableWrite($0, from: .file($1), key: ["id"]) })
+        }
+        #expect(staged.map(\.table) == names)
+        #expect(staged.map(\.rows) == names.indices.map { Int64(1000 * ($0 + 1)) })
+        let log = try await repo.log()
+        #expect(log.count == 1 && Set(log[0].commit.changes.map(\.table)) == Set(names))
+        for (i, name) in names.enumerated() {
+            let sums = try await repo.query("SELECT count(*), sum(v)::BIGINT FROM \(name.rawValue)").rows
+            let n = Int64(1000 * (i + 1))
+            #expect(sums == [[.int(n), .int(Int64(i) * n * (n - 1) / 2)]])
+        }
+
+        // Night 2: one input is missing; nothing of the night is committed.
+        var night2 = zip(names, files).map { TableWrite($0, from: .sql("SELECT id, v + 1 AS v FROM read_parquet('\($1)')")) }
+        night2[4] = TableWrite(names[4], from: .file(dir.path("missing.parquet")))
+        let error = await #expect(throws: UDRError.self) {
+            try await repo.transaction(message: "night 2") { tx in try await tx.write(night2) }
+        }
+        #expect(error?.message.contains("missing.parquet") == true, "\(String(describing: error?.message))")
+        #expect(try await repo.log().count == 1)
+        #expect(try await repo.query("SELECT sum(v)::BIGINT FROM src_1").rows == [[.int(0)]])
+
+        let twice = await #expect(throws: UDRError.self) {
+            try await repo.transaction { tx in try await tx.write([night2[0], night2[0]]) }
+        }
+        #expect(twice?.message.contains("written twice") == true)
+        #expect(try await repo.verify().problems.isEmpty)
+    }
+
     @Test func aPhasedPipelineKeepsTheLastGoodState() async throws {
         let (repo, _) = try makeRepository()
         let sources = try (1...4).map { try TableName("src.s\($0)") }

@@ -127,6 +127,50 @@ public final class Transaction: Sendable {
         }
     }
 
+    /// Replaces the content of several tables, staged: each as ``write(_:from:key:)``,
+    /// two at a time. A refresh's tables are mostly small and read from
+    /// one Parquet row group each, which DuckDB reads on one thread; two
+    /// writes at once keep both cores of a small machine busy (a nightly
+    /// refresh of the parcel pipeline's 23 tables: 2.1-2.2 s one by one,
+    /// 1.5-1.8 s two at a time). When writes fail, the error of the first
+    /// of them in `tables` is thrown once every write has ended; what the
+    /// others staged stays staged, as after separate writes, and a failed
+    /// write stages nothing.
+    public func write(_ tables: [TableWrite]) async throws(UDRError) -> [StagedWrite] {
+        var seen: Set<TableName> = []
+        for table in tables where !seen.insert(table.table).inserted {
+            throw UDRError(.invalidArgument, "the table '\(table.table)' is written twice in one multi-table write; write it once")
+        }
+        let results = SlotBox<Result<StagedWrite, UDRError>>(count: tables.count)
+        await withTaskGroup(of: Void.self) { group in
+            var next = 0
+            func start() {
+                guard next < tables.count else { return }
+                let index = next
+                next += 1
+                group.addTask {
+                    let table = tables[index]
+                    do throws(UDRError) {
+                        results.set(index, .success(try await self.write(table.table, from: table.source, key: table.key)))
+                    } catch {
+                        results.set(index, .failure(error))
+                    }
+                }
+            }
+            for _ in 0..<Self.writesAtOnce { start() }
+            while await group.next() != nil { start() }
+        }
+        var staged: [StagedWrite] = []
+        for result in results.values {
+            guard let result else { continue }
+            staged.append(try result.get())
+        }
+        return staged
+    }
+
+    /// How many of ``write(_:)``'s tables are written at once.
+    static let writesAtOnce = 2
+
     /// Applies a row-level edit (append, upsert, delete, update), staged.
     @discardableResult
     public func apply(_ edit: RowEdit, to table: TableName) async throws(UDRError) -> StagedWrite {
@@ -161,6 +205,20 @@ public final class Transaction: Sendable {
     public func abort() async throws(UDRError) {
         guard isPersistent else { return }
         try await repository.blocking { () throws(UDRError) in try self.repository.catalog.abortTransaction(self.id) }
+    }
+}
+
+/// One table of a multi-table write (``Transaction/write(_:)``).
+public struct TableWrite: Sendable {
+    public var table: TableName
+    public var source: WriteSource
+    /// As ``Transaction/write(_:from:key:)``'s `key`.
+    public var key: [String]?
+
+    public init(_ table: TableName, from source: WriteSource, key: [String]? = nil) {
+        self.table = table
+        self.source = source
+        self.key = key
     }
 }
 
