@@ -70,13 +70,16 @@ struct InjectedFailure: Error {}
             #expect(sums == [[.int(n), .int(Int64(i) * n * (n - 1) / 2)]])
         }
 
-        // Night 2: one input is missing; nothing of the night is committed.
+        // Night 2: one input is missing; nothing of the night is committed,
+        // and no table after it is written.
         var night2 = zip(names, files).map { TableWrite($0, from: .sql("SELECT id, v + 1 AS v FROM read_parquet('\($1)')")) }
-        night2[4] = TableWrite(names[4], from: .file(dir.path("missing.parquet")))
-        let error = await #expect(throws: UDRError.self) {
-            try await repo.transaction(message: "night 2") { tx in try await tx.write(night2) }
-        }
+        night2[2] = TableWrite(names[2], from: .file(dir.path("missing.parquet")))
+        let tx = try await repo.beginTransaction()
+        let error = await #expect(throws: UDRError.self) { try await tx.write(night2) }
         #expect(error?.message.contains("missing.parquet") == true, "\(String(describing: error?.message))")
+        let stagedTables = try await repo.openTransactions().first { $0.0.id == tx.id }?.1.map(\.table) ?? []
+        #expect(!stagedTables.isEmpty && !stagedTables.contains(names[2]) && !stagedTables.contains(names[6]), "\(stagedTables)")
+        try await tx.abort()
         #expect(try await repo.log().count == 1)
         #expect(try await repo.query("SELECT sum(v)::BIGINT FROM src_1").rows == [[.int(0)]])
 

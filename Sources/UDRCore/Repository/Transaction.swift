@@ -132,17 +132,17 @@ public final class Transaction: Sendable {
     /// one Parquet row group each, which DuckDB reads on one thread; two
     /// writes at once keep both cores of a small machine busy (a nightly
     /// refresh of the parcel pipeline's 23 tables: 2.1-2.2 s one by one,
-    /// 1.5-1.8 s two at a time). When writes fail, the error of the first
-    /// of them in `tables` is thrown once every write has ended; what the
-    /// others staged stays staged, as after separate writes, and a failed
-    /// write stages nothing.
+    /// 1.5-1.8 s two at a time). After a write fails no other starts; the
+    /// error of the first failed table in `tables` is thrown once the
+    /// writes under way end. What the others staged stays staged, as after
+    /// separate writes, and a failed write stages nothing.
     public func write(_ tables: [TableWrite]) async throws(UDRError) -> [StagedWrite] {
         var seen: Set<TableName> = []
         for table in tables where !seen.insert(table.table).inserted {
             throw UDRError(.invalidArgument, "the table '\(table.table)' is written twice in one multi-table write; write it once")
         }
         let results = SlotBox<Result<StagedWrite, UDRError>>(count: tables.count)
-        await withTaskGroup(of: Void.self) { group in
+        await withTaskGroup(of: Bool.self) { group in
             var next = 0
             func start() {
                 guard next < tables.count else { return }
@@ -152,13 +152,19 @@ public final class Transaction: Sendable {
                     let table = tables[index]
                     do throws(UDRError) {
                         results.set(index, .success(try await self.write(table.table, from: table.source, key: table.key)))
+                        return true
                     } catch {
                         results.set(index, .failure(error))
+                        return false
                     }
                 }
             }
             for _ in 0..<Self.writesAtOnce { start() }
-            while await group.next() != nil { start() }
+            var failed = false
+            while let succeeded = await group.next() {
+                failed = failed || !succeeded
+                if !failed { start() }
+            }
         }
         var staged: [StagedWrite] = []
         for result in results.values {
