@@ -212,6 +212,7 @@ class Workload:
         # The events table the join query reads: the largest.
         self.join_table = max((s for s in self.sources if s.name.startswith("events")), key=lambda s: s.rows).name
         self.next_event = {s.name: int(s.keys().max()) + 1 for s in self.sources}
+        self._unchanged: dict[tuple[str, int], Change] = {}
 
     @property
     def tables(self) -> list[Table]:
@@ -330,6 +331,14 @@ class Workload:
         # Reference tables refresh once a week (a seventh of them each night);
         # the master and the time-ordered tables every night.
         refreshed = is_master or is_events or (index + n) % 7 == 0
+        if not refreshed:
+            # Nothing changes (and no random number is drawn): the empty
+            # change of this table's columns, rendered once.
+            shape = (table.name, len(table.added))
+            if shape not in self._unchanged:
+                nothing = table.take(slice(0, 0))
+                self._unchanged[shape] = Change(pa.array([], pa.int64()), table.render(nothing, only=[table.key]), table.render(nothing), [])
+            return self._unchanged[shape], False
         keys_before = table.keys().copy()
         changed_columns: set[str] = set()
         changed = np.zeros(table.rows, bool)
