@@ -180,7 +180,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--column-every", type=int, default=8, help="a column is added every this many nights")
     p.add_argument("--variant", action="append", choices=VARIANTS, help="repeatable (default: all three)")
     p.add_argument("--systems", type=lambda s: s.split(","), help="comma-separated (default: all)")
-    p.add_argument("--repeat", type=int, default=5, help="timed runs of each query after the first")
+    p.add_argument("--repeat", type=int, default=15, help="timed runs of each query after the first (their median is reported)")
     p.add_argument("--udr-driver", required=True, help="the udr-bench executable")
     p.add_argument("--work", help="scratch directory (default: a temporary one, removed after)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"), help="where results go")
