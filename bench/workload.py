@@ -181,7 +181,7 @@ _renderer.execute("SET threads = 1")  # the same bytes on every run
 def _project(sql: str, raw: pa.Table, only: list[str] | None) -> pa.Table:
     _renderer.register("raw", raw)
     try:
-        table = _renderer.sql(sql).fetch_arrow_table()
+        table = _renderer.sql(sql).to_arrow_table()
     finally:
         _renderer.unregister("raw")
     return table if only is None else table.select(only)
