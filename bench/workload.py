@@ -213,6 +213,7 @@ class Workload:
         self.join_table = max((s for s in self.sources if s.name.startswith("events")), key=lambda s: s.rows).name
         self.next_event = {s.name: int(s.keys().max()) + 1 for s in self.sources}
         self._unchanged: dict[tuple[str, int], Change] = {}
+        self._snapshots: dict[str, pa.Table] = {}  # last night's rendered rows, by table
 
     @property
     def tables(self) -> list[Table]:

@@ -47,23 +47,22 @@ import Testing
     /// the value API reads as empty strings, read as their text.
     @Test func nestedEnumAndZonedValuesComeBackAsText() throws {
         let c = try Database().connect()
+        try c.execute("SET TimeZone = 'UTC'")
         let rows = try c.query(
             """
             SELECT [1, 2] AS l, {'x': 1, 'y': 'a'} AS s, MAP(['k'], [2.5]) AS m, [1, 2]::INTEGER[2] AS a,
               union_value(n := 3) AS u, 'b'::ENUM('a', 'b') AS e, TIMESTAMP_S '2024-01-02 03:04:05' AS ts_s,
               TIMESTAMP_MS '2024-01-02 03:04:05.123' AS ts_ms, TIMESTAMP_NS '2024-01-02 03:04:05.123456789' AS ts_ns,
-              TIMESTAMPTZ '2024-01-02 03:04:05+00' AT TIME ZONE 'UTC' = TIMESTAMP '2024-01-02 03:04:05' AS tz_ok,
+              TIMESTAMPTZ '2024-01-02 03:04:05+00' AS tz,
               TIMETZ '03:04:05+01' AS ttz, ['-0.0'::DOUBLE, 0.0] AS zeros, 'plain' AS v
             """)
         #expect(
             rows.rows.map { $0.map(\.description) } == [
                 [
                     "[1, 2]", "{'x': 1, 'y': a}", "{k=2.5}", "[1, 2]", "3", "b", "2024-01-02 03:04:05", "2024-01-02 03:04:05.123",
-                    "2024-01-02 03:04:05.123456789", "true", "03:04:05+01", "[-0.0, 0.0]", "plain",
+                    "2024-01-02 03:04:05.123456789", "2024-01-02 03:04:05+00", "03:04:05+01", "[-0.0, 0.0]", "plain",
                 ]
             ])
-        let zoned = try c.query("SELECT TIMESTAMPTZ '2024-01-02 03:04:05+00' AS t").scalar.description
-        #expect(zoned.hasPrefix("2024-01-02") || zoned.hasPrefix("2024-01-01"), "\(zoned)")
     }
 
     @Test func passesDuckDBErrorsThrough() throws {

@@ -64,10 +64,9 @@ private func negativeZeroGuard(_ statement: String, on connection: Connection) -
     var tests: [String] = []
     for row in described {
         guard let name = row[0].string, let text = row[1].string, let type = try? TypeNode.parse(text) else { return .unknown }
-        if let test = SegmentStorage.negativeZero(in: "__udr_s." + quoteIdentifier(name), of: type) {
-            tests.append(
-                "CASE WHEN coalesce(\(test), false) THEN error('\(SegmentStorage.negativeZeroMarker)') ELSE __udr_s.\(quoteIdentifier(name)) END AS \(quoteIdentifier(name))"
-            )
+        let x = "__udr_s." + quoteIdentifier(name)
+        if let test = SegmentStorage.negativeZero(in: x, of: type) {
+            tests.append(SegmentStorage.failingOnNegativeZero(x, test: test) + " AS " + quoteIdentifier(name))
         }
     }
     if tests.isEmpty { return .none }

@@ -135,7 +135,7 @@ struct SegmentStorage: Equatable {
                     """
             }
             guard let test = negativeZero[index], !withoutDictionaries else { return name }
-            return "CASE WHEN coalesce(\(test), false) THEN error('\(Self.negativeZeroMarker)') ELSE \(x) END AS \(name)"
+            return Self.failingOnNegativeZero(x, test: test) + " AS \(name)"
         }
         return "SELECT \(list.joined(separator: ", ")) FROM (\(select)) AS __udr_s"
     }
@@ -145,6 +145,12 @@ struct SegmentStorage: Equatable {
         var types: [String: String] = [:]
         for (index, scale) in scales { types[columns[index].name] = "DECIMAL(18,\(scale))" }
         return types.isEmpty ? nil : types
+    }
+
+    /// SQL: `x`, failing the statement with ``negativeZeroMarker`` where
+    /// `test` (from ``negativeZero(in:of:depth:)``) finds a -0.0 in it.
+    static func failingOnNegativeZero(_ x: String, test: String) -> String {
+        "CASE WHEN coalesce(\(test), false) THEN error('\(negativeZeroMarker)') ELSE \(x) END"
     }
 
     static let inexactMarker = "udr-inexact-decimal-column:"
