@@ -17,7 +17,7 @@ import UDRTesting
     static let doomed = "SELECT k FROM parcels WHERE hash(k, 'doomed') % 1000 = 0"
 
     @Test func deletingRowsStoresTheirPositionsAndReadsAgreeEverywhere() async throws {
-        let (repo, _) = try makeRepository()
+        let (repo, _) = try makeRepository(segmentation: tenThousandRowSegments)
         let plain = try scratchDuckDB()
         try plain.execute("CREATE TABLE parcels AS \(Self.initial)")
         let first = try await repo.write(Self.table, from: .sql(Self.initial), key: ["k"])

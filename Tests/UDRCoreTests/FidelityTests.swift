@@ -125,7 +125,7 @@ let allTypesSQL = """
             FROM range(60000) t(i)
             """
         for grouping in [testReadGrouping, .off] {
-            let (repo, _) = try makeRepository(readGrouping: grouping)
+            let (repo, _) = try makeRepository(segmentation: tenThousandRowSegments, readGrouping: grouping)
             let table = try TableName("prices")
             _ = try await repo.write(table, from: .sql(sql), key: ["k"])
             try await expectIdentical(repo, table: "prices", to: sql)

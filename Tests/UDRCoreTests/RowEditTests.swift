@@ -137,7 +137,7 @@ import UDRTesting
     /// segment after the others, once), rows deleted now are listed, the
     /// rest keep their positions; the table reads like plain DuckDB's.
     @Test func scatteredEditsRewriteSegmentsInPlace() async throws {
-        let (repo, _) = try makeRepository()
+        let (repo, _) = try makeRepository(segmentation: tenThousandRowSegments)
         let plain = try scratchDuckDB()
         let t = try TableName("parcels")
         let initial = "SELECT i * 10 AS k, i % 7 AS zone, 'p' || i AS name FROM range(60000) t(i)"

@@ -232,7 +232,7 @@ import UDRTesting
     /// Point lookups read only the segments whose key range holds the key,
     /// and give the same answers as a full scan in every query shape.
     @Test func lookupsPruneSegmentsWithoutChangingAnswers() async throws {
-        let (repo, _) = try makeRepository()
+        let (repo, _) = try makeRepository(segmentation: tenThousandRowSegments)
         _ = try await repo.write(try TableName("t"), from: .sql("SELECT i * 10 AS k, 'v' || i AS v FROM range(100000) t(i)"), key: ["k"])
         let manifest = try await repo.manifest(of: try TableName("t"))
         #expect(manifest.segments.count > 4)

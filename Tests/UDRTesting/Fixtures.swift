@@ -33,6 +33,10 @@ public struct TemporaryDirectory: Sendable {
 /// them (group files of several row groups, and single segments between).
 public let testReadGrouping = ReadGrouping(bits: 1, minimumRows: 256, maximumRows: 8192, rowGroupSize: 1000)
 
+/// Segments of about 10,000 rows: tests of 60,000 to 100,000 rows that
+/// need several segments (the standard policy cuts them into two to four).
+public let tenThousandRowSegments = SegmentationPolicy(bits: 13, minimumRows: 2048, maximumRows: 65536)
+
 /// A fresh local repository in a temporary directory.
 public func makeRepository(
     segmentation: SegmentationPolicy = .standard, readGrouping: ReadGrouping = testReadGrouping

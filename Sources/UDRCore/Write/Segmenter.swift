@@ -10,8 +10,13 @@ public struct SegmentationPolicy: Sendable, Hashable {
     public var minimumRows: Int
     public var maximumRows: Int
 
-    /// About 10,000 rows per segment.
-    public static let standard = SegmentationPolicy(bits: 13, minimumRows: 2048, maximumRows: 65536)
+    /// A candidate every 16,384 rows on average, at least 4,096 rows a
+    /// segment. DuckDB's Parquet writer spends more per row on small row
+    /// groups: on the benchmark's 5,000,000 rows, segments half this size
+    /// (13 bits, 2,048 rows) wrote 14% slower and stored more bytes in
+    /// every churn case; segments twice this size wrote no faster and
+    /// stored a third more for a column changed in 0.5% of the rows.
+    public static let standard = SegmentationPolicy(bits: 14, minimumRows: 4096, maximumRows: 131072)
 
     public init(bits: Int, minimumRows: Int, maximumRows: Int) {
         self.bits = bits
