@@ -410,9 +410,9 @@ class Iceberg(FileListed):
                 # column of every matched row to drop unchanged ones; that
                 # comparison made it 5× slower here (13 s against 2.5 s for
                 # the master at scale 0.1), and every row it is given did
-                # change. A delete and then an overwrite took 45% longer over 11 nights
-                # (each commit copies the table's metadata, which grows with
-                # every snapshot).
+                # change. A delete and then an overwrite took 45% longer over
+                # 11 nights (each commit copies the table's metadata, which
+                # grows with every snapshot).
                 c = t.change
                 upserts = _upserts(t)
                 replaced = In(t.key, c.deleted.to_pylist() + upserts.column(t.key).to_pylist())

@@ -10,8 +10,8 @@ import Foundation
 /// How a table's segments are joined into larger local read files.
 ///
 /// Segments stay small so that a change stores few bytes, but DuckDB pays
-/// per file and per row group: a full scan over thousands of 10,000-row
-/// segments runs about 1.6× slower than over one file of 122,880-row row
+/// per file and per row group: a full scan over thousands of segments
+/// (of about 10,000 rows, when that was measured) ran about 1.6× slower than over one file of 122,880-row row
 /// groups. So a scan reads *read groups*: runs of consecutive segments
 /// re-encoded into one local Parquet file with large row groups, cached
 /// beside the segments and named by the ids of the segments they hold.

@@ -13,7 +13,7 @@ public struct SegmentationPolicy: Sendable, Hashable {
     /// A candidate every 16,384 rows on average, at least 4,096 rows a
     /// segment. DuckDB's Parquet writer spends more per row on small row
     /// groups: on the benchmark's 5,000,000 rows, segments half this size
-    /// (13 bits, 2,048 rows) wrote 14% slower and stored more bytes in
+    /// (13 bits, 2,048 rows) took a fifth longer to write and stored more in
     /// every churn case; segments twice this size wrote no faster and
     /// stored a third more for a column changed in 0.5% of the rows.
     public static let standard = SegmentationPolicy(bits: 14, minimumRows: 4096, maximumRows: 131072)
