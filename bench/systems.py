@@ -234,6 +234,7 @@ class DuckLake(System):
         self.row_level = row_level
         self.name = "ducklake-rows" if row_level else "ducklake-replace"
         self.label = "DuckLake (UPDATE/DELETE/INSERT)" if row_level else "DuckLake (CREATE OR REPLACE)"
+        self.checker: duckdb.DuckDBPyConnection | None = None
         self.con = self.connect()
         self.con.execute(f"ATTACH '{self.catalog}' AS lake (DATA_PATH '{self.root / 'data'}/')")
         self.con.execute("USE lake")
@@ -286,7 +287,23 @@ class DuckLake(System):
         self.refs.append(con.execute("SELECT id FROM current_snapshot()").fetchone()[0])
         return elapsed
 
+    def answers(self, night, queries):
+        # One reader connection for the checks of every night: connecting
+        # and loading the two extensions took 0.12 s a night.
+        if self.checker is None:
+            self.checker = self.connect()
+        con = self.checker
+        for table in sorted({t for q in queries for t in q.tables}):
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {self.source(con, night, table)}")
+        rows = [_rows(con, q.sql) for q in queries]
+        for table in sorted({t for q in queries for t in q.tables}):
+            con.execute(f"DROP VIEW {table}")
+        con.execute(f"DETACH snapshot_{self.refs[night - 1]}")
+        return rows
+
     def close(self):
+        if self.checker is not None:
+            self.checker.close()
         self.con.close()
 
 
@@ -324,19 +341,42 @@ class Delta(FileListed):
                     table = DeltaTable(path)
                     if c.added_columns:
                         table.alter.add_columns([Field(name, PrimitiveType("integer"), nullable=True) for name, _ in c.added_columns])
-                    if len(c.deleted):
-                        table.delete(f"{t.key} IN ({_sql_list(c.deleted.to_pylist())})")
+                    # One MERGE applies the night's changes, as a change-data
+                    # feed is applied to Delta: the whole new rows of updated
+                    # and inserted keys, and the deleted keys flagged. (A
+                    # DELETE and then a MERGE commit twice and rewrite the
+                    # files they touch twice.)
                     upserts = _upserts(t)
-                    if upserts.num_rows:
+                    flag = "__deleted"
+                    source = pa.concat_tables(
+                        [
+                            upserts.append_column(flag, pa.repeat(False, upserts.num_rows)),
+                            pa.table(
+                                {
+                                    name: c.deleted if name == t.key else pa.nulls(len(c.deleted), upserts.schema.field(name).type)
+                                    for name in upserts.column_names
+                                }
+                                | {flag: pa.repeat(True, len(c.deleted))}
+                            ),
+                        ]
+                    )
+                    if source.num_rows:
                         (
-                            table.merge(upserts, predicate=f"t.{t.key} = s.{t.key}", source_alias="s", target_alias="t")
-                            .when_matched_update_all()
-                            .when_not_matched_insert_all()
+                            table.merge(source, predicate=f"t.{t.key} = s.{t.key}", source_alias="s", target_alias="t")
+                            .when_matched_delete(predicate=f"s.{flag}")
+                            .when_matched_update_all(predicate=f"NOT s.{flag}", except_cols=[flag])
+                            .when_not_matched_insert_all(predicate=f"NOT s.{flag}", except_cols=[flag])
                             .execute()
                         )
 
         elapsed = _timed(run)
-        self.refs.append({t.name: DeltaTable(str(self.root / t.name)).version() for t in tables})
+        # Each table's version after tonight: a table not written keeps last
+        # night's (opening all 78 tables every night took 0.2 s a night).
+        versions = dict(self.refs[-1]) if self.refs else {}
+        for t in tables:
+            if night == 1 or t.refreshed:
+                versions[t.name] = DeltaTable(str(self.root / t.name)).version()
+        self.refs.append(versions)
         return elapsed
 
     def files(self, night, table):
@@ -383,9 +423,9 @@ class Iceberg(FileListed):
                     table.append(t.snapshot)
                     snapshots[t.name] = table.current_snapshot().snapshot_id
                     continue
-                table = self.catalog.load_table(ident)
                 if not t.refreshed:  # neither rewritten nor changed tonight
                     continue
+                table = self.catalog.load_table(ident)
                 evolved = t.snapshot.schema.names != table.schema().column_names
                 if evolved:
                     with table.update_schema() as update:
