@@ -81,4 +81,29 @@ import UDRTesting
         let v1 = ReadOptions(pins: [try TablePin(parsing: "t=1")])
         #expect(try await repo.query("SELECT sum(a)::BIGINT, count(*) FROM t", options: v1).rows == [[.int(297000), .int(6000)]])
     }
+
+    /// A scan of fewer segments than the grouping's minimum reads them as
+    /// they are (no group to build after a write); from that many on, it
+    /// reads groups. The answers are the same either way.
+    @Test func scansOfFewSegmentsReadThemAsTheyAre() async throws {
+        let initial = "SELECT i AS k, i % 7 AS a, 'r' || i AS note FROM range(3000) t(i)"
+        let scan = "SELECT k, a, note FROM t ORDER BY k"
+        let t = try TableName("t")
+        let plain = try scratchDuckDB()
+        try plain.execute("CREATE TABLE t AS \(initial)")
+        let expected = try plain.query(scan).rows
+
+        let (probe, _) = try makeRepository(segmentation: Self.small, readGrouping: .off)
+        _ = try await probe.write(t, from: .sql(initial), key: ["k"])
+        let segments = try await probe.manifest(of: t).segments.count
+        #expect(segments > 10)
+        for (minimum, grouped) in [(segments + 1, false), (segments, true)] {
+            var grouping = Self.grouping
+            grouping.minimumSegments = minimum
+            let (repo, _) = try makeRepository(segmentation: Self.small, readGrouping: grouping)
+            _ = try await repo.write(t, from: .sql(initial), key: ["k"])
+            #expect(try await repo.query(scan).rows == expected)
+            #expect(try groupFiles(repo).isEmpty != grouped, "\(segments) segments, at least \(minimum) to group")
+        }
+    }
 }
