@@ -107,7 +107,9 @@ public struct WriteResult: Sendable, Codable {
     public let version: Int
     public let rows: Int64
     public let segments: Int
-    /// Bytes of the Parquet segments of the new version.
+    /// Bytes of the Parquet segment files the write produced: a segment
+    /// the write kept with its file (its rows kept their values) is not
+    /// counted, so this is what the write cost, not the version's size.
     public let logicalBytes: Int64
     /// Bytes newly stored: new blobs, recipes, the manifest and the commit.
     public let bytesAdded: Int64

@@ -236,7 +236,9 @@ public struct StagedWrite: Sendable, Codable {
     /// Rows of the table after the write.
     public let rows: Int64
     public let segments: Int
-    /// Bytes of the Parquet segments of the new version.
+    /// Bytes of the Parquet segment files the write produced: a segment
+    /// the write kept with its file (its rows kept their values) is not
+    /// counted, so this is what the write cost, not the version's size.
     public let logicalBytes: Int64
     /// Bytes newly stored: new blobs, recipes and the manifest.
     public let bytesAdded: Int64

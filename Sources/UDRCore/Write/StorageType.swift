@@ -24,6 +24,37 @@ indirect enum TypeNode: Equatable {
         "TIME_NS",
     ]
 
+    /// How values of a storage type are told apart exactly.
+    enum Equality {
+        /// By DuckDB's equality: distinct values never compare equal.
+        case values
+        /// By equality and the sign: DuckDB's equality holds -0.0 = 0.0.
+        case floats
+    }
+
+    /// Storage types whose values DuckDB's equality tells apart exactly
+    /// (strings and blobs byte for byte; times as their stored number).
+    static let comparedByValue: Set<String> = [
+        "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "DECIMAL", "VARCHAR", "BLOB",
+        "DATE", "TIME", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE", "UUID",
+    ]
+
+    /// How two values of this storage type are told apart exactly; nil
+    /// for a type not compared here (a float inside a nested type, any
+    /// type not listed): such values are never taken to be the same.
+    var equality: Equality? {
+        switch self {
+        case .scalar(let name):
+            let base = name.split(separator: "(").first.map { $0.trimmingCharacters(in: .whitespaces).uppercased() } ?? name
+            if ["FLOAT", "DOUBLE", "REAL", "FLOAT4", "FLOAT8"].contains(base) { return .floats }
+            return Self.comparedByValue.contains(base) ? .values : nil
+        case .list(let element), .array(let element, _): return element.equality == .values ? .values : nil
+        case .structure(let fields): return fields.allSatisfy { $0.1.equality == .values } ? .values : nil
+        case .map(let k, let v): return k.equality == .values && v.equality == .values ? .values : nil
+        case .enumeration, .union: return nil
+        }
+    }
+
     /// The type written to Parquet.
     func storage() throws(UDRError) -> TypeNode {
         switch self {

@@ -5,7 +5,8 @@ import Foundation
 /// What a write produced: the new table version's manifest and what it cost.
 struct WrittenTable {
     let manifest: Manifest
-    /// Bytes of the Parquet files the write produced.
+    /// Bytes of the Parquet files the write produced (a segment kept with
+    /// its file is not counted).
     let logicalBytes: Int64
     /// Bytes of blobs and recipes that were not in the store before.
     let bytesAdded: Int64
@@ -129,29 +130,46 @@ struct TableWriter {
             ["__udr_src.__udr_run"] + (key.isEmpty ? ["__udr_src.__udr_pos"] : key.map { "__udr_src." + quoteIdentifier($0) })
         try sort(source, columns: columns, key: key, order: order, inputName: "the changed rows", extra: ["__udr_run"])
         clock.step("order the rows")
-        return try writeSortedRuns(columns: columns, key: key, runs: runs, clock: &clock)
+        let spans = try runSpans(runs: runs, key: key, columns: columns)
+        return try writeSortedRuns(spans, columns: columns, key: key, clock: &clock)
+    }
+
+    /// Where each run's rows stand in `__udr_sorted`.
+    struct RunSpans {
+        /// The rowids of each run's rows (empty for a run without rows).
+        var rows: [Range<Int>]
+        /// The first-key range of each run of `whole` (it bounds the COPY
+        /// of an uncut run), when the key has a bounding column.
+        var keyRanges: [Int: ClosedRange<Int64>] = [:]
+        /// The runs written as one segment each, uncut.
+        var whole: Set<Int> = []
+    }
+
+    /// The spans of the `runs` runs of `__udr_sorted` (by its `__udr_run`);
+    /// those in `whole` are to be written uncut.
+    func runSpans(runs: Int, whole: Set<Int> = [], key: [String], columns: [Column]) throws(UDRError) -> RunSpans {
+        let bounding = whole.isEmpty ? nil : Self.boundingColumn(key: key, columns: columns)
+        let keyRange = bounding.map { ", min(CAST(\($0) AS BIGINT)), max(CAST(\($0) AS BIGINT))" } ?? ""
+        let bounds = try query("SELECT __udr_run, min(rowid), max(rowid) + 1\(keyRange) FROM __udr_sorted GROUP BY ALL").rows
+        var spans = RunSpans(rows: Array(repeating: 0..<0, count: runs), whole: whole)
+        for row in bounds {
+            guard let run = row[0].int, let low = row[1].int, let high = row[2].int, run >= 0, run < runs else { continue }
+            spans.rows[Int(run)] = Int(low)..<Int(high)
+            if bounding != nil, let first = row[3].int, let last = row[4].int, first <= last { spans.keyRanges[Int(run)] = first...last }
+        }
+        return spans
     }
 
     /// Writes the rows of `__udr_sorted`, in runs by its `__udr_run` and
     /// in its order within each run, as ``writeRuns(source:columns:key:runs:)`` does.
-    /// The runs in `whole` become one segment each, uncut.
-    func writeSortedRuns(columns: [Column], key: [String], runs: Int, whole: Set<Int> = [], clock: inout StepClock)
+    /// The runs in `spans.whole` become one segment each, uncut; a run
+    /// with no rows in `spans` none.
+    func writeSortedRuns(_ spans: RunSpans, columns: [Column], key: [String], clock: inout StepClock)
         throws(UDRError) -> (segments: [[SegmentRef]], logical: Int64, added: Int64)
     {
-        // Each run's rows, and its first-key range (it bounds the COPY of an uncut run).
-        let bounding = whole.isEmpty ? nil : Self.boundingColumn(key: key, columns: columns)
-        let keyRange = bounding.map { ", min(CAST(\($0) AS BIGINT)), max(CAST(\($0) AS BIGINT))" } ?? ""
-        let bounds = try query("SELECT __udr_run, min(rowid), max(rowid) + 1\(keyRange) FROM __udr_sorted GROUP BY ALL").rows
-        var spans = Array(repeating: 0..<0, count: runs)
-        var keyRanges: [Int: ClosedRange<Int64>] = [:]
-        for row in bounds {
-            guard let run = row[0].int, let low = row[1].int, let high = row[2].int, run >= 0, run < runs else { continue }
-            spans[Int(run)] = Int(low)..<Int(high)
-            if bounding != nil, let first = row[3].int, let last = row[4].int, first <= last { keyRanges[Int(run)] = first...last }
-        }
-        return try writeSegments(
-            ranges: try cut(runs: spans, keepEmpty: false, key: key, columns: columns, whole: whole, keyRanges: keyRanges), columns: columns,
-            key: key, clock: &clock)
+        try writeSegments(
+            ranges: try cut(runs: spans.rows, keepEmpty: false, key: key, columns: columns, whole: spans.whole, keyRanges: spans.keyRanges),
+            columns: columns, key: key, clock: &clock)
     }
 
     /// The input's columns; DESCRIBE binds it without reading its rows.

@@ -185,7 +185,14 @@ extension TableWriter {
         // or side by side in key order in the last run.
         try checkKeys(key, in: "(SELECT * FROM __udr_sorted WHERE NOT __udr_dead)", sortedByKey: true)
         clock.step("check keys")
-        let written = try writeSortedRuns(columns: columns, key: key, runs: endRun + 1, whole: whole, clock: &clock)
+        // A kept segment whose rows all keep their values keeps its file;
+        // only its deleted rows may change. So a refresh that adds rows, or
+        // changes some key ranges, writes no other segment again.
+        var spans = try runSpans(runs: endRun + 1, whole: whole, key: key, columns: columns)
+        let unchanged = try unchangedRuns(spans, runs: runs, segments: segments, files: files, previous: previous, columns: columns)
+        for run in unchanged { spans.rows[run] = 0..<0 }
+        clock.step("compare the kept segments")
+        let written = try writeSortedRuns(spans, columns: columns, key: key, clock: &clock)
 
         // Each kept segment's deleted rows, listed beside its new file.
         var dead: [Int: [Int64]] = [:]
@@ -200,7 +207,12 @@ extension TableWriter {
                 placement.kept[runs[run]] = written.segments[run]
                 continue
             }
-            guard written.segments[run].count == 1, let segment = written.segments[run].first else {
+            let segment: SegmentRef
+            if unchanged.contains(run) {
+                segment = segments[runs[run]]
+            } else if written.segments[run].count == 1, let rewritten = written.segments[run].first {
+                segment = rewritten
+            } else {
                 throw UDRError(
                     .runtime,
                     "internal error: a segment kept in place was written as \(written.segments[run].count) segments; nothing was committed. Please report it."
@@ -213,6 +225,61 @@ extension TableWriter {
         placement.bytesAdded = written.added + (try store.put(objects).bytesAdded)
         clock.step("write over the previous version")
         return placement
+    }
+
+    /// The runs of `spans.whole` whose rows in `__udr_sorted` are their
+    /// old file's, value for value in storage form (-0.0 is not 0.0; the
+    /// deleted rows there keep their old values anyway): their segments
+    /// keep their files. The first and the last such segment are compared
+    /// first: when both changed, as every segment does when a few rows
+    /// change all over the table, the others are not compared, and
+    /// reading two segments is all the comparison cost.
+    private func unchangedRuns(
+        _ spans: RunSpans, runs: [Int], segments: [SegmentRef], files: [String], previous: Manifest, columns: [Column]
+    ) throws(UDRError) -> Set<Int> {
+        var terms: [String] = []
+        for column in columns {
+            let storage = try TypeNode.parse(column.type).storage()
+            let (new, old) = ("n.\(quoteIdentifier(column.name))", "CAST(o.\(quoteIdentifier(column.name)) AS \(storage.sql))")
+            switch storage.equality {
+            case .values: terms.append("\(new) IS DISTINCT FROM \(old)")
+            case .floats: terms.append("\(new) IS DISTINCT FROM \(old) OR signbit(\(new)) IS DISTINCT FROM signbit(\(old))")
+            case nil: return []
+            }
+        }
+        let differs = terms.map { "(\($0))" }.joined(separator: " OR ")
+        let names = columns.map(\.name)
+        let candidates = spans.whole.sorted().filter {
+            previous.columnNames(of: segments[runs[$0]]) == names && Int64(spans.rows[$0].count) == segments[runs[$0]].fileRows
+        }
+        guard let first = candidates.first, let last = candidates.last else { return [] }
+        let probed = first == last ? [first] : [first, last]
+        let probe = try sameRows(probed, spans: spans, runs: runs, segments: segments, files: files, differs: differs)
+        guard !probe.isEmpty, candidates.count > probed.count else { return probe }
+        let rest = Array(candidates.dropFirst().dropLast())
+        return probe.union(try sameRows(rest, spans: spans, runs: runs, segments: segments, files: files, differs: differs))
+    }
+
+    /// Which of `batch` (runs kept in place) hold their old file's rows:
+    /// each file row against the row at its position in the run, paired
+    /// by a positional join (a hash join on the positions took twice as
+    /// long), 32 runs a query.
+    private func sameRows(_ batch: [Int], spans: RunSpans, runs: [Int], segments: [SegmentRef], files: [String], differs: String)
+        throws(UDRError) -> Set<Int>
+    {
+        var same: Set<Int> = []
+        for start in stride(from: 0, to: batch.count, by: 32) {
+            let parts = batch[start..<min(start + 32, batch.count)].map { run in
+                let rows = spans.rows[run]
+                return """
+                    SELECT \(run) AS run FROM read_parquet(\(quoteLiteral(files[runs[run]]))) o
+                    POSITIONAL JOIN (SELECT * FROM __udr_sorted WHERE rowid >= \(rows.lowerBound) AND rowid < \(rows.upperBound)) n
+                    HAVING count(*) = \(segments[runs[run]].fileRows) AND NOT bool_or(\(differs))
+                    """
+            }
+            for row in try query(parts.joined(separator: "\nUNION ALL\n")).rows { if let run = row[0].int { same.insert(Int(run)) } }
+        }
+        return same
     }
 
     /// Where ``writeOver(_:columns:key:rowCount:clock:)`` and a row edit in place put the rows.
