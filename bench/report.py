@@ -128,7 +128,7 @@ def write(run: dict, out: Path) -> Path:
         "- **Writers**: replace-style systems (UDR, DuckLake CREATE OR REPLACE, Delta overwrite, Iceberg overwrite) rewrite each table whose source "
         "refreshed; row-level ones apply the night's deletes, updates and inserts. Parquet copies write every table into a new folder each night. "
         "UDR and DuckLake commit a night as one transaction (UDR's multi-table write writes two tables at a time; DuckLake runs its statements one by one, each on every core); "
-        "Delta and Iceberg commit per table (they have no multi-table transaction). Iceberg's row-level night is one overwrite per table whose filter holds the deleted and changed keys.",
+        "Delta and Iceberg commit per table (they have no multi-table transaction). Delta's row-level night is one MERGE per table (the new rows of updated and inserted keys, and the deleted keys flagged for its delete clause); Iceberg's is one overwrite per table whose filter holds the deleted and changed keys.",
         "- **Bytes**: every file of the system's storage (UDR's read cache and write scratch excluded: they are rebuilt, never synced). "
         "**Sync**: the bytes of files not uploaded before, plus the catalog files that changed (SQLite catalogs are uploaded whole; "
         "every other file of every system is written once under a unique name) — what `rclone copy --immutable` would upload; "
