@@ -204,6 +204,8 @@ def run(args: argparse.Namespace) -> dict:
     try:
         for variant in variants:
             results.append(run_variant(args, variant, work))
+            if not args.work:  # a variant's storage is measured: free the disk for the next
+                shutil.rmtree(work / variant, ignore_errors=True)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

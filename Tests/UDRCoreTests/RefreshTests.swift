@@ -26,15 +26,19 @@ import UDRTesting
         try #require(try repo.store.getJSON(SegmentRecipe.self, segment.recipe).columnBlobs)
     }
 
+    /// A night of the pipeline: `plain`'s parcels, rows in `order`, as a
+    /// Parquet file, written over the repository's table.
+    static func refresh(_ repo: Repository, from plain: Connection, through snapshot: String, order: String) async throws -> WriteResult {
+        try plain.execute("COPY (SELECT * FROM parcels ORDER BY \(order)) TO \(quoteLiteral(snapshot)) (FORMAT parquet)")
+        return try await repo.write(table, from: .file(snapshot), key: ["k"])
+    }
+
     @Test func aRefreshKeepsRowsInPlaceAndStoresWhatChanged() async throws {
         let (repo, dir) = try makeRepository()
         let plain = try scratchDuckDB()
         try plain.execute("CREATE TABLE parcels AS \(Self.initial)")
         let snapshot = dir.path("night.parquet")
-        func night() async throws -> WriteResult {
-            try plain.execute("COPY (SELECT * FROM parcels ORDER BY hash(k)) TO \(quoteLiteral(snapshot)) (FORMAT parquet)")
-            return try await repo.write(Self.table, from: .file(snapshot), key: ["k"])
-        }
+        func night() async throws -> WriteResult { try await Self.refresh(repo, from: plain, through: snapshot, order: "hash(k)") }
         let first = try await night()
         let v1 = try await repo.manifest(of: Self.table)
 
@@ -140,10 +144,7 @@ import UDRTesting
         let plain = try scratchDuckDB()
         try plain.execute("CREATE TABLE parcels AS SELECT * REPLACE (CASE WHEN k % 1000 = 0 THEN 0.0 ELSE score END AS score) FROM (\(Self.initial))")
         let snapshot = dir.path("night.parquet")
-        func night() async throws -> WriteResult {
-            try plain.execute("COPY (SELECT * FROM parcels ORDER BY k) TO \(quoteLiteral(snapshot)) (FORMAT parquet)")
-            return try await repo.write(Self.table, from: .file(snapshot), key: ["k"])
-        }
+        func night() async throws -> WriteResult { try await Self.refresh(repo, from: plain, through: snapshot, order: "k") }
         let first = try await night()
         let v1 = try await repo.manifest(of: Self.table)
         #expect(v1.segments.count >= 4)
