@@ -167,6 +167,29 @@ let allTypesSQL = """
     /// ARRAY or MAP) is written without dictionaries, and so are the files
     /// DuckDB writes from it: read groups, its live rows after a delete, a
     /// change record.
+    /// An edit to a value DuckDB's equality holds equal to the old one
+    /// (0.0 to -0.0, INTERVAL '30 days' to '1 month') is a change: an
+    /// update and an upsert commit it and it reads back.
+    @Test func editsToValuesDuckDBHoldsEqualAreKept() async throws {
+        let (repo, _) = try makeRepository()
+        let table = try TableName("edits")
+        _ = try await repo.write(
+            table, from: .sql("SELECT i AS k, 0.0::DOUBLE AS d, INTERVAL 30 DAYS AS v, [0.0::DOUBLE] AS l FROM range(4) t(i)"), key: ["k"])
+        let read = "SELECT k, signbit(d), v::VARCHAR, signbit(l[1]) FROM edits ORDER BY k"
+        let update = try await repo.apply(try .update(set: "d = '-0.0'::DOUBLE", where: "k = 1"), to: table)
+        #expect(!update.unchanged)
+        #expect(try await repo.apply(try .update(set: "v = INTERVAL 1 MONTH", where: "k = 2"), to: table).counts?.updated == 1)
+        let upsert = try await repo.apply(.upsert(.sql("SELECT 3::BIGINT AS k, 0.0::DOUBLE AS d, INTERVAL 30 DAYS AS v, ['-0.0'::DOUBLE] AS l")), to: table)
+        #expect(upsert.counts?.updated == 1)
+        #expect(
+            try await repo.query(read).rows == [
+                [.int(0), .bool(false), .text("30 days"), .bool(false)], [.int(1), .bool(true), .text("30 days"), .bool(false)],
+                [.int(2), .bool(false), .text("1 month"), .bool(false)], [.int(3), .bool(false), .text("30 days"), .bool(true)],
+            ])
+        // The same values again change nothing.
+        #expect(try await repo.apply(try .update(set: "v = INTERVAL 1 MONTH", where: "k = 2"), to: table).unchanged)
+    }
+
     @Test func negativeZeroSurvivesAtAnyDepth() async throws {
         let sql = """
             SELECT i AS k, 'status_' || (i % 5) AS status,

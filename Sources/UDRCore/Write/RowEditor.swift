@@ -278,13 +278,12 @@ struct RowEditor {
 
         // What the edit does, row by row.
         let names = columns.map { quoteIdentifier($0.name) }
-        let newRow = "row(\(names.map { "u.\($0)" }.joined(separator: ", ")))"
-        let oldRow = "row(\(names.map { "o.\($0)" }.joined(separator: ", ")))"
+        let differ = try Self.rowsDiffer("u", "o", columns: columns)
         let counted = try query(
             """
             SELECT
               (SELECT count(*) FROM __udr_up u WHERE NOT EXISTS (SELECT 1 FROM __udr_hit o WHERE \(keyMatch("o", "u")))),
-              (SELECT count(*) FROM __udr_up u JOIN __udr_hit o ON \(keyMatch("u", "o")) WHERE \(newRow) IS DISTINCT FROM \(oldRow)),
+              (SELECT count(*) FROM __udr_up u JOIN __udr_hit o ON \(keyMatch("u", "o")) WHERE \(differ)),
               (SELECT count(*) FROM __udr_del d JOIN __udr_hit o ON \(keyMatch("d", "o"))
                  WHERE NOT EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "d"))))
             """
@@ -333,6 +332,17 @@ struct RowEditor {
             written: try finish(out, columns: columns, logical: written.logical, added: written.added), counts: counts, recordedChanges: recorded)
     }
 
+    /// SQL true where the rows aliased `a` and `b` (of `columns`) differ
+    /// in a column, exactly (``TypeNode/differ(_:_:logicalType:)``).
+    static func rowsDiffer(_ a: String, _ b: String, columns: [Column]) throws(UDRError) -> String {
+        var terms: [String] = []
+        for column in columns {
+            let name = quoteIdentifier(column.name)
+            terms.append(try TypeNode.differ("\(a).\(name)", "\(b).\(name)", logicalType: column.type))
+        }
+        return terms.isEmpty ? "false" : "(" + terms.joined(separator: " OR ") + ")"
+    }
+
     /// Leaves the edit's changed rows in ``changedRows``: the old image
     /// (from `__udr_hit`) of each row it updates or deletes, and the new
     /// one (from `__udr_up`) of each row it updates or inserts. false
@@ -340,17 +350,16 @@ struct RowEditor {
     private func recordChanges(columns: [Column], counts: RowCounts) throws(UDRError) -> Bool {
         guard counts.inserted + counts.deleted + 2 * counts.updated <= ChangeRecord.maximumRows(tableRows: manifest.rows) else { return false }
         let names = columns.map { quoteIdentifier($0.name) }
-        let newRow = "row(\(names.map { "u.\($0)" }.joined(separator: ", ")))"
-        let oldRow = "row(\(names.map { "o.\($0)" }.joined(separator: ", ")))"
+        let differ = try Self.rowsDiffer("u", "o", columns: columns)
         try run(
             """
             CREATE TABLE \(Self.changedRows) AS
             SELECT \(names.map { "o.\($0)" }.joined(separator: ", ")), false AS __udr_new FROM __udr_hit o
-            WHERE EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "o")) AND \(newRow) IS DISTINCT FROM \(oldRow))
+            WHERE EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "o")) AND \(differ))
                OR (EXISTS (SELECT 1 FROM __udr_del d WHERE \(keyMatch("d", "o"))) AND NOT EXISTS (SELECT 1 FROM __udr_up u WHERE \(keyMatch("u", "o"))))
             UNION ALL
             SELECT \(names.map { "u.\($0)" }.joined(separator: ", ")), true FROM __udr_up u
-            WHERE NOT EXISTS (SELECT 1 FROM __udr_hit o WHERE \(keyMatch("o", "u")) AND \(newRow) IS NOT DISTINCT FROM \(oldRow))
+            WHERE NOT EXISTS (SELECT 1 FROM __udr_hit o WHERE \(keyMatch("o", "u")) AND NOT \(differ))
             """)
         return true
     }
@@ -627,7 +636,7 @@ struct RowEditor {
                 }
                 let value = "CAST((\(expression)) AS \(column.type))"
                 select.append("CASE WHEN \(filter) THEN \(value) ELSE \(name) END AS \(quoteIdentifier(column.name))")
-                differs.append("\(value) IS DISTINCT FROM \(name)")
+                differs.append(try TypeNode.differ(value, name, logicalType: column.type))
             }
             try run(
                 "CREATE TABLE __udr_rewritten AS SELECT \(select.joined(separator: ", ")), r.run AS __udr_run, \(local).file_row_number AS __udr_pos, \(filter) AND (\(differs.joined(separator: " OR "))) AS __udr_changed FROM (\(old)) AS \(local) JOIN __udr_file_run r ON \(local).filename = r.file",

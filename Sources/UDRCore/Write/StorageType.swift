@@ -55,6 +55,27 @@ indirect enum TypeNode: Equatable {
         }
     }
 
+    /// SQL true where `x` and `y`, values of this storage type, differ
+    /// exactly; nil when the type has no exact comparison here.
+    func distinct(_ x: String, _ y: String) -> String? {
+        switch equality {
+        case .values: return "\(x) IS DISTINCT FROM \(y)"
+        case .floats: return "(\(x) IS DISTINCT FROM \(y) OR signbit(\(x)) IS DISTINCT FROM signbit(\(y)))"
+        case nil: return nil
+        }
+    }
+
+    /// SQL true where `a` and `b`, values of the logical type `type`,
+    /// differ exactly: compared in storage form (an INTERVAL as its exact
+    /// text, so '1 month' is not '30 days'; -0.0 is not 0.0), and as text
+    /// where that has no exact comparison here (a DOUBLE's text is exact).
+    /// DuckDB's own equality holds both pairs equal.
+    static func differ(_ a: String, _ b: String, logicalType type: String) throws(UDRError) -> String {
+        let storage = try parse(type).storage()
+        let (x, y) = ("CAST(\(a) AS \(storage.sql))", "CAST(\(b) AS \(storage.sql))")
+        return storage.distinct(x, y) ?? "CAST(\(x) AS VARCHAR) IS DISTINCT FROM CAST(\(y) AS VARCHAR)"
+    }
+
     /// The type written to Parquet.
     func storage() throws(UDRError) -> TypeNode {
         switch self {

@@ -241,13 +241,10 @@ extension TableWriter {
         for column in columns {
             let storage = try TypeNode.parse(column.type).storage()
             let (new, old) = ("n.\(quoteIdentifier(column.name))", "CAST(o.\(quoteIdentifier(column.name)) AS \(storage.sql))")
-            switch storage.equality {
-            case .values: terms.append("\(new) IS DISTINCT FROM \(old)")
-            case .floats: terms.append("\(new) IS DISTINCT FROM \(old) OR signbit(\(new)) IS DISTINCT FROM signbit(\(old))")
-            case nil: return []
-            }
+            guard let term = storage.distinct(new, old) else { return [] }
+            terms.append(term)
         }
-        let differs = terms.map { "(\($0))" }.joined(separator: " OR ")
+        let differs = terms.joined(separator: " OR ")
         let names = columns.map(\.name)
         let candidates = spans.whole.sorted().filter {
             previous.columnNames(of: segments[runs[$0]]) == names && Int64(spans.rows[$0].count) == segments[runs[$0]].fileRows
