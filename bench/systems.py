@@ -79,11 +79,12 @@ class System:
         """What `FROM` reads in `con` for `table` as it was after `night`."""
         raise NotImplementedError
 
-    def reader(self, night: int, tables: list[str]) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection where `tables` read as they were after `night`."""
-        con = self.connect()
+    def reader(self, night: int, tables: list[str], con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection (`con`, or a new one) where `tables` read as
+        they were after `night`."""
+        con = con or self.connect()
         for table in tables:
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM {self.source(con, night, table)}")
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {self.source(con, night, table)}")
         return con
 
     def query(self, night: int, sql: str, tables: list[str], repeat: int = 1) -> tuple[list, list[float]]:
@@ -290,15 +291,9 @@ class DuckLake(System):
     def answers(self, night, queries):
         # One reader connection for the checks of every night: connecting
         # and loading the two extensions took 0.12 s a night.
-        if self.checker is None:
-            self.checker = self.connect()
-        con = self.checker
-        for table in sorted({t for q in queries for t in q.tables}):
-            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {self.source(con, night, table)}")
-        rows = [_rows(con, q.sql) for q in queries]
-        for table in sorted({t for q in queries for t in q.tables}):
-            con.execute(f"DROP VIEW {table}")
-        con.execute(f"DETACH snapshot_{self.refs[night - 1]}")
+        self.checker = self.reader(night, sorted({t for q in queries for t in q.tables}), self.checker)
+        rows = [_rows(self.checker, q.sql) for q in queries]
+        self.checker.execute(f"DETACH snapshot_{self.refs[night - 1]}")  # the next night's views attach theirs
         return rows
 
     def close(self):

@@ -36,7 +36,8 @@ public struct ReadGrouping: Sendable, Hashable {
     public var maximumRows: Int64
     /// Rows per row group in a group file.
     public var rowGroupSize: Int
-    /// The fewest segments a scan reads through groups.
+    /// The fewest segments a scan reads through groups (2, the default:
+    /// every run of segments a group cuts).
     public var minimumSegments: Int
 
     /// About 100,000 rows per group, in row groups of DuckDB's default
