@@ -203,6 +203,29 @@ struct CLIRepository {
         #expect(try repo.run("query", "SELECT count(*) FROM t", "--format", "csv").stdout == "count_star()\n1000\n")
     }
 
+    /// `udr query` only reads: a statement that would write fails before
+    /// anything runs, names `udr sql`, and the repository stays as it was.
+    @Test func queryRefusesEveryKindOfWrite() throws {
+        let repo = try CLIRepository()
+        #expect(try repo.run("write", "t", "--sql", "SELECT range AS k FROM range(5)", "--key", "k").status == 0)
+        let before = try repo.state()
+        let out = repo.dir.path("out.csv")
+        for sql in [
+            "CREATE TABLE x AS SELECT 1", "INSERT INTO t VALUES (9)", "UPDATE t SET k = k + 1", "DELETE FROM t",
+            "MERGE INTO t USING (SELECT 1 AS k) s ON t.k = s.k WHEN MATCHED THEN DELETE", "DROP TABLE t", "ALTER TABLE t RENAME TO u",
+            "COPY (SELECT * FROM t) TO '\(out)'", "ATTACH '\(repo.dir.path("x.duckdb"))' AS x", "INSTALL spatial", "LOAD spatial",
+            "SET threads = 1", "CREATE SCHEMA s", "SELECT 1; DROP TABLE t",
+        ] {
+            let result = try repo.run("query", sql)
+            #expect(result.status != 0, "\(sql) ran as a query")
+            #expect(result.stderr.contains("udr sql"), "\(sql): \(result.stderr)")
+            #expect(try repo.state() == before, "\(sql) changed the repository")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out))
+        #expect(!FileManager.default.fileExists(atPath: repo.dir.path("x.duckdb")))
+        #expect(try repo.run("query", "SELECT count(*) AS n FROM t", "--format", "csv").stdout == "n\n5\n")
+    }
+
     @Test func withoutARuntimeTheErrorSaysWhatIsMissingAndHowToInstallIt() throws {
         let repo = try CLIRepository()
         let process = Process()

@@ -100,8 +100,9 @@ import UDRTesting
         #expect(try await count(repo, "SELECT count(*) FROM a", options: pinned) == 100)
         #expect(try await count(repo, "SELECT count(*) FROM a") == 250)
 
-        // A query's own changes are rolled back.
-        _ = try? await repo.query("DROP VIEW a")
+        // A query cannot change the views later queries read.
+        let dropped = await #expect(throws: UDRError.self) { _ = try await repo.query("DROP VIEW a") }
+        #expect(dropped?.code == .readOnly)
         #expect(try await count(repo, "SELECT count(*) FROM a") == 250)
     }
 

@@ -6,7 +6,7 @@ public struct UDRError: Error, CustomStringConvertible, Sendable {
         private enum Base: Hashable, Sendable {
             case invalidArgument, invalidName, notARepository, alreadyExists, notFound
             case invalidInput, duplicateKey, nullKey, query, corruptObject, missingObject
-            case conflict, transaction, unsupportedType, io, catalog, runtime
+            case conflict, transaction, unsupportedType, io, catalog, runtime, readOnly
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -37,6 +37,9 @@ public struct UDRError: Error, CustomStringConvertible, Sendable {
         public static let catalog = Code(.catalog)
         /// The DuckDB runtime is missing or broken.
         public static let runtime = Code(.runtime)
+        /// SQL that would write, given to a read (`query`), or a write at a
+        /// pinned version.
+        public static let readOnly = Code(.readOnly)
 
         public var description: String { "\(base)" }
     }

@@ -244,7 +244,8 @@ extension Repository {
     /// Runs SQL against the snapshot `options` selects; every table is a
     /// view under its name (namespaces are schemas: `org_12.parcels`).
     public func query(_ sql: String, options: ReadOptions = .init()) async throws(UDRError) -> ResultSet {
-        try await blocking { () throws(UDRError) -> ResultSet in
+        try SQLScript.requireReads(sql)
+        return try await blocking { () throws(UDRError) -> ResultSet in
             try self.withSession(options, sql: sql) { (connection) throws(UDRError) -> ResultSet in
                 do throws(DuckDBError) { return try connection.query(sql) } catch {
                     throw UDRError(.query, error.message, underlying: error)
@@ -255,7 +256,8 @@ extension Repository {
 
     /// Runs SQL against a snapshot and returns the rows as Arrow record batches.
     public func queryArrow(_ sql: String, options: ReadOptions = .init()) async throws(UDRError) -> ArrowResult {
-        try await blocking { () throws(UDRError) -> ArrowResult in
+        try SQLScript.requireReads(sql)
+        return try await blocking { () throws(UDRError) -> ArrowResult in
             try self.withSession(options, sql: sql) { (connection) throws(UDRError) -> ArrowResult in
                 do throws(DuckDBError) { return try connection.queryArrow(sql) } catch {
                     throw UDRError(.query, error.message, underlying: error)
@@ -266,6 +268,7 @@ extension Repository {
 
     /// Writes the result of a query to a file.
     public func export(_ sql: String, options: ReadOptions = .init(), to path: String, format: OutputFormat) async throws(UDRError) {
+        try SQLScript.requireReads(sql)
         let statement = Self.statement(sql)
         try await blocking { () throws(UDRError) in
             try writeOut { (withoutDictionaries) throws(UDRError) -> Bool in

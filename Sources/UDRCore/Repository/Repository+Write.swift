@@ -264,7 +264,9 @@ extension Repository {
     func bind(_ source: WriteSource, to connection: Connection, streams: ArrowStreams) throws(UDRError) -> (select: String, name: String) {
         switch source.base {
         case .file(let path, let format): return try Self.fileReader(path, format: format)
-        case .sql(let query): return (Self.statement(query), "the query")
+        case .sql(let query):
+            try SQLScript.requireReads(query)
+            return (Self.statement(query), "the query")
         case .arrow(let box):
             let stream = streams.make(from: box.result)
             do throws(DuckDBError) { try connection.register(stream, as: "__udr_arrow_input") } catch {

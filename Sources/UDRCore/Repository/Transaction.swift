@@ -188,7 +188,8 @@ public final class Transaction: Sendable {
 
     /// Runs SQL over the transaction's snapshot and its own writes.
     public func query(_ sql: String, pins: [TablePin] = []) async throws(UDRError) -> ResultSet {
-        try await repository.blocking { () throws(UDRError) -> ResultSet in
+        try SQLScript.requireReads(sql)
+        return try await repository.blocking { () throws(UDRError) -> ResultSet in
             try self.checkLive()
             let snapshot = try self.snapshot(pins: pins, for: sql)
             return try self.repository.withSession(snapshot, sql: sql) { (connection) throws(UDRError) -> ResultSet in
