@@ -312,21 +312,25 @@ struct Info: AsyncParsableCommand {
 }
 
 struct Verify: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Re-hash every object and check every commit, manifest and segment resolves.")
+    static let configuration = CommandConfiguration(abstract: "Re-hash every object and cached file, and check every commit, manifest and segment resolves.")
 
     @OptionGroup var repo: RepositoryOptions
+
+    @Flag(help: "Remove damaged files of the local segment cache (reads rebuild them from the objects).")
+    var repair = false
 
     @Flag(help: "Print JSON.")
     var json = false
 
     func run() async throws {
-        let report = try await repo.open().verify()
+        let report = try await repo.open().verify(repair: repair)
         if json {
             print(Output.json(report))
         } else {
+            for path in report.cacheFilesRemoved { print("removed the damaged cached file \(path)") }
             for problem in report.problems { print("PROBLEM: \(problem)") }
             print(
-                "\(report.objectsChecked) objects and \(report.commitsChecked) commits checked: \(report.ok ? "ok" : "\(report.problems.count) problem(s)")"
+                "\(report.objectsChecked) objects, \(report.commitsChecked) commits and \(report.cacheFilesChecked) cached files checked: \(report.ok ? "ok" : "\(report.problems.count) problem(s)")"
             )
         }
         if !report.ok { throw ExitCode(2) }

@@ -226,6 +226,39 @@ struct CLIRepository {
         #expect(try repo.run("query", "SELECT count(*) AS n FROM t", "--format", "csv").stdout == "n\n5\n")
     }
 
+    /// Damage to the local segment cache: `verify` names each file, a
+    /// query still answers right, `verify --repair` removes the damage.
+    @Test func aDamagedCacheIsFoundAndRepaired() throws {
+        let repo = try CLIRepository()
+        #expect(try repo.run("write", "t", "--sql", "SELECT range AS k, range % 7 AS a FROM range(50000)", "--key", "k").status == 0)
+        let sum = "SELECT sum(a) AS s, count(*) AS n FROM t"
+        let expected = try repo.run("query", sum, "--format", "csv").stdout
+        #expect(expected == "s,n\n149997,50000\n")
+        let cache = repo.root.path + "/.udr/cache/segments"
+        let files = try FileManager.default.contentsOfDirectory(atPath: cache).filter { $0.hasSuffix(".parquet") }
+        #expect(!files.isEmpty)
+        func damage() throws {
+            for name in files {
+                let url = URL(fileURLWithPath: cache + "/" + name)
+                var data = try Data(contentsOf: url)
+                data[data.count / 3] ^= 0x08
+                try data.write(to: url)
+            }
+        }
+        try damage()
+        let found = try repo.run("verify")
+        #expect(found.status != 0)
+        for name in files { #expect(found.stdout.contains(name), "verify does not name \(name)") }
+        #expect(found.stdout.contains("udr verify --repair"))
+        #expect(try repo.run("query", sum, "--format", "csv").stdout == expected)
+        try damage()
+        let repaired = try repo.run("verify", "--repair")
+        #expect(repaired.status == 0, "\(repaired.stdout)")
+        #expect(repaired.stdout.contains("removed the damaged cached file"))
+        #expect(try repo.run("query", sum, "--format", "csv").stdout == expected)
+        #expect(try repo.run("verify").status == 0)
+    }
+
     @Test func withoutARuntimeTheErrorSaysWhatIsMissingAndHowToInstallIt() throws {
         let repo = try CLIRepository()
         let process = Process()

@@ -27,6 +27,28 @@ public struct ObjectID: Hashable, Comparable, Sendable, Codable, CustomStringCon
         return ObjectID(uncheckedHex: hexString(digest))
     }
 
+    /// The id of a file's bytes, read in pieces; nil when it cannot be read.
+    static func ofFile(_ path: String) -> ObjectID? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var hasher = udr_blake3_hasher()
+        udr_blake3_init(&hasher)
+        let size = 1 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(fd, buffer, size)
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { return nil }
+            if n == 0 { break }
+            udr_blake3_update(&hasher, buffer, n)
+        }
+        var digest = [UInt8](repeating: 0, count: 32)
+        digest.withUnsafeMutableBufferPointer { udr_blake3_finalize(&hasher, $0.baseAddress) }
+        return ObjectID(uncheckedHex: hexString(digest))
+    }
+
     public var description: String { hex }
     /// The first 12 digits, for display.
     public var short: String { String(hex.prefix(12)) }

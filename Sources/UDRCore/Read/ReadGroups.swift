@@ -100,7 +100,7 @@ extension SegmentCache {
             }
             let id = ObjectID.of(Data(members.map(\.content.name).joined(separator: ",").utf8))
             let target = groupPath(id)
-            if access(target, R_OK) == 0 {
+            if intact(target) {
                 files.append(target)
                 continue
             }
@@ -127,7 +127,11 @@ extension SegmentCache {
                 files += sources
                 continue
             }
-            if rename(temp, target) != 0 { unlink(temp) }
+            do throws(UDRError) { try seal(temp, as: target) } catch {
+                warn("cannot keep the read file of \(members.count) segments, reading them one by one: \(error.message)")
+                files += sources
+                continue
+            }
             files.append(target)
             built = true
         }

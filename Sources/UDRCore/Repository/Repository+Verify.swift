@@ -5,16 +5,33 @@ import Foundation
 public struct VerifyReport: Sendable, Codable {
     public let objectsChecked: Int
     public let commitsChecked: Int
+    /// Files of the local segment cache re-hashed.
+    public let cacheFilesChecked: Int
+    /// Damaged cache files removed (`repair`); reads rebuild them from the objects.
+    public let cacheFilesRemoved: [String]
     public let problems: [String]
     public var ok: Bool { problems.isEmpty }
 }
 
 extension Repository {
-    /// Re-hashes every object, and checks that every branch, commit,
-    /// manifest, recipe and blob resolves.
-    public func verify() async throws(UDRError) -> VerifyReport {
+    /// Re-hashes every object and every file of the local segment cache,
+    /// and checks that every branch, commit, manifest, recipe and blob
+    /// resolves. With `repair`, damaged cache files are removed (reads
+    /// rebuild them from the objects) and are no longer problems; damaged
+    /// or missing objects cannot be repaired here.
+    public func verify(repair: Bool = false) async throws(UDRError) -> VerifyReport {
         try await blocking { () throws(UDRError) -> VerifyReport in
             var problems = try self.store.problems()
+            let cache = self.cache.damagedFiles()
+            var removed: [String] = []
+            for (path, why) in cache.damaged {
+                if repair {
+                    self.cache.remove(path)
+                    removed.append(path)
+                } else {
+                    problems.append("the cached file \(path) is damaged: \(why); `udr verify --repair` removes it, and reads rebuild it")
+                }
+            }
             let ids = try self.store.list()
             var corrupt = Set<ObjectID>()
             for id in ids {
@@ -81,7 +98,9 @@ extension Repository {
             for (branch, head) in try self.catalog.branches() where try self.catalog.commitRecord(head) == nil {
                 problems.append("branch \(branch) points at \(head), which is not a known commit")
             }
-            return VerifyReport(objectsChecked: ids.count, commitsChecked: commits.count, problems: problems)
+            return VerifyReport(
+                objectsChecked: ids.count, commitsChecked: commits.count, cacheFilesChecked: cache.checked, cacheFilesRemoved: removed,
+                problems: problems)
         }
     }
 }
