@@ -26,6 +26,25 @@ enum Output {
         return "\(rows) rows (\(counts.inserted) inserted, \(counts.updated) updated, \(counts.deleted) deleted)"
     }
 
+    /// "2 rows inserted, 1 updated, 0 deleted".
+    static func changes(_ counts: RowCounts) -> String {
+        let parts = [("inserted", counts.inserted), ("updated", counts.updated), ("deleted", counts.deleted)].filter { $0.1 > 0 }
+        guard !parts.isEmpty else { return "no rows changed" }
+        let first = "\(parts[0].1) row\(parts[0].1 == 1 ? "" : "s") \(parts[0].0)"
+        return ([first] + parts.dropFirst().map { "\($0.1) \($0.0)" }).joined(separator: ", ")
+    }
+
+    /// Rows as CSV with a header, fields quoted where they need it.
+    static func csv(_ result: ResultSet) -> String {
+        func field(_ text: String) -> String {
+            guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
+            return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        }
+        var out = result.columns.map { field($0.name) }.joined(separator: ",") + "\n"
+        for row in result.rows { out += row.map { $0.isNull ? "" : field($0.string ?? "") }.joined(separator: ",") + "\n" }
+        return out
+    }
+
     /// A box-drawn table of strings, columns sized to fit.
     static func table(headers: [String], rows: [[String]]) -> String {
         var widths = headers.map(\.count)

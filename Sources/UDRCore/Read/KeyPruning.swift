@@ -85,20 +85,33 @@ struct KeyPruning {
     func segments(of manifest: Manifest, readAs name: TableName) -> [SegmentRef] {
         guard let keyColumn = Self.prunableKey(of: manifest), let values = equalities[name.rawValue.lowercased()]?[keyColumn.lowercased()]
         else { return manifest.segments }
-        let kept = manifest.segments.filter { segment in
-            guard let stats = segment.stats[keyColumn], let low = stats.min.flatMap({ Int64($0) }),
-                let high = stats.max.flatMap({ Int64($0) })
-            else {
-                return true
-            }
-            return values.contains { value in
-                guard let v = (value as? NSNumber)?.int64Value ?? (value as? String).flatMap({ Int64($0) }) else { return true }
-                return low <= v && v <= high
-            }
+        var integers: [Int64] = []
+        for value in values {
+            guard let v = (value as? NSNumber)?.int64Value ?? (value as? String).flatMap({ Int64($0) }) else { return manifest.segments }
+            integers.append(v)
         }
         // A view needs at least one file for its schema; the query's own
         // filter drops that segment's rows.
+        let kept = Self.segments(of: manifest, holding: integers, in: keyColumn)
         return kept.isEmpty ? Array(manifest.segments.prefix(1)) : kept
+    }
+
+    /// The segments of `manifest` whose range of the integer column
+    /// `column` can hold one of `values` (a segment without statistics can).
+    static func segments(of manifest: Manifest, holding values: [Int64], in column: String) -> [SegmentRef] {
+        let sorted = values.sorted()
+        return manifest.segments.filter { segment in
+            guard let stats = segment.stats[column], let low = stats.min.flatMap({ Int64($0) }), let high = stats.max.flatMap({ Int64($0) })
+            else { return true }
+            // The first value at or above `low`.
+            var a = 0
+            var b = sorted.count
+            while a < b {
+                let m = (a + b) / 2
+                if sorted[m] < low { a = m + 1 } else { b = m }
+            }
+            return a < sorted.count && sorted[a] <= high
+        }
     }
 
     /// The first key column of `manifest` when an equality on it prunes

@@ -226,7 +226,7 @@ extension Repository {
             let editor = RowEditor(
                 connection: connection, writer: writer(connection), table: table, manifest: ours.renumbered(version),
                 policy: configuration.segmentation, materialize: materializer(connection), file: segmentFile)
-            merge.result = try editor.applyDelta(columns: columns, rejectExisting: false)
+            merge.result = try editor.applyDelta(columns: columns)
             return merge
         }
     }

@@ -65,7 +65,7 @@ extension Repository {
     /// The edit's result with its changed rows recorded in its manifest
     /// (see ``ChangeRecord``), from the version the transaction started
     /// with.
-    private func record(_ result: RowEditor.Result, of current: Transaction.TableState, connection: Connection) throws(UDRError)
+    func record(_ result: RowEditor.Result, of current: Transaction.TableState, connection: Connection) throws(UDRError)
         -> RowEditor.Result
     {
         guard result.recordedChanges else { return result }

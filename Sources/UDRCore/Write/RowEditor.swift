@@ -87,7 +87,19 @@ struct RowEditor {
         if key.isEmpty {
             return try appendKeyless(columns: columns)
         }
-        return try applyDelta(columns: columns, rejectExisting: { if case .append = edit.base { return true } else { return false } }())
+        var newKeys: NewKeys?
+        if case .append = edit.base { newKeys = NewKeys(relation: "__udr_up", verb: "append to", hint: "Use upsert to replace rows.") }
+        return try applyDelta(columns: columns, newKeys: newKeys)
+    }
+
+    /// Keys an edit adds that must not exist in the table yet: a relation
+    /// of them (the key columns), and how the error says so.
+    struct NewKeys {
+        let relation: String
+        /// "append to", "insert into" …
+        let verb: String
+        /// What to do instead.
+        let hint: String
     }
 
     // MARK: Input
@@ -182,8 +194,9 @@ struct RowEditor {
     ]
 
     /// Applies the delta in `__udr_up` (rows in `columns`) and `__udr_del`
-    /// (keys); either may be absent.
-    func applyDelta(columns: [Column], rejectExisting: Bool) throws(UDRError) -> Result? {
+    /// (keys); either may be absent. A key of `newKeys` that the table
+    /// holds already is an error.
+    func applyDelta(columns: [Column], newKeys: NewKeys? = nil) throws(UDRError) -> Result? {
         let key = manifest.key
         try run(
             "CREATE TABLE IF NOT EXISTS __udr_up AS SELECT \(typedNulls(columns)) WHERE false"
@@ -264,14 +277,14 @@ struct RowEditor {
         let touchedSegments = touched.sorted()
         try loadHits(touchedSegments, columns: columns)
 
-        if rejectExisting {
+        if let newKeys {
             let existing = try query(
-                "SELECT CAST(row(\(keyList("u"))) AS VARCHAR) FROM __udr_up u JOIN __udr_hit o ON \(keyMatch("u", "o")) LIMIT 10")
+                "SELECT CAST(row(\(keyList("u"))) AS VARCHAR) FROM \(newKeys.relation) u JOIN __udr_hit o ON \(keyMatch("u", "o")) LIMIT 10")
             if existing.count > 0 {
-                let total = try query("SELECT count(*) FROM __udr_up u JOIN __udr_hit o ON \(keyMatch("u", "o"))").scalar.int ?? 0
+                let total = try query("SELECT count(*) FROM \(newKeys.relation) u JOIN __udr_hit o ON \(keyMatch("u", "o"))").scalar.int ?? 0
                 throw UDRError(
                     .duplicateKey,
-                    "cannot append to \(table): \(total) key value(s) already exist, e.g. \(existing.rows.map { $0[0].description }.joined(separator: ", ")). Use upsert to replace rows."
+                    "cannot \(newKeys.verb) \(table): \(total) key value(s) already exist, e.g. \(existing.rows.map { $0[0].description }.joined(separator: ", ")). \(newKeys.hint)"
                 )
             }
         }
@@ -577,27 +590,9 @@ struct RowEditor {
 
     // MARK: Keyless tables
 
-    /// Appends `__udr_up` after the last segment: as new segments, or, when
-    /// too few for one, rewritten together with the last segment.
+    /// Appends `__udr_up` after the last segment (see ``applyPositional(columns:)``).
     private func appendKeyless(columns: [Column]) throws(UDRError) -> Result? {
-        let added = try query("SELECT count(*) FROM __udr_up").scalar.int ?? 0
-        if added == 0 && columns == manifest.columns { return nil }
-        let segments = manifest.segments
-        let joinLast = added < policy.minimumRows && !segments.isEmpty
-        let extended = Manifest(table: table, version: manifest.version, columns: columns, key: [], segments: segments)
-        let list = columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
-        var source = "SELECT \(list), 0 AS __udr_run, 4294967296 + rowid AS __udr_pos FROM __udr_up"
-        if joinLast, let last = segments.last {
-            let file = try materialize(last)
-            let old = Repository.segmentSelect(
-                extended, segments: [kept(last, extendedTo: columns)], files: [file], extra: ["file_row_number"])
-            source = "SELECT \(list), 0 AS __udr_run, file_row_number AS __udr_pos FROM (\(old)) UNION ALL " + source
-        }
-        let written = try writer.writeRuns(source: source, columns: columns, key: [], runs: 1)
-        let unchanged = (joinLast ? segments.dropLast() : segments[...]).filter { $0.rows > 0 }.map { kept($0, extendedTo: columns) }
-        return Result(
-            written: try finish(unchanged + written.segments[0], columns: columns, logical: written.logical, added: written.added),
-            counts: RowCounts(inserted: added))
+        try applyPositional(columns: columns)
     }
 
     /// Deletes (`assignments` nil) or updates the rows matching `predicate`
@@ -609,54 +604,96 @@ struct RowEditor {
         let all = Repository.segmentSelect(manifest, segments: segments, files: files, extra: ["filename", "file_row_number"])
         let local = quoteIdentifier(table.localName)
         let filter = "coalesce((\(predicate)), false)"
-        try run(
-            "CREATE TABLE __udr_hits AS SELECT filename, count(*) AS n FROM (\(all)) AS \(local) WHERE \(filter) GROUP BY ALL",
-            what: "the predicate")
-        let hits = try query("SELECT filename FROM __udr_hits").rows.compactMap { $0[0].string }
-        if hits.isEmpty { return nil }
-        let hitSet = Set(hits)
-        let touched = files.indices.filter { hitSet.contains(files[$0]) }
-        var fileRuns: [String] = []
-        for (run, index) in touched.enumerated() { fileRuns.append("(\(quoteLiteral(files[index])), \(run))") }
-        try self.values("__udr_file_run", ["file", "run"], fileRuns)
-        let old = Repository.segmentSelect(
-            manifest, segments: touched.map { segments[$0] }, files: touched.map { files[$0] }, extra: ["filename", "file_row_number"])
-        let names = manifest.columns.map { quoteIdentifier($0.name) }
-        let source: String
-        let counts: RowCounts
-        if let assignments {
-            let set = Dictionary(assignments.map { ($0.column, $0.expression) }, uniquingKeysWith: { $1 })
-            var select: [String] = []
-            var differs: [String] = []
-            for column in manifest.columns {
-                let name = "\(local).\(quoteIdentifier(column.name))"
-                guard let expression = set[column.name] else {
-                    select.append(name)
-                    continue
-                }
-                let value = "CAST((\(expression)) AS \(column.type))"
-                select.append("CASE WHEN \(filter) THEN \(value) ELSE \(name) END AS \(quoteIdentifier(column.name))")
-                differs.append(try TypeNode.differ(value, name, logicalType: column.type))
+        var values: [String] = []
+        var differs: [String] = []
+        let set = Dictionary((assignments ?? []).map { ($0.column, $0.expression) }, uniquingKeysWith: { $1 })
+        for column in manifest.columns {
+            let name = "\(local).\(quoteIdentifier(column.name))"
+            guard let expression = set[column.name] else {
+                values.append(name)
+                continue
             }
-            try run(
-                "CREATE TABLE __udr_rewritten AS SELECT \(select.joined(separator: ", ")), r.run AS __udr_run, \(local).file_row_number AS __udr_pos, \(filter) AND (\(differs.joined(separator: " OR "))) AS __udr_changed FROM (\(old)) AS \(local) JOIN __udr_file_run r ON \(local).filename = r.file",
-                what: "the update")
-            let updated = try query("SELECT count(*) FROM __udr_rewritten WHERE __udr_changed").scalar.int ?? 0
-            if updated == 0 { return nil }
-            counts = RowCounts(updated: updated)
-            source = "SELECT \(names.joined(separator: ", ")), __udr_run, __udr_pos FROM __udr_rewritten"
-        } else {
-            counts = RowCounts(deleted: try query("SELECT sum(n) FROM __udr_hits").scalar.int ?? 0)
-            source =
-                "SELECT \(names.map { "\(local).\($0)" }.joined(separator: ", ")), r.run AS __udr_run, \(local).file_row_number AS __udr_pos FROM (\(old)) AS \(local) JOIN __udr_file_run r ON \(local).filename = r.file WHERE NOT \(filter)"
+            let value = "CAST((\(expression)) AS \(column.type))"
+            values.append("\(value) AS \(quoteIdentifier(column.name))")
+            differs.append(try TypeNode.differ(value, name, logicalType: column.type))
         }
-        let written = try writer.writeRuns(source: source, columns: manifest.columns, key: [], runs: touched.count)
+        let changed = assignments == nil ? "" : " AND (\(differs.isEmpty ? "false" : differs.joined(separator: " OR ")))"
+        try run(
+            """
+            CREATE TABLE __udr_touch AS SELECT \(local).filename, \(local).file_row_number, \(assignments == nil) AS __udr_deleted,
+              \(values.joined(separator: ", ")) FROM (\(all)) AS \(local) WHERE \(filter)\(changed)
+            """, what: assignments == nil ? "the predicate" : "the update")
+        return try applyPositional(columns: manifest.columns)
+    }
+
+    /// Applies changes by row position to a keyless table: `__udr_touch`
+    /// names rows by their place in the files ``materialize`` gives
+    /// (`filename`, `file_row_number`), each deleted (`__udr_deleted`) or
+    /// updated to the values it holds in `columns`; `__udr_up` holds rows
+    /// to append. Either may be absent. The segments holding touched rows
+    /// are written again with their rows in order, the others kept;
+    /// appended rows go after the last segment, as segments of their own
+    /// or, when too few for one, rewritten together with it.
+    func applyPositional(columns: [Column]) throws(UDRError) -> Result? {
+        let names = columns.map { quoteIdentifier($0.name) }
+        try run("CREATE TABLE IF NOT EXISTS __udr_up AS SELECT \(typedNulls(columns)) WHERE false")
+        try run(
+            "CREATE TABLE IF NOT EXISTS __udr_touch AS SELECT ''::VARCHAR AS filename, 0::BIGINT AS file_row_number, false AS __udr_deleted, \(typedNulls(columns)) WHERE false"
+        )
+        let counted = try query(
+            "SELECT (SELECT count(*) FROM __udr_up), (SELECT count(*) FILTER (__udr_deleted) FROM __udr_touch), (SELECT count(*) FILTER (NOT __udr_deleted) FROM __udr_touch)"
+        ).rows[0]
+        let counts = RowCounts(inserted: counted[0].int ?? 0, deleted: counted[1].int ?? 0, updated: counted[2].int ?? 0)
+        if counts == RowCounts() && columns == manifest.columns { return nil }
+        let segments = manifest.segments
+        var files: [String] = []
+        var touched: [Int] = []
+        if counts.deleted + counts.updated > 0 {
+            let hit = Set(try query("SELECT DISTINCT filename FROM __udr_touch").rows.compactMap { $0[0].string })
+            for (index, segment) in segments.enumerated() {
+                let file = try materialize(segment)
+                files.append(file)
+                if hit.contains(file) { touched.append(index) }
+            }
+        }
+        let joinLast = counts.inserted > 0 && counts.inserted < policy.minimumRows && !segments.isEmpty
+        if joinLast, touched.last != segments.count - 1 {
+            if files.isEmpty { files = Array(repeating: "", count: segments.count - 1) + [try materialize(segments[segments.count - 1])] }
+            touched.append(segments.count - 1)
+        }
+        var runOf: [Int: Int] = [:]
+        for (run, index) in touched.enumerated() { runOf[index] = run }
+        let appendRun = joinLast ? runOf[segments.count - 1]! : touched.count
+        let runs = touched.count + (counts.inserted > 0 && !joinLast ? 1 : 0)
+        guard runs > 0 else {
+            return Result(written: try finish(segments.map { kept($0, extendedTo: columns) }, columns: columns, logical: 0, added: 0), counts: counts)
+        }
+        var parts: [String] = []
+        if !touched.isEmpty {
+            try self.values("__udr_file_run", ["file", "run"], touched.map { "(\(quoteLiteral(files[$0])), \(runOf[$0]!))" })
+            let extended = Manifest(table: table, version: manifest.version, columns: columns, key: [], segments: segments)
+            let old = Repository.segmentSelect(
+                extended, segments: touched.map { kept(segments[$0], extendedTo: columns) }, files: touched.map { files[$0] },
+                extra: ["filename", "file_row_number"])
+            let select = names.map { "CASE WHEN c.filename IS NULL THEN o.\($0) ELSE c.\($0) END AS \($0)" }
+            parts.append(
+                """
+                SELECT \(select.joined(separator: ", ")), r.run AS __udr_run, o.file_row_number AS __udr_pos
+                FROM (\(old)) AS o JOIN __udr_file_run r ON o.filename = r.file
+                LEFT JOIN __udr_touch c ON c.filename = o.filename AND c.file_row_number = o.file_row_number
+                WHERE NOT coalesce(c.__udr_deleted, false)
+                """)
+        }
+        if counts.inserted > 0 {
+            parts.append("SELECT \(names.joined(separator: ", ")), \(appendRun) AS __udr_run, 4294967296 + rowid AS __udr_pos FROM __udr_up")
+        }
+        let written = try writer.writeRuns(source: parts.joined(separator: " UNION ALL "), columns: columns, key: [], runs: runs)
         var out: [SegmentRef] = []
-        let runOf = Dictionary(uniqueKeysWithValues: touched.enumerated().map { ($1, $0) })
         for (index, segment) in segments.enumerated() {
-            if let run = runOf[index] { out += written.segments[run] } else { out.append(segment) }
+            if let run = runOf[index] { out += written.segments[run] } else { out.append(kept(segment, extendedTo: columns)) }
         }
-        return Result(written: try finish(out, columns: manifest.columns, logical: written.logical, added: written.added), counts: counts)
+        if counts.inserted > 0 && !joinLast { out += written.segments[appendRun] }
+        return Result(written: try finish(out.filter { $0.rows > 0 }, columns: columns, logical: written.logical, added: written.added), counts: counts)
     }
 
     // MARK: Shared

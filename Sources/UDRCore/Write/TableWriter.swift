@@ -431,7 +431,10 @@ struct TableWriter {
                 func store() throws(UDRError) {
                     let layouts = try Self.chunkLayouts(of: written.map(\.file), columns: names, leafColumns: leafColumns ?? [], on: own)
                     for (index, file, storedAs) in written {
-                        guard let layout = layouts[file] else { throw UDRError(.io, "the segment file \(file) has no footer") }
+                        // A file without rows has no row groups, so no chunks to list.
+                        guard let layout = layouts[file] ?? (rows[index] == 0 ? FileLayout() : nil) else {
+                            throw UDRError(.io, "the segment file \(file) has no footer")
+                        }
                         let prepared = try Self.prepareSegment(file: file, layout: layout)
                         try objects.add(prepared.objects)
                         cache.adopt(file: file, segment: prepared.id)

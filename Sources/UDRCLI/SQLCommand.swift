@@ -1,0 +1,92 @@
+import ArgumentParser
+import DuckDB
+import Foundation
+import UDRCore
+
+struct SQL: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sql",
+        abstract: "Run DuckDB SQL that writes (INSERT, UPDATE, DELETE, MERGE INTO, CREATE TABLE) and queries; each write is a commit.",
+        discussion: """
+            Each statement that writes commits on its own, on the current branch (or --branch); BEGIN; …; COMMIT; \
+            makes the statements between one commit, and --atomic makes the whole script one. --tx stages every write in \
+            an open transaction instead. A statement that fails commits nothing of its own transaction.
+            """)
+
+    @OptionGroup var repo: RepositoryOptions
+
+    @Argument(help: "The SQL: one statement or several separated by ';'.")
+    var sql: String
+
+    @Flag(help: "Commit the whole script as one commit, or nothing when any statement fails.")
+    var atomic = false
+
+    @Option(name: .shortAndLong, help: "Commit message (default: the statement).")
+    var message: String?
+
+    @Option(help: "Commit author (default: $UDR_AUTHOR or $USER).")
+    var author: String?
+
+    @Option(help: "The branch to write to.")
+    var branch: String?
+
+    @Option(name: .customLong("tx"), help: "Stage every write in this open transaction (`udr tx begin`).")
+    var transaction: String?
+
+    @Option(name: .customLong("at"), parsing: .unconditionalSingleValue, help: .hidden)
+    var pins: [String] = []
+
+    @Option(help: .hidden)
+    var commit: String?
+
+    @Option(name: .customLong("as-of"), help: .hidden)
+    var asOf: String?
+
+    @Option(help: "table, csv or json for the rows of queries and RETURNING (default: table).")
+    var format: String?
+
+    @Flag(help: "Same as --format json.")
+    var json = false
+
+    func run() async throws {
+        if !pins.isEmpty || commit != nil || asOf != nil {
+            throw UDRError(
+                .readOnly,
+                "a write goes to the head of a branch: --at, --commit and --as-of pin versions, and pinned versions are read-only. Drop them; read old versions with `udr query --at`, or branch from one with `udr branch NAME --from REF`"
+            )
+        }
+        let chosen = try Output.format(format, json: json, output: nil)
+        let repository = try repo.open()
+        let result: SQLResult
+        if let transaction {
+            if branch != nil || message != nil || author != nil || atomic {
+                throw UDRError(.invalidArgument, "--branch, --message, --author and --atomic belong to `udr tx begin` and `udr tx commit` when --tx is given")
+            }
+            result = try await repository.openTransaction(transaction).sql(sql)
+        } else {
+            result = try await repository.sql(sql, branch: branch, atomic: atomic, message: message, author: author)
+        }
+        for statement in result.statements {
+            if let rows = statement.rows {
+                switch chosen {
+                case .json: print(Output.jsonRows(rows))
+                case .csv: print(Output.csv(rows), terminator: "")
+                default: print(Output.table(rows))
+                }
+            }
+            if let table = statement.table, let write = statement.write {
+                let counts =
+                    statement.kind == .create ? "created, \(write.rows) rows" : write.counts.map(Output.changes) ?? "\(write.rows) rows written"
+                if !write.changed && statement.kind != .create {
+                    print("\(table): nothing changed")
+                } else if let commit = statement.commit {
+                    print("\(table): \(counts) (commit \(commit.id.short), tx \(commit.txID))")
+                } else {
+                    print("\(table): \(counts)\(transaction.map { ", staged in \($0)" } ?? "")")
+                }
+            } else if let commit = statement.commit {
+                print("committed \(commit.id.short) (tx \(commit.txID))")
+            }
+        }
+    }
+}
