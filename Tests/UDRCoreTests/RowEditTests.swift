@@ -185,13 +185,22 @@ import UDRTesting
     /// Updating 10 rows of 1,000,000 stores only the updated column's chunks
     /// (and footers) of the segments holding them; appending adds segments.
     @Test func rowEditsStoreOnlyTheChangedColumnChunks() async throws {
-        let (repo, _) = try makeRepository()
+        let (repo, dir) = try makeRepository()
         let t = try TableName("big")
         let first = try await repo.write(t, from: .sql(syntheticTableSQL(rows: 1_000_000)), key: ["k"])
         let before = try await repo.manifest(of: t)
+        // A twin of the repository, for the same update through SQL.
+        try FileManager.default.copyItem(at: repo.layout.root, to: dir.url.appendingPathComponent("twin"))
+        let twin = try LocalRepository.open(at: dir.url.appendingPathComponent("twin"))
         let keys = (0..<10).map { String($0 * 997_331 % 1_000_000 * 10) }.joined(separator: ", ")
         let update = try await repo.apply(try .update(set: "g = 'reassessed'", where: "k IN (\(keys))"), to: t)
         #expect(update.counts == RowCounts(inserted: 0, deleted: 0, updated: 10))
+        let sql = try #require(try await twin.sql("UPDATE big SET g = 'reassessed' WHERE k IN (\(keys))").statements.first?.write)
+        #expect(sql.counts == update.counts)
+        // What each stored besides its commit object.
+        let updateStaged = update.bytesAdded - (try repo.store.size(try #require(update.commit).id) ?? 0)
+        print("row edits: the same update through udr sql stored \(sql.bytesAdded) bytes, through udr update \(updateStaged)")
+        #expect(sql.bytesAdded <= updateStaged)
         let after = try await repo.manifest(of: t)
         let oldIDs = Set(before.segments.map(\.id))
         let rewritten = after.segments.filter { !oldIDs.contains($0.id) }

@@ -99,6 +99,7 @@ extension Repository {
         }
         var files: [String] = []
         for segment in segments { files.append(try materialize(segment)) }
+        if key.isEmpty { files = RowEditor.distinctPaths(files) }
         let extra = key.isEmpty ? ["filename", "file_row_number"] : []
         let scan =
             segments.isEmpty

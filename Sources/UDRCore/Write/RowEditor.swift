@@ -601,6 +601,7 @@ struct RowEditor {
         let segments = manifest.segments
         var files: [String] = []
         for segment in segments { files.append(try materialize(segment)) }
+        files = Self.distinctPaths(files)
         let all = Repository.segmentSelect(manifest, segments: segments, files: files, extra: ["filename", "file_row_number"])
         let local = quoteIdentifier(table.localName)
         let filter = "coalesce((\(predicate)), false)"
@@ -626,9 +627,23 @@ struct RowEditor {
         return try applyPositional(columns: manifest.columns)
     }
 
+    /// The paths of segment files as a keyless table's scans list them: a
+    /// file that stands for several segments (a keyless table can hold
+    /// equal ones) is named differently each time (`dir/./name`), so that
+    /// `filename` and `file_row_number` tell every row apart.
+    static func distinctPaths(_ files: [String]) -> [String] {
+        var seen: [String: Int] = [:]
+        return files.map { file in
+            let repeats = seen[file, default: 0]
+            seen[file] = repeats + 1
+            guard repeats > 0, let slash = file.lastIndex(of: "/") else { return file }
+            return String(file[...slash]) + String(repeating: "./", count: repeats) + String(file[file.index(after: slash)...])
+        }
+    }
+
     /// Applies changes by row position to a keyless table: `__udr_touch`
-    /// names rows by their place in the files ``materialize`` gives
-    /// (`filename`, `file_row_number`), each deleted (`__udr_deleted`) or
+    /// names rows by their place in the files ``materialize`` gives, as
+    /// ``distinctPaths(_:)`` names them (`filename`, `file_row_number`), each deleted (`__udr_deleted`) or
     /// updated to the values it holds in `columns`; `__udr_up` holds rows
     /// to append. Either may be absent. The segments holding touched rows
     /// are written again with their rows in order, the others kept;
@@ -650,11 +665,9 @@ struct RowEditor {
         var touched: [Int] = []
         if counts.deleted + counts.updated > 0 {
             let hit = Set(try query("SELECT DISTINCT filename FROM __udr_touch").rows.compactMap { $0[0].string })
-            for (index, segment) in segments.enumerated() {
-                let file = try materialize(segment)
-                files.append(file)
-                if hit.contains(file) { touched.append(index) }
-            }
+            for segment in segments { files.append(try materialize(segment)) }
+            files = Self.distinctPaths(files)
+            touched = files.indices.filter { hit.contains(files[$0]) }
         }
         let joinLast = counts.inserted > 0 && counts.inserted < policy.minimumRows && !segments.isEmpty
         if joinLast, touched.last != segments.count - 1 {
