@@ -203,6 +203,37 @@ struct CLIRepository {
         #expect(try repo.run("query", "SELECT count(*) FROM t", "--format", "csv").stdout == "count_star()\n1000\n")
     }
 
+    /// `udr sql` writes: each statement a commit, RETURNING and queries
+    /// printed; a write at a pinned version is refused.
+    @Test func sqlWritesFromTheCommandLine() throws {
+        let repo = try CLIRepository()
+        let created = try repo.run("sql", "CREATE TABLE parcels (bbl BIGINT, status VARCHAR, PRIMARY KEY (bbl))")
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(created.stdout.contains("parcels: created, 0 rows"))
+        let inserted = try repo.run("sql", "INSERT INTO parcels SELECT 1000 + range, 'active' FROM range(100)")
+        #expect(inserted.stdout.contains("parcels: 100 rows inserted (commit "), "\(inserted.stdout)")
+        let updated = try repo.run(
+            "sql", "UPDATE parcels SET status = 'sold' WHERE bbl = 1007 RETURNING bbl, status", "--format", "csv", "-m", "sold one")
+        #expect(updated.stdout.hasPrefix("bbl,status\n1007,sold\n"), "\(updated.stdout)")
+        #expect(updated.stdout.contains("parcels: 1 row updated"))
+        #expect(try repo.run("log", "--limit", "1").stdout.contains("sold one"))
+        let script = try repo.run("sql", "DELETE FROM parcels WHERE bbl < 1010; SELECT count(*) AS n FROM parcels", "--atomic")
+        #expect(script.status == 0, "\(script.stderr)")
+        #expect(script.stdout.contains("90"))
+        let changes = try repo.run("changes", "--table", "parcels", "--json")
+        #expect(changes.stdout.contains("\"deleted\" : 10"))
+
+        let before = try repo.state()
+        for args in [["--at", "parcels=2"], ["--commit", "tx:2"], ["--as-of", "2026-01-01T00:00:00Z"]] {
+            let pinned = try repo.run(["sql", "UPDATE parcels SET status = 'x'"] + args)
+            #expect(pinned.status != 0)
+            #expect(pinned.stderr.contains("read-only"), "\(pinned.stderr)")
+        }
+        let twice = try repo.run("sql", "CREATE TABLE parcels AS SELECT 1 AS bbl")
+        #expect(twice.status != 0 && twice.stderr.contains("already"))
+        #expect(try repo.state() == before)
+    }
+
     /// `udr query` only reads: a statement that would write fails before
     /// anything runs, names `udr sql`, and the repository stays as it was.
     @Test func queryRefusesEveryKindOfWrite() throws {
