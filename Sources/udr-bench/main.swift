@@ -18,7 +18,7 @@ let writeRounds = 3
 if arguments.contains("--help") || arguments.contains("-h") {
     print(
         """
-        usage: udr-bench [--only core|tx|branch|history] [--rows N] [--update-rows N] [--diff-rows N]
+        usage: udr-bench [--only core|tx|sql|branch|history] [--rows N] [--update-rows N] [--diff-rows N]
                udr-bench driver REPOSITORY   (for bench/peers.py: JSON-line requests on stdin)
         `make bench` runs every part in a release build.
         """)
@@ -177,6 +177,15 @@ if only == nil || only == "core" {
 if only == nil || only == "tx" {
     try await transactionBenchmarks(work: work, updateRows: updateRows)
     print("\n| measure | UDR | alternative | ratio | target |\n|---|---|---|---|---|")
+    for line in extraLines { print(line) }
+}
+
+if only == nil || only == "sql" {
+    extraLines = []
+    lines = []
+    try await sqlBenchmarks(work: work, rows: updateRows)
+    print("\n| measure | UDR | alternative | ratio | target |\n|---|---|---|---|---|")
+    for l in lines { print("| \(l.name) | \(l.udr) | \(l.peer) | \(l.ratio) | \(l.target) |") }
     for line in extraLines { print(line) }
 }
 

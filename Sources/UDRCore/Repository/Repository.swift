@@ -72,6 +72,8 @@ public final class Repository: Sendable {
     public let catalog: any Catalog
     public let configuration: Configuration
     let cache: SegmentCache
+    /// The local cache of materialized segments.
+    public var segmentCache: SegmentCache { cache }
     let logger: Logger
     private let queue = DispatchQueue(label: "udr.repository", attributes: .concurrent)
     private let readDatabase = ReadDatabase()
