@@ -74,9 +74,15 @@ struct SQL: AsyncParsableCommand {
                 default: print(Output.table(rows))
                 }
             }
-            if let table = statement.table, let write = statement.write {
+            if statement.kind == .drop {
+                if let table = statement.table {
+                    print("\(table): dropped\(statement.commit.map { " (commit \($0.id.short), tx \($0.txID))" } ?? "")")
+                } else {
+                    print("no table to drop: nothing changed")
+                }
+            } else if let table = statement.table, let write = statement.write {
                 let counts =
-                    statement.kind == .create ? "created, \(write.rows) rows" : write.counts.map(Output.changes) ?? "\(write.rows) rows written"
+                    statement.kind == .create ? "created, \(write.rows) row\(write.rows == 1 ? "" : "s")" : write.counts.map(Output.changes) ?? "\(write.rows) rows written"
                 if !write.changed && statement.kind != .create {
                     print("\(table): nothing changed")
                 } else if let commit = statement.commit {
@@ -88,5 +94,41 @@ struct SQL: AsyncParsableCommand {
                 print("committed \(commit.id.short) (tx \(commit.txID))")
             }
         }
+    }
+}
+
+struct Drop: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Drop a table as one commit. Its versions stay readable (--at, history, log) while retained commits hold them.")
+
+    @OptionGroup var repo: RepositoryOptions
+
+    @Argument(help: "The table.")
+    var table: String
+
+    @Flag(name: .customLong("if-exists"), help: "Do nothing when there is no such table.")
+    var ifExists = false
+
+    @OptionGroup var commit: CommitOptions
+
+    func run() async throws {
+        let name = try TableName(table)
+        let repository = try repo.open()
+        if let transaction = commit.transaction {
+            if commit.branch != nil || commit.message != nil || commit.author != nil {
+                throw UDRError(.invalidArgument, "--branch, --message and --author belong to `udr tx begin` and `udr tx commit` when --tx is given")
+            }
+            let staged = try await repository.openTransaction(transaction).drop(name, ifExists: ifExists)
+            print(staged == nil ? "there is no table \(name): nothing staged" : "\(name): drop staged in \(transaction)")
+            return
+        }
+        guard
+            let record = try await repository.drop(
+                name, ifExists: ifExists, message: commit.message, author: commit.author, branch: commit.branch)
+        else {
+            print("there is no table \(name): nothing committed")
+            return
+        }
+        if commit.json { print(Output.json(record)) } else { print("\(name): dropped (commit \(record.id.short), tx \(record.txID))") }
     }
 }

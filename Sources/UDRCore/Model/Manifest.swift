@@ -374,6 +374,8 @@ public enum ChangeKind: String, Hashable, Sendable, Codable {
     /// Only keyed rows were inserted, updated or deleted (append, upsert,
     /// update, delete); concurrent row-level writes on other keys rebase.
     case rows
+    /// The table was dropped (a change without a new version).
+    case drop
 }
 
 /// How many rows a change inserted, deleted and updated.

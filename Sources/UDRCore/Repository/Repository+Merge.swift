@@ -110,7 +110,26 @@ extension Repository {
         for name in Set(theirTables.keys).union(ourTables.keys).sorted() {
             let b = baseTables[name]?.manifest
             let o = ourTables[name]?.manifest
-            guard let t = theirTables[name]?.manifest, t != b, t != o else { continue }
+            let dropped = theirTables[name] == nil
+            guard dropped || (theirTables[name]?.manifest != b && theirTables[name]?.manifest != o) else { continue }
+            if dropped && (b == nil || o == nil) { continue }
+            // A table one side dropped and the other changed conflicts as a whole.
+            if dropped || (o == nil && b != nil) {
+                let t = theirTables[name]?.manifest
+                if dropped && o == b {
+                    _ = try stageDrop(name, ifExists: false, in: tx)
+                    changed.append(name)
+                    continue
+                }
+                let reason = dropped ? "dropped by theirs, changed by ours" : "dropped by ours, changed by theirs"
+                conflicts.append(MergeConflict(table: name, key: nil, column: nil, base: nil, ours: nil, theirs: nil, reason: reason))
+                if strategy == .theirs {
+                    if let t { try stageExisting(t, of: name, in: tx) } else { _ = try stageDrop(name, ifExists: false, in: tx) }
+                    changed.append(name)
+                }
+                continue
+            }
+            guard let t = theirTables[name]?.manifest else { continue }
             let theirManifest = try manifest(t)
             let ourManifest = try o.map { (id) throws(UDRError) in try manifest(id) }
             if let ourManifest, ourManifest.hasSameContent(as: theirManifest) { continue }

@@ -10,6 +10,8 @@ public struct SQLStatementResult: Sendable {
         case rows
         /// A table created (or replaced).
         case create
+        /// A table dropped.
+        case drop
         /// BEGIN, COMMIT or ROLLBACK.
         case transaction
     }
@@ -187,6 +189,19 @@ struct SQLRunner {
                 try perform(statement, kind: .create) { (tx) throws(UDRError) in
                     try repository.stageCreate(create, in: tx, connection: connection)
                 }
+            } else if let drop = try SQLDropTable(statement) {
+                try perform(statement, kind: .drop) { (tx) throws(UDRError) -> (TableName, StagedWrite, ResultSet?)? in
+                    var last: (TableName, StagedWrite, ResultSet?)?
+                    for name in drop.names {
+                        let table: TableName
+                        do throws(UDRError) { table = try tx.resolveTable(name, for: "drop") } catch {
+                            if drop.ifExists { continue }
+                            throw error
+                        }
+                        if let staged = try repository.stageDrop(table, ifExists: drop.ifExists, in: tx) { last = (table, staged, nil) }
+                    }
+                    return last
+                }
             } else if statement.notAReadBecause != nil && !Self.sessionObject(statement) {
                 throw UDRError(
                     .invalidArgument,
@@ -210,16 +225,20 @@ struct SQLRunner {
 
     /// Runs a write in the group's transaction, the script's, or one of its own that commits at once.
     private mutating func perform(
-        _ statement: SQLStatement, kind: SQLStatementResult.Kind, _ body: (Transaction) throws(UDRError) -> (TableName, StagedWrite, ResultSet?)
+        _ statement: SQLStatement, kind: SQLStatementResult.Kind, _ body: (Transaction) throws(UDRError) -> (TableName, StagedWrite, ResultSet?)?
     ) throws(UDRError) {
         if let tx = staging ?? group?.tx {
-            let (table, staged, rows) = try body(tx)
-            results.append(SQLStatementResult(statement: statement.text, kind: kind, table: table, write: staged, rows: rows, commit: nil))
+            let done = try body(tx)
+            results.append(
+                SQLStatementResult(statement: statement.text, kind: kind, table: done?.0, write: done?.1, rows: done?.2, commit: nil))
             return
         }
         let (tx, lease) = try repository.autocommitTransaction(on: branch)
         defer { try? repository.catalog.endLease(lease) }
-        let (table, staged, rows) = try body(tx)
+        guard let (table, staged, rows) = try body(tx) else {
+            results.append(SQLStatementResult(statement: statement.text, kind: kind, table: nil, write: nil, rows: nil, commit: nil))
+            return
+        }
         let text = statement.text
         let record = try repository.commit(tx, message: message ?? (text.count > 72 ? String(text.prefix(71)) + "…" : text), author: author)
         results.append(SQLStatementResult(statement: text, kind: kind, table: table, write: staged, rows: rows, commit: record))

@@ -289,7 +289,9 @@ extension Transaction {
     func resolveTable(_ parts: [String], for verb: String) throws(UDRError) -> TableName {
         let text = parts.joined(separator: ".")
         var names = Set(try base.map { (id) throws(UDRError) in Array(try repository.commit(id).tables.keys) } ?? [])
-        names.formUnion(try staged().keys)
+        for (name, table) in try staged() {
+            if table.kind == .drop { names.remove(name) } else { names.insert(name) }
+        }
         if let name = try? TableName(text), names.contains(name) { return name }
         let matching = names.filter { $0.rawValue.lowercased() == text.lowercased() }
         if matching.count == 1, let name = matching.first { return name }

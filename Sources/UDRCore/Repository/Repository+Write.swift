@@ -321,3 +321,36 @@ extension Repository {
         sql.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: ";"))
     }
 }
+
+extension Repository {
+    /// Drops a table as one commit on `branch`: the commit leaves it out,
+    /// and its versions stay readable (`--at`, `history`, `log`) as long
+    /// as retained commits hold them; GC frees them after. nil when
+    /// `ifExists` and there is no such table.
+    public func drop(
+        _ table: TableName, ifExists: Bool = false, message: String? = nil, author: String? = nil, branch: String? = nil
+    ) async throws(UDRError) -> CommitRecord? {
+        try await blocking { () throws(UDRError) -> CommitRecord? in
+            let (tx, lease) = try self.autocommitTransaction(on: branch)
+            defer { try? self.catalog.endLease(lease) }
+            guard try self.stageDrop(table, ifExists: ifExists, in: tx) != nil else { return nil }
+            return try self.commit(tx, message: message ?? "drop \(table)", author: author)
+        }
+    }
+
+    /// Stages the drop of a table in `tx`; nil when `ifExists` and there is none.
+    func stageDrop(_ table: TableName, ifExists: Bool, in tx: Transaction) throws(UDRError) -> StagedWrite? {
+        let current = try tx.current(table)
+        guard let manifest = current.manifest, let id = current.staged?.manifest ?? current.base else {
+            if ifExists { return nil }
+            let already = current.staged?.kind == .drop ? " (this transaction dropped it)" : ""
+            throw UDRError(.notFound, "there is no table '\(table)' to drop on \(tx.branch)\(already); `udr tables` lists the tables")
+        }
+        // A table this transaction created is only unstaged (a drop without a base commits nothing).
+        try tx.stage(
+            StagedTable(table: table, manifest: id, base: current.base, kind: .drop, counts: RowCounts(deleted: manifest.rows), rows: manifest.rows),
+            replacing: current.staged?.manifest)
+        return StagedWrite(
+            table: table, changed: true, rows: 0, segments: 0, logicalBytes: 0, bytesAdded: 0, counts: RowCounts(deleted: manifest.rows))
+    }
+}

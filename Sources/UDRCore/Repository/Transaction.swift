@@ -93,7 +93,7 @@ public final class Transaction: Sendable {
         let pinned = Set(pins.map(\.alias))
         let mentioned = Repository.Mentions(sql)
         for (name, staged) in try staged() where !pinned.contains(name) && mentioned(name) {
-            tables[name] = try repository.manifest(staged.manifest)
+            tables[name] = staged.kind == .drop ? nil : try repository.manifest(staged.manifest)
         }
         return ResolvedSnapshot(commit: base, tables: tables)
     }
@@ -111,7 +111,8 @@ public final class Transaction: Sendable {
     func current(_ table: TableName) throws(UDRError) -> TableState {
         let baseID = try base.flatMap { (id) throws(UDRError) in try repository.commit(id).tables[table]?.manifest }
         if let staged = try staged()[table] {
-            return TableState(manifest: try repository.manifest(staged.manifest), staged: staged, base: baseID)
+            let manifest = staged.kind == .drop ? nil : try repository.manifest(staged.manifest)
+            return TableState(manifest: manifest, staged: staged, base: baseID)
         }
         return TableState(manifest: try baseID.map { (id) throws(UDRError) in try repository.manifest(id) }, staged: nil, base: baseID)
     }
@@ -176,6 +177,17 @@ public final class Transaction: Sendable {
 
     /// How many of ``write(_:)``'s tables are written at once.
     static let writesAtOnce = 2
+
+    /// Drops a table, staged: the commit leaves it out; its versions stay
+    /// readable (`--at`, history) as long as commits that hold them are
+    /// retained. nil when `ifExists` and there is no such table.
+    @discardableResult
+    public func drop(_ table: TableName, ifExists: Bool = false) async throws(UDRError) -> StagedWrite? {
+        let asked = Date()
+        return try await repository.blocking { () throws(UDRError) -> StagedWrite? in
+            try self.repository.stageDrop(table, ifExists: ifExists, in: try self.beginWrite(asked: asked))
+        }
+    }
 
     /// Applies a row-level edit (append, upsert, delete, update), staged.
     @discardableResult
@@ -421,8 +433,22 @@ extension Repository {
             var changes: [Commit.Change] = []
             var versions: [(TableName, Int, ObjectID, Int64)] = []
             var conflicts: [String] = []
+            var dropped: [TableName] = []
             for (name, table) in staged.sorted(by: { $0.key < $1.key }) {
                 let current = headCommit?.tables[name]
+                if table.kind == .drop {
+                    // A table dropped in a transaction that had it: the head
+                    // must still hold the version it saw.
+                    guard let base = table.base else { continue }
+                    guard let current, current.manifest == base else {
+                        conflicts.append(current == nil ? "\(name) (dropped already)" : name.rawValue)
+                        continue
+                    }
+                    dropped.append(name)
+                    changes.append(
+                        Commit.Change(table: name, oldVersion: current.version, newVersion: nil, kind: .drop, rows: RowCounts(deleted: table.rows)))
+                    continue
+                }
                 let version = try catalog.latestVersionNumber(name) + 1
                 var id = table.manifest
                 var counts = table.counts
@@ -468,6 +494,7 @@ extension Repository {
             }
             var tables = headCommit?.tables ?? [:]
             for (name, entry) in entries { tables[name] = entry }
+            for name in dropped { tables[name] = nil }
             let txID = try catalog.allocateTxID()
             let commit = Commit(
                 parents: (head.map { [$0] } ?? []) + tx.mergeParents, txID: txID, time: Date(), author: author ?? configuration.defaultAuthor,

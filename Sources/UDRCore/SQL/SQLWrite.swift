@@ -232,3 +232,35 @@ struct SQLCreateTable {
         }
     }
 }
+
+/// `DROP TABLE [IF EXISTS] name [, name …] [CASCADE | RESTRICT]`.
+struct SQLDropTable {
+    let names: [[String]]
+    let ifExists: Bool
+
+    /// nil when the statement drops no table.
+    init?(_ statement: SQLStatement) throws(UDRError) {
+        let tokens = statement.tokens
+        var i = statement.verbIndex
+        guard i + 1 < tokens.count, tokens[i].isWord("DROP"), tokens[i + 1].isWord("TABLE") else { return nil }
+        i += 2
+        var ifExists = false
+        if i + 1 < tokens.count, tokens[i].isWord("IF"), tokens[i + 1].isWord("EXISTS") {
+            ifExists = true
+            i += 2
+        }
+        var names: [[String]] = []
+        while let name = statement.name(at: i) {
+            names.append(name.parts)
+            i = name.end
+            guard i < tokens.count, tokens[i].isSymbol(",") else { break }
+            i += 1
+        }
+        if i < tokens.count && (tokens[i].isWord("CASCADE") || tokens[i].isWord("RESTRICT")) { i += 1 }
+        guard !names.isEmpty, i == tokens.count else {
+            throw UDRError(.invalidArgument, "cannot read `\(statement.text.prefix(60))`: DROP TABLE [IF EXISTS] name [, name …]")
+        }
+        self.names = names
+        self.ifExists = ifExists
+    }
+}

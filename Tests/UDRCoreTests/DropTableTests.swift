@@ -1,0 +1,102 @@
+import DuckDB
+import Foundation
+import Testing
+import UDRSQLite
+import UDRTesting
+
+@testable import UDRCore
+
+/// Dropped tables: gone from the head, their history kept while retained
+/// commits hold it, freed by GC after.
+@Suite struct DropTableTests {
+    @Test func aDroppedTableKeepsItsHistoryUntilGC() async throws {
+        let (repo, _) = try makeRepository()
+        let t = try TableName("t")
+        let keep = try TableName("keep")
+        _ = try await repo.write(t, from: .sql("SELECT range AS k, range * 2 AS v FROM range(1000)"), key: ["k"])
+        _ = try await repo.write(keep, from: .sql("SELECT 1 AS k"), key: ["k"])
+        _ = try await repo.sql("UPDATE t SET v = -1 WHERE k = 5")
+        let dropped = try await repo.sql("DROP TABLE t")
+        #expect(dropped.commits.count == 1)
+        #expect(try await repo.tables().map(\.name) == [keep])
+        let missing = await #expect(throws: UDRError.self) { _ = try await repo.query("SELECT count(*) FROM t") }
+        #expect(missing?.message.contains("t") == true)
+
+        // Log, time travel and history still reach it.
+        let log = try await repo.log(table: t)
+        #expect(log.count == 3)
+        #expect(log[0].commit.changes.first { $0.table == t }?.newVersion == nil)
+        #expect(log[0].commit.changes.first { $0.table == t }?.rows == RowCounts(deleted: 1000))
+        #expect(try await count(repo, "SELECT v FROM t WHERE k = 5", options: ReadOptions(pins: [try TablePin(parsing: "t=2")])) == -1)
+        #expect(try await count(repo, "SELECT count(*) FROM t", options: ReadOptions(commit: "main~1")) == 1000)
+        let history = try await repo.history(of: t, key: ["k": "5"])
+        #expect(history.rows.count == 2)
+        let diff = try await repo.diff("main~1", "main")
+        #expect(diff.tables.first { $0.table == t }?.status == .dropped)
+
+        // Bad input: dropped twice, or a table that never was.
+        for sql in ["DROP TABLE t", "DROP TABLE nope"] {
+            let error = await #expect(throws: UDRError.self) { _ = try await repo.sql(sql) }
+            #expect(error?.message.contains("no") == true, "\(error?.message ?? "")")
+        }
+        #expect(try await repo.sql("DROP TABLE IF EXISTS t").commits.isEmpty)
+        #expect(try await repo.drop(t, ifExists: true) == nil)
+        #expect(try await repo.log().count == 4)
+
+        // GC keeps its objects while a retained commit holds them, frees them after.
+        let store = try #require(repo.store as? LocalObjectStore)
+        let manifest = try #require(try await repo.versions(t).last?.manifest)
+        _ = try await repo.gc(grace: 0)
+        #expect(try store.size(manifest) != nil)
+        _ = try await repo.write(keep, from: .sql("SELECT 2 AS k"), key: ["k"])
+        _ = try await repo.expire(.keepLast(1))
+        let freed = try await repo.gc(grace: 0)
+        #expect(freed.objectsDeleted > 0)
+        #expect(try store.size(manifest) == nil)
+        #expect(try await repo.verify().ok)
+        #expect(try await count(repo, "SELECT k FROM keep") == 2)
+    }
+
+    @Test func dropsInTransactionsAndScripts() async throws {
+        let (repo, _) = try makeRepository()
+        let t = try TableName("t")
+        _ = try await repo.write(t, from: .sql("SELECT range AS k FROM range(10)"), key: ["k"])
+        // Dropped and created again in one transaction: one commit, a new version.
+        let tx = try await repo.beginTransaction()
+        try await tx.drop(t)
+        #expect(try await tx.query("SELECT count(*) FROM duckdb_views() WHERE view_name = 't'").scalar.int == 0)
+        _ = try await tx.write(t, from: .sql("SELECT 'x' AS s"), key: [])
+        try await tx.commit()
+        #expect(try await repo.query("SELECT s FROM t").scalar.string == "x")
+        // A rolled-back drop leaves the table; a committed one in a script drops it.
+        _ = try await repo.sql("BEGIN; DROP TABLE t; ROLLBACK")
+        #expect(try await count(repo, "SELECT count(*) FROM t") == 1)
+        _ = try await repo.sql("BEGIN; CREATE TABLE u AS SELECT 1 AS a; DROP TABLE t; COMMIT")
+        #expect(try await repo.tables().map(\.name.rawValue) == ["u"])
+        // A table created and dropped in one transaction leaves nothing.
+        let before = try await repo.log().count
+        _ = try await repo.sql("BEGIN; CREATE TABLE v AS SELECT 1 AS a; DROP TABLE v; COMMIT")
+        #expect(try await repo.log().count == before)
+        #expect(try await repo.tables().map(\.name.rawValue) == ["u"])
+    }
+
+    @Test func mergeCarriesADropAndConflictsWithAChange() async throws {
+        let (repo, _) = try makeRepository()
+        let a = try TableName("a")
+        let b = try TableName("b")
+        _ = try await repo.write(a, from: .sql("SELECT range AS k, 0 AS v FROM range(10)"), key: ["k"])
+        _ = try await repo.write(b, from: .sql("SELECT range AS k, 0 AS v FROM range(10)"), key: ["k"])
+        _ = try await repo.createBranch("cleanup")
+        _ = try await repo.drop(a, branch: "cleanup")
+        _ = try await repo.drop(b, branch: "cleanup")
+        _ = try await repo.sql("UPDATE b SET v = 1 WHERE k = 1")  // main changes b meanwhile
+        let conflicted = try await repo.merge("cleanup")
+        #expect(conflicted.outcome == .conflicts)
+        #expect(conflicted.conflicts.map(\.table) == [b])
+        #expect(try await repo.tables().count == 2)
+        let merged = try await repo.merge("cleanup", strategy: .ours)
+        #expect(merged.outcome == .merged)
+        #expect(try await repo.tables().map(\.name) == [b])
+        #expect(try await count(repo, "SELECT v FROM b WHERE k = 1") == 1)
+    }
+}
