@@ -82,8 +82,10 @@ struct SQL: AsyncParsableCommand {
                 }
             } else if let table = statement.table, let write = statement.write {
                 let counts =
-                    statement.kind == .create ? "created, \(write.rows) row\(write.rows == 1 ? "" : "s")" : write.counts.map(Output.changes) ?? "\(write.rows) rows written"
-                if !write.changed && statement.kind != .create {
+                    statement.kind == .create
+                    ? "created, \(write.rows) row\(write.rows == 1 ? "" : "s")"
+                    : statement.kind == .alter ? "altered" : write.counts.map(Output.changes) ?? "\(write.rows) rows written"
+                if !write.changed && statement.kind != .create && statement.kind != .alter {
                     print("\(table): nothing changed")
                 } else if let commit = statement.commit {
                     print("\(table): \(counts) (commit \(commit.id.short), tx \(commit.txID))")
@@ -130,5 +132,73 @@ struct Drop: AsyncParsableCommand {
             return
         }
         if commit.json { print(Output.json(record)) } else { print("\(name): dropped (commit \(record.id.short), tx \(record.txID))") }
+    }
+}
+
+struct Alter: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Change a table's columns as one commit: add, drop, rename, or change a type.",
+        discussion: """
+            Adding a column (NULL in every row) and dropping one rewrite nothing; renaming a column, changing its type \
+            or adding one with a default write the segments again, storing only the column chunks that changed.
+            """)
+
+    @OptionGroup var repo: RepositoryOptions
+
+    @Argument(help: "The table.")
+    var table: String
+
+    @Option(help: "Add a column: \"NAME TYPE\" or \"NAME TYPE DEFAULT expression\".")
+    var add: String?
+
+    @Option(help: "Drop a column.")
+    var drop: String?
+
+    @Option(help: "Rename a column: OLD=NEW.")
+    var rename: String?
+
+    @Option(help: "Change a column's type: NAME=TYPE (a value that does not cast is an error naming its row).")
+    var type: String?
+
+    @OptionGroup var commit: CommitOptions
+
+    func change() throws -> SchemaChange {
+        let given = [add, drop, rename, type].compactMap { $0 }
+        guard given.count == 1 else { throw UDRError(.invalidArgument, "give one of --add, --drop, --rename and --type") }
+        if let add {
+            let parts = add.split(separator: " ", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw UDRError(.invalidArgument, "--add takes \"NAME TYPE\", e.g. --add \"flag BOOLEAN\"") }
+            let rest = parts[1]
+            if let range = rest.range(of: " DEFAULT ", options: .caseInsensitive) {
+                return .addColumn(
+                    name: parts[0], type: String(rest[..<range.lowerBound]), defaultValue: String(rest[range.upperBound...]))
+            }
+            return .addColumn(name: parts[0], type: rest)
+        }
+        if let drop { return .dropColumn(drop) }
+        func pair(_ text: String, _ flag: String) throws -> (String, String) {
+            let parts = text.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw UDRError(.invalidArgument, "\(flag) takes \(flag == "--rename" ? "OLD=NEW" : "NAME=TYPE"), not '\(text)'")
+            }
+            return (parts[0], parts[1])
+        }
+        if let rename {
+            let (old, new) = try pair(rename, "--rename")
+            return .renameColumn(old, to: new)
+        }
+        let (name, newType) = try pair(type!, "--type")
+        return .changeType(name, to: newType)
+    }
+
+    func run() async throws {
+        let name = try TableName(table)
+        let change = try change()
+        let repository = try repo.open()
+        try await commit.perform(
+            repository, table: name, staged: { (tx) throws(UDRError) in try await tx.alter(name, change) },
+            direct: { () throws(UDRError) in
+                try await repository.alter(name, change, message: commit.message, author: commit.author, branch: commit.branch)
+            })
     }
 }

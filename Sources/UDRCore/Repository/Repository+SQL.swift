@@ -12,6 +12,8 @@ public struct SQLStatementResult: Sendable {
         case create
         /// A table dropped.
         case drop
+        /// A table's columns changed.
+        case alter
         /// BEGIN, COMMIT or ROLLBACK.
         case transaction
     }
@@ -202,10 +204,32 @@ struct SQLRunner {
                     }
                     return last
                 }
+            } else if let alter = try SQLAlterTable(statement) {
+                try perform(statement, kind: .alter) { (tx) throws(UDRError) -> (TableName, StagedWrite, ResultSet?)? in
+                    let table: TableName
+                    do throws(UDRError) { table = try tx.resolveTable(alter.name, for: "alter") } catch {
+                        if alter.ifExists { return nil }
+                        throw error
+                    }
+                    switch alter.action {
+                    case .column(let change):
+                        return (table, try repository.stageAlter(table, change, in: tx), nil)
+                    case .columnIf(let change, let exists):
+                        let columns = try tx.current(table).manifest?.columns.map { $0.name.lowercased() } ?? []
+                        let name: String
+                        switch change {
+                        case .addColumn(let n, _, _), .dropColumn(let n), .renameColumn(let n, _), .changeType(let n, _, _): name = n
+                        }
+                        guard columns.contains(name.lowercased()) == exists else { return nil }
+                        return (table, try repository.stageAlter(table, change, in: tx), nil)
+                    case .rename:
+                        throw UDRError(.invalidArgument, "ALTER TABLE … RENAME TO is not supported by udr sql yet")
+                    }
+                }
             } else if statement.notAReadBecause != nil && !Self.sessionObject(statement) {
                 throw UDRError(
                     .invalidArgument,
-                    "`udr sql` does not run \(verb) yet: it runs queries and INSERT, UPDATE, DELETE, MERGE INTO and CREATE TABLE (with AS SELECT, or columns and a PRIMARY KEY)"
+                    "`udr sql` does not run \(verb) yet: it runs queries, INSERT, UPDATE, DELETE, MERGE INTO, CREATE TABLE (with AS SELECT, or columns and a PRIMARY KEY), DROP TABLE and ALTER TABLE"
                 )
             } else {
                 let rows = try read(statement, on: connection)

@@ -264,3 +264,100 @@ struct SQLDropTable {
         self.ifExists = ifExists
     }
 }
+
+/// `ALTER TABLE [IF EXISTS] name` and one action: `ADD [COLUMN] [IF NOT
+/// EXISTS] c TYPE [DEFAULT expr]`, `DROP [COLUMN] [IF EXISTS] c`, `RENAME
+/// [COLUMN] a TO b`, `ALTER [COLUMN] c [SET DATA] TYPE t [USING expr]`, or
+/// `RENAME TO new_name`.
+struct SQLAlterTable {
+    enum Action {
+        case column(SchemaChange)
+        /// A column change made moot by IF [NOT] EXISTS when the column
+        /// is there (or not): applied only if `applies` holds for the table.
+        case columnIf(SchemaChange, exists: Bool)
+        case rename([String])
+    }
+    let name: [String]
+    let ifExists: Bool
+    let action: Action
+
+    /// nil when the statement alters no table.
+    init?(_ statement: SQLStatement) throws(UDRError) {
+        let tokens = statement.tokens
+        var i = statement.verbIndex
+        guard i + 1 < tokens.count, tokens[i].isWord("ALTER"), tokens[i + 1].isWord("TABLE") else { return nil }
+        let depth = tokens[i].depth
+        func word(_ w: String) -> Bool { i < tokens.count && tokens[i].isWord(w) }
+        func skip(_ w: String) -> Bool {
+            guard word(w) else { return false }
+            i += 1
+            return true
+        }
+        func bad(_ what: String) -> UDRError {
+            UDRError(
+                .invalidArgument,
+                "cannot run `\(statement.text.prefix(70))`: \(what). UDR takes ALTER TABLE t ADD/DROP/RENAME COLUMN, ALTER COLUMN c TYPE t [USING e], and RENAME TO")
+        }
+        func column() throws(UDRError) -> String {
+            guard i < tokens.count, tokens[i].isName else { throw bad("a column name is missing") }
+            defer { i += 1 }
+            return tokens[i].kind == .word ? statement.originalText(i) : tokens[i].value
+        }
+        /// The text from `i` to the first of `stops` at the top level (or the end).
+        func text(until stops: Set<String>) -> String {
+            let end = statement.topLevel(stops, from: i, depth: depth) ?? tokens.count
+            defer { i = end }
+            return statement.text(from: i, to: end)
+        }
+        i += 2
+        ifExists = skip("IF") && skip("EXISTS")
+        guard let table = statement.name(at: i) else { throw bad("the table name is missing") }
+        name = table.parts
+        i = table.end
+        if skip("ADD") {
+            _ = skip("COLUMN")
+            let guarded = skip("IF")
+            if guarded { guard skip("NOT"), skip("EXISTS") else { throw bad("IF NOT EXISTS is incomplete") } }
+            let name = try column()
+            let type = text(until: ["DEFAULT", "NOT", "NULL", "PRIMARY", "UNIQUE", "CHECK", "REFERENCES", "COLLATE"])
+            guard !type.isEmpty else { throw bad("the new column needs a type") }
+            var value: String?
+            if skip("DEFAULT") { value = text(until: ["NOT", "CHECK", "PRIMARY", "UNIQUE"]) }
+            guard i == tokens.count else { throw bad("UDR keeps columns without constraints") }
+            let change = SchemaChange.addColumn(name: name, type: type, defaultValue: value)
+            action = guarded ? .columnIf(change, exists: false) : .column(change)
+        } else if skip("DROP") {
+            _ = skip("COLUMN")
+            let guarded = skip("IF")
+            if guarded { guard skip("EXISTS") else { throw bad("IF EXISTS is incomplete") } }
+            let change = SchemaChange.dropColumn(try column())
+            _ = skip("CASCADE") || skip("RESTRICT")
+            guard i == tokens.count else { throw bad("one column at a time") }
+            action = guarded ? .columnIf(change, exists: true) : .column(change)
+        } else if skip("RENAME") {
+            if skip("TO") {
+                guard let target = statement.name(at: i), target.end == tokens.count else { throw bad("RENAME TO needs a new name") }
+                action = .rename(target.parts)
+            } else {
+                _ = skip("COLUMN")
+                let old = try column()
+                guard skip("TO") else { throw bad("RENAME COLUMN needs TO and a new name") }
+                let new = try column()
+                guard i == tokens.count else { throw bad("one rename at a time") }
+                action = .column(.renameColumn(old, to: new))
+            }
+        } else if skip("ALTER") {
+            _ = skip("COLUMN")
+            let name = try column()
+            if skip("SET") { _ = skip("DATA") }
+            guard skip("TYPE") else { throw bad("of ALTER COLUMN, UDR takes only TYPE (not defaults or NOT NULL)") }
+            let type = text(until: ["USING"])
+            guard !type.isEmpty else { throw bad("TYPE needs a type") }
+            var using: String?
+            if skip("USING") { using = text(until: []) }
+            action = .column(.changeType(name, to: type, using: using))
+        } else {
+            throw bad("an action is missing")
+        }
+    }
+}

@@ -709,6 +709,36 @@ struct RowEditor {
         return Result(written: try finish(out.filter { $0.rows > 0 }, columns: columns, logical: written.logical, added: written.added), counts: counts)
     }
 
+    // MARK: Whole tables
+
+    /// Writes every segment again as `columns` (and `key`), each row
+    /// through `select` (an expression per column over the old row, `o`),
+    /// each segment a run of its own so that the cuts stay where they
+    /// were: the column chunks whose values did not change come out
+    /// byte-identical and are stored once (a rename stores new footers).
+    func rewriteAll(columns: [Column], key: [String], select: [String]) throws(UDRError) -> WrittenTable {
+        let segments = manifest.segments
+        var files: [String] = []
+        for segment in segments { files.append(try materialize(segment)) }
+        files = Self.distinctPaths(files)
+        try self.values("__udr_file_run", ["file", "run"], files.enumerated().map { "(\(quoteLiteral($1)), \($0))" })
+        let old = Repository.segmentSelect(manifest, segments: segments, files: files, extra: ["filename", "file_row_number"])
+        let source = """
+            SELECT \(select.joined(separator: ", ")), r.run AS __udr_run, o.file_row_number AS __udr_pos
+            FROM (\(old)) AS o JOIN __udr_file_run r ON o.filename = r.file
+            """
+        let written = try writer.writeRuns(source: source, columns: columns, key: key, runs: segments.count)
+        let out = written.segments.flatMap { $0 }.filter { $0.rows > 0 }
+        guard !out.isEmpty else {
+            return try writer.write(
+                table: table, version: manifest.version, source: "SELECT \(typedNulls(columns)) WHERE false", inputName: "the empty table",
+                key: key, previousKey: key)
+        }
+        return WrittenTable(
+            manifest: Manifest(table: table, version: manifest.version, columns: columns, key: key, segments: out),
+            logicalBytes: written.logical, bytesAdded: written.added)
+    }
+
     // MARK: Shared
 
     /// A kept segment under a schema with more columns names the ones it has.
