@@ -99,4 +99,21 @@ import UDRTesting
         #expect(try await repo.tables().map(\.name) == [b])
         #expect(try await count(repo, "SELECT v FROM b WHERE k = 1") == 1)
     }
+
+    @Test func schemasAreNamespacesOfTables() async throws {
+        let (repo, _) = try makeRepository()
+        _ = try await repo.sql("CREATE SCHEMA org_1; CREATE TABLE org_1.a AS SELECT 1 AS x; CREATE TABLE org_1.b AS SELECT 2 AS x; CREATE TABLE c AS SELECT 3 AS x")
+        #expect(try await repo.tables().map(\.name.rawValue) == ["c", "org_1.a", "org_1.b"])
+        let exists = await #expect(throws: UDRError.self) { _ = try await repo.sql("CREATE SCHEMA org_1") }
+        #expect(exists?.message.contains("exists already") == true)
+        #expect(try await repo.sql("CREATE SCHEMA IF NOT EXISTS org_1").commits.isEmpty)
+        let restricted = await #expect(throws: UDRError.self) { _ = try await repo.sql("DROP SCHEMA org_1") }
+        #expect(restricted?.message.contains("CASCADE") == true)
+        let before = try await repo.log().count
+        #expect(try await repo.sql("DROP SCHEMA org_1 CASCADE").commits.count == 1)
+        #expect(try await repo.log().count == before + 1)
+        #expect(try await repo.tables().map(\.name.rawValue) == ["c"])
+        #expect(try await repo.sql("DROP SCHEMA IF EXISTS org_1").commits.isEmpty)
+        await #expect(throws: UDRError.self) { _ = try await repo.sql("DROP SCHEMA org_1") }
+    }
 }

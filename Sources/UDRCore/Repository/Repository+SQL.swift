@@ -204,6 +204,32 @@ struct SQLRunner {
                     }
                     return last
                 }
+            } else if let schema = try SQLSchema(statement) {
+                try perform(statement, kind: .drop) { (tx) throws(UDRError) -> (TableName, StagedWrite, ResultSet?)? in
+                    let tables = try tx.tableNames().filter { $0.namespace?.lowercased() == schema.name.lowercased() }.sorted()
+                    if schema.create {
+                        // A namespace exists with its tables: there is nothing to record.
+                        if !tables.isEmpty && !schema.guarded {
+                            throw UDRError(.alreadyExists, "the schema \(schema.name) exists already (it holds \(tables.count) table(s))")
+                        }
+                        return nil
+                    }
+                    if tables.isEmpty {
+                        if schema.guarded { return nil }
+                        throw UDRError(.notFound, "there is no schema \(schema.name): no table is named \(schema.name).…")
+                    }
+                    guard schema.cascade else {
+                        throw UDRError(
+                            .invalidArgument,
+                            "the schema \(schema.name) holds \(tables.count) table(s) (\(tables.prefix(5).map(\.rawValue).joined(separator: ", "))); DROP SCHEMA \(schema.name) CASCADE drops them"
+                        )
+                    }
+                    var last: (TableName, StagedWrite, ResultSet?)?
+                    for table in tables {
+                        if let staged = try repository.stageDrop(table, ifExists: false, in: tx) { last = (table, staged, nil) }
+                    }
+                    return last
+                }
             } else if let alter = try SQLAlterTable(statement) {
                 try perform(statement, kind: .alter) { (tx) throws(UDRError) -> (TableName, StagedWrite, ResultSet?)? in
                     let table: TableName

@@ -286,12 +286,18 @@ extension Transaction {
     /// The table a statement names (`parts` as written): the one of that
     /// name, else the one whose name matches ignoring case (as SQL takes
     /// unquoted names).
-    func resolveTable(_ parts: [String], for verb: String) throws(UDRError) -> TableName {
-        let text = parts.joined(separator: ".")
+    /// The tables the transaction sees: its snapshot's, less those it dropped, with those it created.
+    func tableNames() throws(UDRError) -> Set<TableName> {
         var names = Set(try base.map { (id) throws(UDRError) in Array(try repository.commit(id).tables.keys) } ?? [])
         for (name, table) in try staged() {
             if table.kind == .drop { names.remove(name) } else { names.insert(name) }
         }
+        return names
+    }
+
+    func resolveTable(_ parts: [String], for verb: String) throws(UDRError) -> TableName {
+        let text = parts.joined(separator: ".")
+        let names = try tableNames()
         if let name = try? TableName(text), names.contains(name) { return name }
         let matching = names.filter { $0.rawValue.lowercased() == text.lowercased() }
         if matching.count == 1, let name = matching.first { return name }

@@ -361,3 +361,41 @@ struct SQLAlterTable {
         }
     }
 }
+
+/// `CREATE SCHEMA [IF NOT EXISTS] s` and `DROP SCHEMA [IF EXISTS] s
+/// [CASCADE | RESTRICT]`: a schema is a namespace of tables (`s.t`).
+struct SQLSchema {
+    let create: Bool
+    let name: String
+    let guarded: Bool
+    let cascade: Bool
+
+    init?(_ statement: SQLStatement) throws(UDRError) {
+        let tokens = statement.tokens
+        var i = statement.verbIndex
+        guard i + 1 < tokens.count, tokens[i].isWord("CREATE") || tokens[i].isWord("DROP"), tokens[i + 1].isWord("SCHEMA") else {
+            return nil
+        }
+        create = tokens[i].isWord("CREATE")
+        i += 2
+        var guarded = false
+        if create, i + 2 < tokens.count, tokens[i].isWord("IF"), tokens[i + 1].isWord("NOT"), tokens[i + 2].isWord("EXISTS") {
+            guarded = true
+            i += 3
+        } else if !create, i + 1 < tokens.count, tokens[i].isWord("IF"), tokens[i + 1].isWord("EXISTS") {
+            guarded = true
+            i += 2
+        }
+        guard let name = statement.name(at: i) else {
+            throw UDRError(.invalidArgument, "`\(statement.text.prefix(60))` needs a schema name")
+        }
+        self.name = name.parts.joined(separator: ".")
+        self.guarded = guarded
+        i = name.end
+        cascade = i < tokens.count && tokens[i].isWord("CASCADE")
+        if i < tokens.count && (tokens[i].isWord("CASCADE") || tokens[i].isWord("RESTRICT")) { i += 1 }
+        guard i == tokens.count else {
+            throw UDRError(.invalidArgument, "cannot read `\(statement.text.prefix(60))`: \(create ? "CREATE SCHEMA [IF NOT EXISTS] name" : "DROP SCHEMA [IF EXISTS] name [CASCADE]")")
+        }
+    }
+}
