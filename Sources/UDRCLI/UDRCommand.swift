@@ -142,6 +142,29 @@ func printError(_ message: String) {
 /// The `udr` executable's entry point.
 public enum UDRMain {
     public static func run(_ arguments: [String]? = nil) async {
-        await UDRCommand.main(arguments)
+        do {
+            var command = try UDRCommand.parseAsRoot(arguments)
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            UDRCommand.exit(withError: explained(error))
+        }
+    }
+
+    /// The error, with what to do about a full disk said once for every
+    /// place that can meet one (a write's files, the object store, the catalog).
+    static func explained(_ error: any Error) -> any Error {
+        guard let error = error as? UDRError else { return error }
+        let text = error.message.lowercased()
+        guard text.contains("no space left on device") || text.contains("disk is full") || text.contains("disk quota exceeded") else {
+            return error
+        }
+        return UDRError(
+            .io,
+            "\(error.message)\nThe disk is full: nothing was committed, and the repository is as it was. Free space (`udr gc` frees what no retained commit reaches; the segment cache in .udr/cache can be removed) and run it again.",
+            underlying: error)
     }
 }

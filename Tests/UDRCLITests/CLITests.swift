@@ -408,3 +408,47 @@ struct CLIRepository {
         #expect(try repo.run("verify").status == 0)
     }
 }
+
+/// A write that fills the disk: a small file system the test mounts
+/// (tmpfs, 4 MB) holds the repository.
+@Suite struct DiskFullTests {
+    @Test func aWriteThatFillsTheDiskFailsClearlyAndLeavesTheRepositoryAsItWas() throws {
+        let dir = TemporaryDirectory("full")
+        let mountPoint = dir.url.appendingPathComponent("disk")
+        try FileManager.default.createDirectory(at: mountPoint, withIntermediateDirectories: true)
+        let mounted = try run(URL(fileURLWithPath: "/bin/mount"), ["-t", "tmpfs", "-o", "size=4m", "tmpfs", mountPoint.path], in: dir.url)
+        try #require(mounted.status == 0, "the test mounts a 4 MB tmpfs (it needs root): \(mounted.stderr)")
+        defer { _ = try? run(URL(fileURLWithPath: "/bin/umount"), ["-l", mountPoint.path], in: dir.url) }
+        let root = mountPoint.appendingPathComponent("repo")
+        #expect(try udr(["init", root.path], in: dir.url).status == 0)
+        let small = try udr(["write", "small", "--sql", "SELECT range AS k, range * 2 AS v FROM range(1000)", "--key", "k"], in: root)
+        #expect(small.status == 0, "\(small.stderr)")
+        // The commits, the tables' content, and whether everything verifies
+        // (objects of the failed write that no commit reaches may stay, for GC).
+        func state() throws -> String {
+            let verify = try udr(["verify"], in: root)
+            return try udr(["log", "--json"], in: root).stdout + "verify: \(verify.status) "
+                + udr(["query", "SELECT count(*), sum(v) FROM small", "--format", "csv"], in: root).stdout
+        }
+        let before = try state()
+        #expect(before.contains("verify: 0 "))
+        let wide = "SELECT range AS k, md5(range::VARCHAR) || md5((range + 1)::VARCHAR) AS s FROM range(200000)"
+        for args in [
+            ["write", "big", "--sql", wide, "--key", "k"],
+            ["sql", "CREATE TABLE big AS \(wide)"],
+            ["sql", "INSERT INTO small SELECT range + 100000, (hash(range) >> 1)::BIGINT FROM range(2000000)"],
+            ["sql", "BEGIN; UPDATE small SET v = 0 WHERE k = 1; CREATE TABLE big AS \(wide); COMMIT"],
+        ] {
+            let result = try udr(args, in: root)
+            #expect(result.status != 0, "\(args[0]) succeeded on a full disk")
+            #expect(result.stderr.contains("The disk is full: nothing was committed"), "\(args[0]): \(result.stderr)")
+            #expect(try state() == before, "\(args[0]) changed the repository")
+        }
+        let leftovers = FileManager.default.enumerator(atPath: root.path)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".tmp") } ?? []
+        #expect(leftovers.isEmpty, "temporary files left: \(leftovers)")
+        // Once space is freed, writes go on.
+        try FileManager.default.removeItem(at: root.appendingPathComponent(".udr/cache"))
+        #expect(try udr(["sql", "UPDATE small SET v = -1 WHERE k = 1"], in: root).status == 0)
+        #expect(try udr(["verify"], in: root).status == 0)
+    }
+}
