@@ -202,3 +202,38 @@ struct Alter: AsyncParsableCommand {
             })
     }
 }
+
+struct Rename: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rename a table as one commit; it keeps its history (log, history, diff and merge follow the rename).")
+
+    @OptionGroup var repo: RepositoryOptions
+
+    @Argument(help: "The table.")
+    var table: String
+
+    @Argument(help: "Its new name.")
+    var name: String
+
+    @OptionGroup var commit: CommitOptions
+
+    func run() async throws {
+        let old = try TableName(table)
+        let new = try TableName(name)
+        let repository = try repo.open()
+        if let transaction = commit.transaction {
+            if commit.branch != nil || commit.message != nil || commit.author != nil {
+                throw UDRError(.invalidArgument, "--branch, --message and --author belong to `udr tx begin` and `udr tx commit` when --tx is given")
+            }
+            try await repository.openTransaction(transaction).rename(old, to: new)
+            print("\(old) → \(new): rename staged in \(transaction)")
+            return
+        }
+        let record = try await repository.rename(old, to: new, message: commit.message, author: commit.author, branch: commit.branch)
+        if commit.json {
+            print(Output.json(record))
+        } else {
+            print("\(old) → \(new): renamed\(record.map { " (commit \($0.id.short), tx \($0.txID))" } ?? "")")
+        }
+    }
+}

@@ -10,7 +10,7 @@ public struct UDRCommand: AsyncParsableCommand {
         commandName: "udr",
         abstract: "UDR: a versioned, transactional store for tables, queried with DuckDB.",
         subcommands: [
-            Init.self, Write.self, Append.self, Upsert.self, Delete.self, Update.self, Tx.self, Query.self, SQL.self, Drop.self, Alter.self, Export.self, Log.self,
+            Init.self, Write.self, Append.self, Upsert.self, Delete.self, Update.self, Tx.self, Query.self, SQL.self, Drop.self, Alter.self, Rename.self, Export.self, Log.self,
             Changes.self, GC.self, Expire.self, Branch.self, Tag.self, Switch.self,
             Show.self, Diff.self, Merge.self, History.self, Tables.self, Versions.self, Info.self, Verify.self, Demo.self,
         ])

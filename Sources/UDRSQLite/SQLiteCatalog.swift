@@ -84,6 +84,9 @@ public final class SQLiteCatalog: Catalog {
                     CREATE INDEX expired_commits_time ON expired_commits(expired_at);
                     """)
         }
+        migrator.registerMigration("v5-renames") { db in
+            try db.execute(sql: "ALTER TABLE staged ADD COLUMN renamed_from TEXT")
+        }
         return migrator
     }
 
@@ -290,14 +293,15 @@ public final class SQLiteCatalog: Catalog {
             }
             try db.execute(
                 sql: """
-                    INSERT INTO staged(tx, table_name, manifest, base, kind, inserted, deleted, updated, row_count)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO staged(tx, table_name, manifest, base, kind, inserted, deleted, updated, row_count, renamed_from)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT(tx, table_name) DO UPDATE SET manifest = excluded.manifest, kind = excluded.kind,
-                        inserted = excluded.inserted, deleted = excluded.deleted, updated = excluded.updated, row_count = excluded.row_count
+                        inserted = excluded.inserted, deleted = excluded.deleted, updated = excluded.updated, row_count = excluded.row_count,
+                        renamed_from = excluded.renamed_from
                     """,
                 arguments: [
                     transaction, table.table.rawValue, table.manifest.hex, table.base?.hex, table.kind.rawValue, table.counts?.inserted,
-                    table.counts?.deleted, table.counts?.updated, table.rows,
+                    table.counts?.deleted, table.counts?.updated, table.rows, table.renamedFrom?.rawValue,
                 ])
             try db.execute(
                 sql: "UPDATE transactions SET expires = ? WHERE id = ?",
@@ -311,10 +315,11 @@ public final class SQLiteCatalog: Catalog {
                 let base: String? = row["base"]
                 let inserted: Int64? = row["inserted"]
                 let counts = inserted.map { RowCounts(inserted: $0, deleted: row["deleted"], updated: row["updated"]) }
+                let renamedFrom: String? = row["renamed_from"]
                 return StagedTable(
                     table: try TableName(row["table_name"]), manifest: try ObjectID(hex: row["manifest"]),
                     base: try base.map { try ObjectID(hex: $0) }, kind: ChangeKind(rawValue: row["kind"]) ?? .replace, counts: counts,
-                    rows: row["row_count"])
+                    rows: row["row_count"], renamedFrom: try renamedFrom.map { try TableName($0) })
             }
         }
     }

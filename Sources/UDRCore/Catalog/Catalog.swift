@@ -148,14 +148,20 @@ public struct StagedTable: Hashable, Sendable, Codable {
     /// Rows inserted, deleted and updated relative to `base`, when known.
     public let counts: RowCounts?
     public let rows: Int64
+    /// The table this one was renamed from in the transaction (its
+    /// versions are this one's history); nil for no rename.
+    public let renamedFrom: TableName?
 
-    public init(table: TableName, manifest: ObjectID, base: ObjectID?, kind: ChangeKind, counts: RowCounts?, rows: Int64) {
+    public init(
+        table: TableName, manifest: ObjectID, base: ObjectID?, kind: ChangeKind, counts: RowCounts?, rows: Int64, renamedFrom: TableName? = nil
+    ) {
         self.table = table
         self.manifest = manifest
         self.base = base
         self.kind = kind
         self.counts = counts
         self.rows = rows
+        self.renamedFrom = renamedFrom
     }
 }
 

@@ -187,6 +187,12 @@ public struct Manifest: Hashable, Sendable, Codable {
         Manifest(table: table, version: version, columns: columns, key: key, segments: segments, changes: changes)
     }
 
+    /// The same content under another name (without a change record,
+    /// which named the old table's version).
+    func renamed(_ name: TableName, version: Int) -> Manifest {
+        Manifest(table: name, version: version, columns: columns, key: key, segments: segments)
+    }
+
     /// The names of the columns a segment's file holds.
     func columnNames(of segment: SegmentRef) -> [String] { segment.columns ?? columns.map(\.name) }
 
@@ -292,13 +298,17 @@ public struct Commit: Hashable, Sendable, Codable {
         public let kind: ChangeKind?
         /// Rows inserted, deleted and updated, when the write knew them.
         public let rows: RowCounts?
+        /// The table's name before this commit renamed it (`oldVersion` is
+        /// that table's); nil for no rename.
+        public let renamedFrom: TableName?
 
-        public init(table: TableName, oldVersion: Int?, newVersion: Int?, kind: ChangeKind, rows: RowCounts?) {
+        public init(table: TableName, oldVersion: Int?, newVersion: Int?, kind: ChangeKind, rows: RowCounts?, renamedFrom: TableName? = nil) {
             self.table = table
             self.oldVersion = oldVersion
             self.newVersion = newVersion
             self.kind = kind
             self.rows = rows
+            self.renamedFrom = renamedFrom
         }
     }
 
@@ -376,6 +386,9 @@ public enum ChangeKind: String, Hashable, Sendable, Codable {
     case rows
     /// The table was dropped (a change without a new version).
     case drop
+    /// The table was renamed (``Commit/Change/renamedFrom``), its content
+    /// perhaps changed too.
+    case rename
 }
 
 /// How many rows a change inserted, deleted and updated.

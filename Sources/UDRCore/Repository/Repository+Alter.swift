@@ -174,3 +174,57 @@ extension Transaction {
         }
     }
 }
+
+extension Repository {
+    /// Renames a table as one commit on `branch`. The table keeps its
+    /// history: its versions go on from the old name's, and `log`,
+    /// `history`, `diff` and `merge` follow the rename.
+    public func rename(_ table: TableName, to name: TableName, message: String? = nil, author: String? = nil, branch: String? = nil)
+        async throws(UDRError) -> CommitRecord?
+    {
+        try await blocking { () throws(UDRError) -> CommitRecord? in
+            let (tx, lease) = try self.autocommitTransaction(on: branch)
+            defer { try? self.catalog.endLease(lease) }
+            _ = try self.stageRename(table, to: name, in: tx)
+            return try self.commit(tx, message: message ?? "rename \(table) to \(name)", author: author)
+        }
+    }
+
+    /// Stages the rename of a table in `tx`: the old name dropped, the new
+    /// one holding the same content (the segments are shared as they are).
+    func stageRename(_ table: TableName, to name: TableName, in tx: Transaction) throws(UDRError) -> StagedWrite {
+        let current = try tx.current(table)
+        guard let manifest = current.manifest else {
+            throw UDRError(.notFound, "there is no table '\(table)' to rename on \(tx.branch); `udr tables` lists the tables")
+        }
+        guard name != table else { throw UDRError(.invalidArgument, "\(table) has that name already") }
+        if try tx.tableNames().contains(where: { $0.rawValue.lowercased() == name.rawValue.lowercased() && $0 != table }) {
+            throw UDRError(.alreadyExists, "there is a table '\(name)' already: drop it first, or pick another name")
+        }
+        let target = try tx.current(name)
+        let version = max(try catalog.latestVersionNumber(table), try catalog.latestVersionNumber(name)) + 1
+        let stored = try store.putJSON(manifest.renamed(name, version: version))
+        // The name the table had at the transaction's start, if it had one then.
+        let source = current.staged?.kind == .drop ? nil : current.staged?.renamedFrom ?? (current.base == nil ? nil : table)
+        _ = try stageDrop(table, ifExists: false, in: tx)
+        try tx.stage(
+            StagedTable(
+                table: name, manifest: stored.id, base: target.base, kind: source == nil ? .replace : .rename, counts: RowCounts(),
+                rows: manifest.rows, renamedFrom: source),
+            replacing: target.staged?.manifest)
+        return StagedWrite(
+            table: name, changed: true, rows: manifest.rows, segments: manifest.segments.count, logicalBytes: 0, bytesAdded: stored.bytesAdded,
+            counts: RowCounts())
+    }
+}
+
+extension Transaction {
+    /// Renames a table (see ``Repository/rename(_:to:message:author:branch:)``), staged.
+    @discardableResult
+    public func rename(_ table: TableName, to name: TableName) async throws(UDRError) -> StagedWrite {
+        try await repository.blocking { () throws(UDRError) -> StagedWrite in
+            try self.checkLive()
+            return try self.repository.stageRename(table, to: name, in: self)
+        }
+    }
+}

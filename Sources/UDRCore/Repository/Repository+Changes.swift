@@ -10,6 +10,8 @@ public struct ChangeEntry: Sendable, Codable, Hashable {
         public let inserted: Int64
         public let deleted: Int64
         public let updated: Int64
+        /// The table's name before this commit renamed it.
+        public var renamedFrom: TableName? = nil
     }
 
     public let txID: Int64
@@ -40,19 +42,27 @@ extension Repository {
         since: Int64? = nil, table: TableName? = nil, branch: String? = nil, limit: Int? = nil
     ) async throws(UDRError) -> [ChangeEntry] {
         try await blocking { () throws(UDRError) -> [ChangeEntry] in
-            var picked: [(ObjectID, Commit)] = []
+            // With a table: its entry in each commit, under the name it had
+            // then (a rename, read going back, gives older commits the old name).
+            var picked: [(ObjectID, Commit, TableName?)] = []
             var current = try self.branchHead(branch).head
+            var name = table
             while let id = current {
                 let commit = try self.commit(id)
                 if let since, commit.txID <= since { break }
-                if table == nil || commit.changes.contains(where: { $0.table == table }) { picked.append((id, commit)) }
+                if let change = commit.changes.first(where: { $0.table == name }) {
+                    picked.append((id, commit, name))
+                    if let from = change.renamedFrom { name = from }
+                } else if name == nil {
+                    picked.append((id, commit, nil))
+                }
                 if since == nil, let limit, picked.count >= limit { break }
                 current = try self.firstParent(commit)
             }
             picked.reverse()
             if since != nil, let limit { picked = Array(picked.prefix(limit)) }
-            return try picked.map { (id, commit) throws(UDRError) -> ChangeEntry in
-                let changes = commit.changes.filter { table == nil || $0.table == table }
+            return try picked.map { (id, commit, name) throws(UDRError) -> ChangeEntry in
+                let changes = commit.changes.filter { name == nil || $0.table == name }
                 return ChangeEntry(
                     txID: commit.txID, commit: id, time: commit.time, branch: commit.branch, author: commit.author, message: commit.message,
                     tables: try changes.map { (change) throws(UDRError) in try self.describe(change, in: commit) })
@@ -65,7 +75,7 @@ extension Repository {
         if let known = change.rows { counts = known } else { counts = try rowCounts(change, in: commit) }
         return ChangeEntry.TableChange(
             table: change.table, oldVersion: change.oldVersion, newVersion: change.newVersion, kind: change.kind ?? .replace,
-            inserted: counts.inserted, deleted: counts.deleted, updated: counts.updated)
+            inserted: counts.inserted, deleted: counts.deleted, updated: counts.updated, renamedFrom: change.renamedFrom)
     }
 
     /// Counts a change did not record (a whole-table replace), from the
@@ -73,15 +83,17 @@ extension Repository {
     /// catalog.
     private func rowCounts(_ change: Commit.Change, in commit: Commit) throws(UDRError) -> RowCounts {
         let versions = try catalog.tableVersions(change.table)
-        func manifestID(_ version: Int?) throws(UDRError) -> ObjectID? {
+        // A renamed table's old version is the old name's.
+        let oldVersions = try change.renamedFrom.map { (name) throws(UDRError) in try catalog.tableVersions(name) } ?? versions
+        func manifestID(_ version: Int?, in versions: [TableVersionRecord]) throws(UDRError) -> ObjectID? {
             guard let version else { return nil }
             guard let record = versions.first(where: { $0.version == version }) else {
                 throw UDRError(.notFound, "version \(version) of \(change.table) was expired; the rows this commit changed can no longer be counted")
             }
             return record.manifest
         }
-        let oldID = try manifestID(change.oldVersion)
-        let newID = try manifestID(change.newVersion)
+        let oldID = try manifestID(change.oldVersion, in: oldVersions)
+        let newID = try manifestID(change.newVersion, in: versions)
         if let known = try catalog.rowCounts(from: oldID, to: newID) { return known }
         let old = try oldID.map { (id) throws(UDRError) in try manifest(id) }
         let new = try newID.map { (id) throws(UDRError) in try manifest(id) }

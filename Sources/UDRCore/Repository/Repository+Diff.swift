@@ -3,7 +3,7 @@ import Foundation
 
 /// How one table differs between two refs.
 public struct TableDifference: Sendable, Codable, Hashable {
-    public enum Status: String, Sendable, Codable { case added, dropped, changed, unchanged }
+    public enum Status: String, Sendable, Codable { case added, dropped, changed, unchanged, renamed }
 
     public let table: TableName
     public let status: Status
@@ -24,8 +24,12 @@ public struct TableDifference: Sendable, Codable, Hashable {
     /// Whether the changed rows were read from the new version's change
     /// record (see ``ChangeRecord``) instead of from segments.
     public let fromChangeRecord: Bool
+    /// The table's name at the older ref, for a table renamed between them
+    /// (`status` is `renamed`; `rows` compare it with that table).
+    public var renamedFrom: TableName? = nil
 
     enum CodingKeys: String, CodingKey {
+        case renamedFrom = "renamed_from"
         case table, status, oldVersion = "old_version", newVersion = "new_version", key, columnsAdded = "columns_added"
         case columnsDropped = "columns_dropped", columnsRetyped = "columns_retyped", rows, segmentsSkipped = "segments_skipped"
         case segmentsRead = "segments_read", segmentPairsRead = "segment_pairs_read", fromChangeRecord = "from_change_record"
@@ -144,7 +148,14 @@ extension Repository {
                 throw UDRError(.notFound, "there is no table '\(table)' at \(from) or at \(to)")
             }
         }
-        let names = (requested ?? Array(Set(old.keys).union(new.keys))).sorted()
+        // Tables renamed between the refs are compared with their old selves.
+        var renamed: [TableName: TableName] = [:]
+        for (name, source) in try renames(from: fromID, to: toID)
+        where new[name] != nil && old[source] != nil && old[name] == nil && new[source] == nil {
+            renamed[name] = source
+        }
+        let hidden = requested == nil ? Set(renamed.values) : []
+        let names = (requested ?? Array(Set(old.keys).union(new.keys))).filter { !hidden.contains($0) }.sorted()
         if key != nil, names.count != 1 {
             throw UDRError(.invalidArgument, "--key compares one table by other columns; name the table (\(names.count) are compared)")
         }
@@ -155,16 +166,18 @@ extension Repository {
             var differences: [TableDifference] = []
             var shapes: [TableName: TableDiff.Shape] = [:]
             for (index, name) in names.enumerated() {
-                let oldManifest = try old[name].map { (entry) throws(UDRError) in try manifest(entry.manifest) }
+                let oldName = renamed[name] ?? name
+                let oldManifest = try old[oldName].map { (entry) throws(UDRError) in try manifest(entry.manifest) }
                 let newManifest = try new[name].map { (entry) throws(UDRError) in try manifest(entry.manifest) }
-                let same = old[name]?.manifest == new[name]?.manifest || (oldManifest.flatMap { o in newManifest.map(o.hasSameContent) } ?? false)
-                if same && requested == nil { continue }
-                let status: TableDifference.Status = oldManifest == nil ? .added : newManifest == nil ? .dropped : same ? .unchanged : .changed
+                let same = old[oldName]?.manifest == new[name]?.manifest || (oldManifest.flatMap { o in newManifest.map(o.hasSameContent) } ?? false)
+                if same && requested == nil && oldName == name { continue }
+                let status: TableDifference.Status =
+                    oldManifest == nil ? .added : newManifest == nil ? .dropped : oldName != name ? .renamed : same ? .unchanged : .changed
                 // A named table that did not change still gets its (empty,
                 // nothing read) result, so its change feed has its columns.
                 let prefix = "__udr_d\(index)"
                 let shape = try diff.changes(
-                    old: oldManifest, oldID: old[name]?.manifest, new: newManifest, key: key, prefix: prefix, complete: complete, countsOnly: countsOnly)
+                    old: oldManifest, oldID: old[oldName]?.manifest, new: newManifest, key: key, prefix: prefix, complete: complete, countsOnly: countsOnly)
                 clock.step("diff: build \(name)")
                 let counts = same ? RowCounts() : try diff.counts(shape)
                 clock.step("diff: count \(name)")
@@ -173,15 +186,36 @@ extension Repository {
                 let newTypes = Dictionary((newManifest?.columns ?? []).map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
                 differences.append(
                     TableDifference(
-                        table: name, status: status, oldVersion: old[name]?.version, newVersion: new[name]?.version, key: shape.key ?? [],
+                        table: name, status: status, oldVersion: old[oldName]?.version, newVersion: new[name]?.version, key: shape.key ?? [],
                         columnsAdded: oldManifest == nil ? [] : (newManifest?.columns ?? []).map(\.name).filter { oldTypes[$0] == nil },
                         columnsDropped: newManifest == nil ? [] : (oldManifest?.columns ?? []).map(\.name).filter { newTypes[$0] == nil },
                         columnsRetyped: (oldManifest?.columns ?? []).map(\.name).filter { newTypes[$0] != nil && newTypes[$0] != oldTypes[$0] },
                         rows: counts, segmentsSkipped: shape.segmentsSkipped, segmentsRead: shape.segmentsRead, segmentPairsRead: shape.pairsRead,
-                        fromChangeRecord: shape.recorded))
+                        fromChangeRecord: shape.recorded, renamedFrom: oldName == name ? nil : oldName))
             }
             let summary = RepositoryDiff(from: fromID, to: toID, tables: differences)
             return try body(connection, summary, shapes)
         }
+    }
+}
+
+extension Repository {
+    /// The tables renamed on the way from `from` to `to` (first parents back
+    /// from `to` until a commit no newer than `from`): new name → old name.
+    func renames(from: ObjectID, to: ObjectID) throws(UDRError) -> [TableName: TableName] {
+        let stop = try commit(from).txID
+        var map: [TableName: TableName] = [:]
+        var current: ObjectID? = to
+        while let id = current, id != from {
+            let commit = try self.commit(id)
+            if commit.txID <= stop { break }
+            for change in commit.changes {
+                guard let old = change.renamedFrom else { continue }
+                // A later rename of the same table: its name then is the old one.
+                if let later = map.first(where: { $0.value == change.table })?.key { map[later] = old } else { map[change.table] = old }
+            }
+            current = try firstParent(commit)
+        }
+        return map
     }
 }

@@ -45,8 +45,16 @@ extension Repository {
             chain.append((id, commit))
             current = try firstParent(commit)
         }
-        for (id, commit) in chain.reversed() {
-            guard let entry = commit.tables[table] else { continue }
+        // Each commit's name for the table: a rename, read going back, gives
+        // the older commits the old name.
+        var names: [TableName] = []
+        var name = table
+        for (_, commit) in chain {
+            names.append(name)
+            if let from = commit.changes.first(where: { $0.table == name })?.renamedFrom { name = from }
+        }
+        for ((id, commit), name) in zip(chain, names).reversed() {
+            guard let entry = commit.tables[name] else { continue }
             if versions.last?.version == entry.version { continue }
             versions.append(HistoryVersion(commit: id, info: commit, version: entry.version, manifest: try manifest(entry.manifest)))
         }

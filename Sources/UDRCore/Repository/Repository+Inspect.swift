@@ -50,12 +50,19 @@ extension Repository {
             // Newest first by transaction id; a commit's parents are older.
             var frontier: [(Int64, ObjectID)] = []
             var seen = Set<ObjectID>()
+            // The table's name as of the commits being read: a rename, read
+            // going back, gives the older commits the old name.
+            var name = table
             if let head = try self.branchHead(branch).head { frontier.append((try self.commit(head).txID, head)) }
             while !frontier.isEmpty {
                 frontier.sort { $0.0 < $1.0 }
                 let (_, id) = frontier.removeLast()
                 let commit = try self.commit(id)
-                if table == nil || commit.changes.contains(where: { $0.table == table }) {
+                if let change = commit.changes.first(where: { $0.table == name }) ?? (name == nil ? commit.changes.first : nil) {
+                    out.append(CommitInfo(id: id, commit: commit))
+                    if let from = change.renamedFrom, name != nil { name = from }
+                    if let limit, out.count >= limit { break }
+                } else if name == nil {
                     out.append(CommitInfo(id: id, commit: commit))
                     if let limit, out.count >= limit { break }
                 }

@@ -107,7 +107,57 @@ extension Repository {
         let ourTables = try commit(ours!).tables
         var conflicts: [MergeConflict] = []
         var changed: [TableName] = []
-        for name in Set(theirTables.keys).union(ourTables.keys).sorted() {
+        // Tables renamed on one side since the base: merged under the new
+        // name with the other side's changes to the old one.
+        var handled = Set<TableName>()
+        let theirRenames = try base.map { (id) throws(UDRError) in try renames(from: id, to: theirs) } ?? [:]
+        let ourRenames = try base.map { (id) throws(UDRError) in try renames(from: id, to: ours!) } ?? [:]
+        for (side, renamesOnSide) in [("theirs", theirRenames), ("ours", ourRenames)] {
+            for (name, old) in renamesOnSide.sorted(by: { $0.key < $1.key }) {
+                let (renaming, other) = side == "theirs" ? (theirTables, ourTables) : (ourTables, theirTables)
+                guard let b = baseTables[old]?.manifest, let renamedID = renaming[name]?.manifest, renaming[old] == nil,
+                    !handled.contains(old)
+                else { continue }
+                let otherRenames = side == "theirs" ? ourRenames : theirRenames
+                if otherRenames[name] == old { continue }  // both renamed it alike: merged as one table below
+                handled.formUnion([old, name])
+                guard let otherID = other[old]?.manifest, other[name] == nil, !otherRenames.values.contains(old) else {
+                    let reason =
+                        other[name] != nil ? "renamed to \(name) by \(side), and the other side has a table \(name)"
+                        : "renamed to \(name) by \(side), dropped or renamed otherwise by the other side"
+                    conflicts.append(MergeConflict(table: name, key: nil, column: nil, base: nil, ours: nil, theirs: nil, reason: reason))
+                    continue
+                }
+                if side == "ours" && otherID == b { continue }  // theirs left the old table as it was
+                if side == "theirs" {
+                    // Ours holds the old name: rename it, then bring theirs' content.
+                    _ = try stageRename(old, to: name, in: tx)
+                    if otherID == b {
+                        try stageExisting(renamedID, of: name, in: tx)
+                    } else {
+                        let merged = try mergeTable(
+                            name, base: try manifest(b), baseID: b, ours: try manifest(otherID).renamed(name, version: 0),
+                            theirs: try manifest(renamedID), strategy: strategy, in: tx)
+                        conflicts += merged.conflicts
+                        if merged.takeTheirs { try stageExisting(renamedID, of: name, in: tx) }
+                    }
+                } else if otherID != b {
+                    // Ours renamed it: theirs' changes to the old name come to the new one.
+                    let theirManifest = try manifest(otherID).renamed(name, version: 0)
+                    let onlyRenamed = try manifest(renamedID).hasSameContent(as: try manifest(b).renamed(name, version: 0))
+                    if onlyRenamed {
+                        try stageExisting(try store.putJSON(theirManifest).id, of: name, in: tx)
+                    } else {
+                        let merged = try mergeTable(
+                            name, base: try manifest(b), baseID: b, ours: try manifest(renamedID), theirs: theirManifest, strategy: strategy, in: tx)
+                        conflicts += merged.conflicts
+                        if merged.takeTheirs { try stageExisting(try store.putJSON(theirManifest).id, of: name, in: tx) }
+                    }
+                }
+                changed.append(name)
+            }
+        }
+        for name in Set(theirTables.keys).union(ourTables.keys).subtracting(handled).sorted() {
             let b = baseTables[name]?.manifest
             let o = ourTables[name]?.manifest
             let dropped = theirTables[name] == nil
@@ -158,8 +208,12 @@ extension Repository {
     private func stageExisting(_ id: ObjectID, of table: TableName, in tx: Transaction) throws(UDRError) {
         let current = try tx.current(table)
         let manifest = try manifest(id)
+        // A table renamed in this transaction stays renamed.
+        let renamedFrom = current.staged?.kind == .drop ? nil : current.staged?.renamedFrom
         try tx.stage(
-            StagedTable(table: table, manifest: id, base: current.base, kind: .replace, counts: nil, rows: manifest.rows),
+            StagedTable(
+                table: table, manifest: id, base: current.base, kind: renamedFrom == nil ? .replace : .rename, counts: nil, rows: manifest.rows,
+                renamedFrom: renamedFrom),
             replacing: current.staged?.manifest)
     }
 

@@ -248,8 +248,11 @@ struct SQLRunner {
                         }
                         guard columns.contains(name.lowercased()) == exists else { return nil }
                         return (table, try repository.stageAlter(table, change, in: tx), nil)
-                    case .rename:
-                        throw UDRError(.invalidArgument, "ALTER TABLE … RENAME TO is not supported by udr sql yet")
+                    case .rename(let parts):
+                        // A name without a namespace stays in the table's.
+                        let text = parts.count == 1 ? (table.namespace.map { $0 + "." } ?? "") + parts[0] : parts.joined(separator: ".")
+                        let name = try TableName(text)
+                        return (name, try repository.stageRename(table, to: name, in: tx), nil)
                     }
                 }
             } else if statement.notAReadBecause != nil && !Self.sessionObject(statement) {

@@ -242,11 +242,15 @@ extension Repository {
         clock.step("put manifest")
         // Several edits of one table in a transaction: the kinds combine and
         // the counts are left to the change log, which diffs the versions.
-        let combinedKind: ChangeKind = current.staged.map { $0.kind == .rows && kind == .rows ? .rows : .replace } ?? kind
+        // A table renamed in this transaction stays renamed.
+        let renamedFrom = current.staged?.kind == .drop ? nil : current.staged?.renamedFrom
+        let combinedKind: ChangeKind =
+            renamedFrom != nil ? .rename : current.staged.map { $0.kind == .rows && kind == .rows ? .rows : .replace } ?? kind
         let combinedCounts = current.staged == nil ? counts : nil
         try tx.stage(
             StagedTable(
-                table: table, manifest: stored.id, base: current.base, kind: combinedKind, counts: combinedCounts, rows: manifest.rows),
+                table: table, manifest: stored.id, base: current.base, kind: combinedKind, counts: combinedCounts, rows: manifest.rows,
+                renamedFrom: renamedFrom),
             replacing: current.staged?.manifest)
         return StagedWrite(
             table: table, changed: true, rows: manifest.rows, segments: manifest.segments.count, logicalBytes: written.logicalBytes,

@@ -434,6 +434,7 @@ extension Repository {
             var versions: [(TableName, Int, ObjectID, Int64)] = []
             var conflicts: [String] = []
             var dropped: [TableName] = []
+            let renamedAway = Set(staged.values.compactMap { $0.kind == .drop ? nil : $0.renamedFrom })
             for (name, table) in staged.sorted(by: { $0.key < $1.key }) {
                 let current = headCommit?.tables[name]
                 if table.kind == .drop {
@@ -445,11 +446,16 @@ extension Repository {
                         continue
                     }
                     dropped.append(name)
-                    changes.append(
-                        Commit.Change(table: name, oldVersion: current.version, newVersion: nil, kind: .drop, rows: RowCounts(deleted: table.rows)))
+                    // A table renamed away is one change, under its new name.
+                    if !renamedAway.contains(name) {
+                        changes.append(
+                            Commit.Change(table: name, oldVersion: current.version, newVersion: nil, kind: .drop, rows: RowCounts(deleted: table.rows)))
+                    }
                     continue
                 }
-                let version = try catalog.latestVersionNumber(name) + 1
+                // A renamed table's versions go on from the old name's.
+                let source = table.renamedFrom
+                let version = max(try catalog.latestVersionNumber(name), try source.map { (s) throws(UDRError) in try catalog.latestVersionNumber(s) } ?? 0) + 1
                 var id = table.manifest
                 var counts = table.counts
                 if current?.manifest != table.base {
@@ -478,8 +484,15 @@ extension Repository {
                     id = try store.putJSON(manifest).id
                 }
                 entries[name] = Commit.TableEntry(version: version, manifest: id)
-                changes.append(
-                    Commit.Change(table: name, oldVersion: current?.version, newVersion: version, kind: table.kind, rows: counts))
+                if let source {
+                    changes.append(
+                        Commit.Change(
+                            table: name, oldVersion: headCommit?.tables[source]?.version, newVersion: version, kind: .rename, rows: counts,
+                            renamedFrom: source))
+                } else {
+                    changes.append(
+                        Commit.Change(table: name, oldVersion: current?.version, newVersion: version, kind: table.kind, rows: counts))
+                }
                 versions.append((name, version, id, manifest.rows))
             }
             if !conflicts.isEmpty {
