@@ -234,6 +234,30 @@ struct CLIRepository {
         #expect(try repo.state() == before)
     }
 
+    /// The DDL verbs: alter, rename, drop, and the history they keep.
+    @Test func ddlVerbsFromTheCommandLine() throws {
+        let repo = try CLIRepository()
+        #expect(try repo.run("write", "parcels", "--sql", "SELECT range AS bbl, range % 3 AS zone FROM range(100)", "--key", "bbl").status == 0)
+        let added = try repo.run("alter", "parcels", "--add", "flood VARCHAR DEFAULT 'none'")
+        #expect(added.status == 0, "\(added.stderr)")
+        #expect(try repo.run("alter", "parcels", "--rename", "zone=district").status == 0)
+        #expect(try repo.run("alter", "parcels", "--type", "district=VARCHAR").status == 0)
+        let columns = try repo.run("query", "SELECT string_agg(column_name || ' ' || column_type, ', ') AS c FROM (DESCRIBE parcels)", "--format", "csv")
+        #expect(columns.stdout == "c\n\"bbl BIGINT, district VARCHAR, flood VARCHAR\"\n", "\(columns.stdout)")
+        let renamed = try repo.run("rename", "parcels", "lots")
+        #expect(renamed.stdout.contains("parcels → lots: renamed"), "\(renamed.stdout) \(renamed.stderr)")
+        #expect(try repo.run("log", "lots", "--json").stdout.components(separatedBy: "\"tx_id\"").count - 1 == 5)
+        let dropped = try repo.run("drop", "lots")
+        #expect(dropped.stdout.contains("lots: dropped"))
+        #expect(try repo.run("tables").stdout.contains("lots") == false)
+        #expect(try repo.run("query", "--commit", "main~1", "SELECT count(*) AS n FROM lots", "--format", "csv").stdout == "n\n100\n")
+        let again = try repo.run("drop", "lots")
+        #expect(again.status != 0 && again.stderr.contains("no table 'lots'"))
+        let bad = try repo.run("alter", "nope", "--drop", "x")
+        #expect(bad.status != 0 && bad.stderr.contains("no table 'nope'"))
+        #expect(try repo.run("verify").status == 0)
+    }
+
     /// `udr query` only reads: a statement that would write fails before
     /// anything runs, names `udr sql`, and the repository stays as it was.
     @Test func queryRefusesEveryKindOfWrite() throws {
