@@ -21,17 +21,7 @@ struct SQL: AsyncParsableCommand {
     @Flag(help: "Commit the whole script as one commit, or nothing when any statement fails.")
     var atomic = false
 
-    @Option(name: .shortAndLong, help: "Commit message (default: the statement).")
-    var message: String?
-
-    @Option(help: "Commit author (default: $UDR_AUTHOR or $USER).")
-    var author: String?
-
-    @Option(help: "The branch to write to.")
-    var branch: String?
-
-    @Option(name: .customLong("tx"), help: "Stage every write in this open transaction (`udr tx begin`).")
-    var transaction: String?
+    @OptionGroup var commits: CommitOptions
 
     @Option(name: .customLong("at"), parsing: .unconditionalSingleValue, help: .hidden)
     var pins: [String] = []
@@ -42,11 +32,8 @@ struct SQL: AsyncParsableCommand {
     @Option(name: .customLong("as-of"), help: .hidden)
     var asOf: String?
 
-    @Option(help: "table, csv or json for the rows of queries and RETURNING (default: table).")
+    @Option(help: "table, csv or json for the rows of queries and RETURNING (default: table; --json: json).")
     var format: String?
-
-    @Flag(help: "Same as --format json.")
-    var json = false
 
     func run() async throws {
         if !pins.isEmpty || commit != nil || asOf != nil {
@@ -55,16 +42,16 @@ struct SQL: AsyncParsableCommand {
                 "a write goes to the head of a branch: --at, --commit and --as-of pin versions, and pinned versions are read-only. Drop them; read old versions with `udr query --at`, or branch from one with `udr branch NAME --from REF`"
             )
         }
-        let chosen = try Output.format(format, json: json, output: nil)
+        let chosen = try Output.format(format, json: commits.json, output: nil)
         let repository = try repo.open()
         let result: SQLResult
+        let transaction = try commits.staging()
         if let transaction {
-            if branch != nil || message != nil || author != nil || atomic {
-                throw UDRError(.invalidArgument, "--branch, --message, --author and --atomic belong to `udr tx begin` and `udr tx commit` when --tx is given")
-            }
+            if atomic { throw UDRError(.invalidArgument, "--atomic is for a script committed on its own; with --tx, `udr tx commit` commits it") }
             result = try await repository.openTransaction(transaction).sql(sql)
         } else {
-            result = try await repository.sql(sql, branch: branch, atomic: atomic, message: message, author: author)
+            result = try await repository.sql(
+                sql, branch: commits.branch, atomic: atomic, message: commits.message, author: commits.author)
         }
         for statement in result.statements {
             if let rows = statement.rows {
@@ -116,10 +103,7 @@ struct Drop: AsyncParsableCommand {
     func run() async throws {
         let name = try TableName(table)
         let repository = try repo.open()
-        if let transaction = commit.transaction {
-            if commit.branch != nil || commit.message != nil || commit.author != nil {
-                throw UDRError(.invalidArgument, "--branch, --message and --author belong to `udr tx begin` and `udr tx commit` when --tx is given")
-            }
+        if let transaction = try commit.staging() {
             let staged = try await repository.openTransaction(transaction).drop(name, ifExists: ifExists)
             print(staged == nil ? "there is no table \(name): nothing staged" : "\(name): drop staged in \(transaction)")
             return
@@ -221,10 +205,7 @@ struct Rename: AsyncParsableCommand {
         let old = try TableName(table)
         let new = try TableName(name)
         let repository = try repo.open()
-        if let transaction = commit.transaction {
-            if commit.branch != nil || commit.message != nil || commit.author != nil {
-                throw UDRError(.invalidArgument, "--branch, --message and --author belong to `udr tx begin` and `udr tx commit` when --tx is given")
-            }
+        if let transaction = try commit.staging() {
             try await repository.openTransaction(transaction).rename(old, to: new)
             print("\(old) → \(new): rename staged in \(transaction)")
             return

@@ -78,16 +78,22 @@ struct CommitOptions: ParsableArguments {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    /// The open transaction to stage in (`--tx`), checked against the
+    /// options that belong to its own begin and commit.
+    func staging() throws(UDRError) -> String? {
+        guard let transaction else { return nil }
+        if branch != nil || message != nil || author != nil {
+            throw UDRError(.invalidArgument, "--branch, --message and --author belong to `udr tx begin` and `udr tx commit` when --tx is given")
+        }
+        return transaction
+    }
+
     /// Runs a write: staged in `--tx`, or committed at once.
     func perform(
         _ repository: Repository, table: TableName, staged: (Transaction) async throws(UDRError) -> StagedWrite,
         direct: () async throws(UDRError) -> WriteResult
     ) async throws {
-        if let transaction {
-            if branch != nil || message != nil || author != nil {
-                throw UDRError(
-                    .invalidArgument, "--branch, --message and --author belong to `udr tx begin` and `udr tx commit` when --tx is given")
-            }
+        if let transaction = try staging() {
             let result = try await staged(try await repository.openTransaction(transaction))
             if json {
                 print(Output.json(result))
