@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SETUP_STAMP := $(or $(UDR_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/udr)/duckdb-1.5.5/.complete
 
-.PHONY: run test test-peers setup build bench bench-peers stress clean-demo
+.PHONY: run test test-peers test-python python setup build bench bench-peers stress clean-demo
 
 ## Build, set up, and show UDR's main job on a demo repository.
 run: setup build
@@ -12,7 +12,22 @@ run: setup build
 test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) test-python
 	$(MAKE) test-peers
+
+## The Python package (python/udr) installed into a virtual environment of
+## its own, over the Swift library the debug build makes, and its pytest suite.
+test-python: setup
+	$(SWIFT) build --product udr_python
+	venv=$$(scripts/setup-python.sh) && "$$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python \
+	  && UDR_LIBRARY=$(CURDIR)/.build/debug/libudr_python.so "$$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests
+
+## Build the Swift library the Python package loads and install the package
+## (with the library) into the current Python: `make python PYTHON=…`.
+python: setup
+	$(SWIFT) build -c release --product udr_python
+	cp .build/release/libudr_python.so python/udr/
+	$(or $(PYTHON),python3) -m pip install ./python
 
 ## The peer benchmark's harness at a tiny scale: every system must give the
 ## same answers every night (needs the debug build `test` makes).

@@ -8,6 +8,8 @@ let package = Package(
         .library(name: "UDR", targets: ["UDRCore", "UDRSQLite"]),
         .library(name: "DuckDB", targets: ["DuckDB"]),
         .executable(name: "udr", targets: ["udr"]),
+        // The library the Python package loads (python/udr).
+        .library(name: "udr_python", type: .dynamic, targets: ["UDRPython"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -42,6 +44,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "udr", dependencies: ["UDRCLI"]),
+        .target(name: "UDRPython", dependencies: ["UDRCore", "UDRSQLite", "DuckDB"]),
         .executableTarget(name: "udr-harness", dependencies: ["UDRCore", "UDRSQLite", "UDRTesting", "DuckDB"]),
         .executableTarget(name: "udr-bench", dependencies: ["UDRCore", "UDRSQLite", "UDRTesting"]),
         .target(name: "UDRTesting", dependencies: ["UDRCore", "UDRSQLite", "DuckDB"], path: "Tests/UDRTesting"),

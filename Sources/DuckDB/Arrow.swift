@@ -71,6 +71,44 @@ public final class ArrowResult: @unchecked Sendable {
         var next = 0
         init(result: ArrowResult) { self.result = result }
     }
+
+    /// Exports the result into `out` as a stream whose schema and batches
+    /// the consumer owns once it takes them (their release callbacks are
+    /// DuckDB's own): what outlives this result, such as a Python process's
+    /// Arrow tables. The schema can be taken once.
+    public func export(to out: UnsafeMutablePointer<ArrowArrayStream>) {
+        let state = Unmanaged.passRetained(StreamState(result: self)).toOpaque()
+        out.initialize(
+            to: ArrowArrayStream(
+                get_schema: { stream, target in
+                    let state = Unmanaged<StreamState>.fromOpaque(stream!.pointee.private_data).takeUnretainedValue()
+                    let schema = state.result.schema
+                    guard schema.pointee.release != nil else { return 22 }  // EINVAL: taken already
+                    target!.pointee = schema.pointee
+                    schema.pointee.release = nil
+                    return 0
+                },
+                get_next: { stream, target in
+                    let state = Unmanaged<StreamState>.fromOpaque(stream!.pointee.private_data).takeUnretainedValue()
+                    if state.next < state.result.batches.count {
+                        let batch = state.result.batches[state.next]
+                        target!.pointee = batch.pointee
+                        batch.pointee.release = nil
+                        state.next += 1
+                    } else {
+                        target!.pointee.release = nil  // end of stream
+                    }
+                    return 0
+                },
+                get_last_error: { _ in nil },
+                release: { stream in
+                    guard let stream, let state = stream.pointee.private_data else { return }
+                    Unmanaged<StreamState>.fromOpaque(state).release()
+                    stream.pointee.private_data = nil
+                    stream.pointee.release = nil
+                },
+                private_data: state))
+    }
 }
 
 extension Connection {

@@ -17,13 +17,20 @@ public struct WriteSource: Sendable {
     public static func sql(_ query: String) -> WriteSource { WriteSource(base: .sql(query)) }
     /// Arrow record batches (read once, while the write runs).
     public static func arrow(_ result: ArrowResult) -> WriteSource { WriteSource(base: .arrow(ArrowStreamBox(result: result))) }
+    /// An Arrow C stream from elsewhere (a Python process's table), read
+    /// once; the caller releases it after the write.
+    public static func arrow(stream: UnsafeMutablePointer<ArrowArrayStream>) -> WriteSource {
+        WriteSource(base: .arrow(ArrowStreamBox(stream: stream)))
+    }
 }
 
-/// An Arrow stream handed to a write; the write consumes and releases it.
+/// An Arrow stream handed to a write; the write consumes it.
 final class ArrowStreamBox: @unchecked Sendable {
     // @unchecked: the stream is consumed by one write, on one thread.
-    let result: ArrowResult
-    init(result: ArrowResult) { self.result = result }
+    let result: ArrowResult?
+    let stream: UnsafeMutablePointer<ArrowArrayStream>?
+    init(result: ArrowResult) { (self.result, self.stream) = (result, nil) }
+    init(stream: UnsafeMutablePointer<ArrowArrayStream>) { (self.result, self.stream) = (nil, stream) }
 }
 
 /// Arrow streams handed to DuckDB during one write; released together
@@ -272,7 +279,7 @@ extension Repository {
             try SQLScript.requireReads(query)
             return (Self.statement(query), "the query")
         case .arrow(let box):
-            let stream = streams.make(from: box.result)
+            let stream = box.stream ?? streams.make(from: box.result!)
             do throws(DuckDBError) { try connection.register(stream, as: "__udr_arrow_input") } catch {
                 throw UDRError(.invalidInput, "cannot read the Arrow input: \(error.message)", underlying: error)
             }

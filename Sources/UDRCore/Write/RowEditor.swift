@@ -116,7 +116,11 @@ struct RowEditor {
                 columns.append(column)
                 continue
             }
-            if column.type != type, !(try canCastImplicitly(column.type, type)) {
+            // Integers of another width (a pandas int64 into an INTEGER
+            // column) cast value by value; one out of range is an error.
+            if column.type != type, !(try canCastImplicitly(column.type, type)),
+                !(Self.integerTypes.contains(column.type) && Self.integerTypes.contains(type))
+            {
                 problems.append("\(column.name) is \(type) in \(table) but \(column.type) in \(input.name)")
             }
         }
@@ -170,6 +174,10 @@ struct RowEditor {
             )
         }
     }
+
+    static let integerTypes: Set<String> = [
+        "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+    ]
 
     private func canCastImplicitly(_ from: String, _ to: String) throws(UDRError) -> Bool {
         do throws(DuckDBError) {

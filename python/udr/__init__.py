@@ -1,0 +1,339 @@
+"""UDR, the Unified Data Runtime, from Python: versioned, transactional
+tables queried with DuckDB, in-process over the Swift library.
+
+    import udr
+    repo = udr.Repository.init("warehouse")
+    repo.write("parcels", df, key=["bbl"], message="night 1")
+    repo.query("SELECT count(*) FROM parcels").to_pandas()
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow as pa
+
+from . import _lib
+from .errors import (
+    AlreadyExistsError,
+    ConflictError,
+    CorruptObjectError,
+    DuplicateKeyError,
+    InvalidArgumentError,
+    InvalidInputError,
+    InvalidNameError,
+    NotARepositoryError,
+    NotFoundError,
+    NullKeyError,
+    QueryError,
+    ReadOnlyError,
+    RuntimeMissingError,
+    TransactionError,
+    UDRError,
+)
+
+__all__ = [
+    "Repository", "Transaction", "Result", "UDRError", "InvalidArgumentError", "InvalidInputError", "InvalidNameError",
+    "NotARepositoryError", "NotFoundError", "AlreadyExistsError",
+    "ConflictError", "DuplicateKeyError", "NullKeyError", "QueryError", "ReadOnlyError", "TransactionError",
+    "CorruptObjectError", "RuntimeMissingError",
+]
+
+
+def _reader(data: Any) -> pa.RecordBatchReader:
+    """Rows from anything Arrow-shaped: an object with ``__arrow_c_stream__``
+    (pyarrow, polars, DuckDB relations …), a pandas DataFrame, a pyarrow
+    Table or RecordBatch, or a list of dicts."""
+    if isinstance(data, pa.RecordBatchReader):
+        return data
+    if isinstance(data, pa.Table):
+        return data.to_reader()
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data]).to_reader()
+    if hasattr(data, "__arrow_c_stream__"):
+        return pa.RecordBatchReader.from_stream(data)
+    module = type(data).__module__
+    if module.startswith("pandas"):
+        return pa.Table.from_pandas(data, preserve_index=False).to_reader()
+    if isinstance(data, list):
+        return pa.Table.from_pylist(data).to_reader()
+    raise InvalidArgumentError(f"cannot read rows from a {type(data).__name__}: give a pandas, polars or pyarrow table")
+
+
+class Result:
+    """A query's rows, as Arrow, pandas, polars or Python tuples."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self._table = table
+
+    def to_arrow(self) -> pa.Table:
+        return self._table
+
+    def to_pandas(self) -> Any:
+        return self._table.to_pandas()
+
+    def to_polars(self) -> Any:
+        import polars
+
+        return polars.from_arrow(self._table)
+
+    def to_batches(self) -> Iterator[pa.RecordBatch]:
+        yield from self._table.to_batches()
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        columns = [column.to_pylist() for column in self._table.columns]
+        return list(zip(*columns))
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        return self._table.__arrow_c_stream__(requested_schema)
+
+    @property
+    def columns(self) -> list[str]:
+        return self._table.column_names
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    def __repr__(self) -> str:
+        return f"<udr.Result {self._table.num_rows} rows: {', '.join(self._table.column_names)}>"
+
+
+class Repository:
+    """A UDR repository on the local disk (objects and SQLite catalog in ``path/.udr``)."""
+
+    def __init__(self, handle: int, path: str) -> None:
+        self._handle = ctypes.c_void_p(handle)
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str) -> Repository:
+        """The repository at ``path`` (or one containing it)."""
+        return cls._open(path, create=False)
+
+    @classmethod
+    def init(cls, path: str) -> Repository:
+        """Creates a repository at ``path``."""
+        return cls._open(path, create=True)
+
+    @classmethod
+    def _open(cls, path: str, create: bool) -> Repository:
+        handle = ctypes.c_void_p()
+        error = ctypes.c_void_p()
+        _lib.check(_lib.lib().udr_open(str(path).encode(), 1 if create else 0, ctypes.byref(handle), ctypes.byref(error)), error)
+        return cls(handle.value or 0, str(path))
+
+    def close(self) -> None:
+        if self._handle.value:
+            _lib.lib().udr_close(self._handle)
+            self._handle = ctypes.c_void_p()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # Reads
+
+    def query(
+        self, sql: str, *, at: Mapping[str, str | int] | None = None, commit: str | None = None, as_of: str | None = None,
+        branch: str | None = None, tx: str | None = None,
+    ) -> Result:
+        """Runs DuckDB SQL over the tables (read-only). ``at`` pins tables:
+        ``{"parcels": 3}``, ``{"old": "parcels@main~1"}``; ``commit`` a ref,
+        ``as_of`` a time, ``branch`` a branch."""
+        pins = {alias: str(target) for alias, target in (at or {}).items()}
+        request = _lib.encode({"at": pins or None, "commit": commit, "as_of": as_of, "branch": branch, "tx": tx})
+        stream = _lib.ArrowArrayStream()
+        error = ctypes.c_void_p()
+        _lib.check(_lib.lib().udr_query(self._handle, sql.encode(), request, ctypes.byref(stream), ctypes.byref(error)), error)
+        reader = pa.RecordBatchReader._import_from_c(ctypes.addressof(stream))
+        return Result(reader.read_all())
+
+    # Writes
+
+    def _write(self, table: str, data: Any, options: dict[str, Any]) -> dict[str, Any]:
+        reader = _reader(data)
+        stream = _lib.ArrowArrayStream()
+        reader._export_to_c(ctypes.addressof(stream))
+        out = ctypes.c_void_p()
+        error = ctypes.c_void_p()
+        status = _lib.lib().udr_write(
+            self._handle, table.encode(), ctypes.byref(stream), _lib.encode(options), ctypes.byref(out), ctypes.byref(error)
+        )
+        _lib.check(status, error)
+        return json.loads(_lib.take_string(out))
+
+    def write(
+        self, table: str, data: Any, *, key: list[str] | None = None, message: str | None = None, author: str | None = None,
+        branch: str | None = None,
+    ) -> dict[str, Any]:
+        """Replaces a table's content with ``data`` as one commit (only the
+        changed column chunks are stored). ``key=None`` keeps the table's key;
+        ``key=[]`` makes it keyless."""
+        return self._write(table, data, {"key": key, "message": message, "author": author, "branch": branch, "mode": "write"})
+
+    def append(self, table: str, data: Any, **commit: Any) -> dict[str, Any]:
+        """Adds rows; on a keyed table an existing key is an error."""
+        return self._write(table, data, {**commit, "mode": "append"})
+
+    def upsert(self, table: str, data: Any, **commit: Any) -> dict[str, Any]:
+        """Inserts rows with new keys and replaces rows with existing ones."""
+        return self._write(table, data, {**commit, "mode": "upsert"})
+
+    def delete(self, table: str, keys: Any = None, *, where: str | None = None, **commit: Any) -> dict[str, Any]:
+        """Deletes the rows whose key is in ``keys`` (rows with the key columns), or that satisfy ``where``."""
+        if (keys is None) == (where is None):
+            raise InvalidArgumentError("give keys (rows with the key columns) or where (a SQL condition), not both or neither")
+        if keys is not None:
+            return self._write(table, keys, {**commit, "mode": "delete"})
+        return self.sql(f"DELETE FROM {_quote(table)} WHERE {where}", **commit)[0]
+
+    def update(self, table: str, set: str, where: str | None = None, **commit: Any) -> dict[str, Any]:
+        """Sets columns to SQL expressions (``"status = 'sold'"``) in the rows ``where`` selects (all rows without it)."""
+        return self.sql(f"UPDATE {_quote(table)} SET {set}" + (f" WHERE {where}" if where else ""), **commit)[0]
+
+    def sql(
+        self, sql: str, *, branch: str | None = None, atomic: bool = False, message: str | None = None, author: str | None = None,
+        tx: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Runs SQL that writes (INSERT, UPDATE, DELETE, MERGE, CREATE/ALTER/DROP
+        TABLE …), each statement a commit unless BEGIN … COMMIT or ``atomic``
+        groups them; returns what each statement did (``rows`` for queries and RETURNING)."""
+        out = ctypes.c_void_p()
+        error = ctypes.c_void_p()
+        request = _lib.encode({"branch": branch, "atomic": atomic or None, "message": message, "author": author, "tx": tx})
+        _lib.check(_lib.lib().udr_sql(self._handle, sql.encode(), request, ctypes.byref(out), ctypes.byref(error)), error)
+        return json.loads(_lib.take_string(out))
+
+    @contextmanager
+    def transaction(self, *, branch: str | None = None, message: str | None = None, author: str | None = None) -> Iterator[Transaction]:
+        """A transaction: what it stages commits as one commit when the block
+        ends, or is discarded when it raises."""
+        began = self._call("begin", branch=branch)
+        tx = Transaction(self, began["tx"])
+        try:
+            yield tx
+        except BaseException:
+            self._call("abort", tx=tx.id)
+            raise
+        tx.commit_record = self._call("commit", tx=tx.id, message=message, author=author)["commit"]
+
+    # Control
+
+    def _call(self, method: str, **arguments: Any) -> Any:
+        out = ctypes.c_void_p()
+        error = ctypes.c_void_p()
+        status = _lib.lib().udr_call(self._handle, method.encode(), _lib.encode(arguments), ctypes.byref(out), ctypes.byref(error))
+        _lib.check(status, error)
+        return json.loads(_lib.take_string(out))
+
+    def log(self, table: str | None = None, *, branch: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        return self._call("log", table=table, branch=branch, limit=limit)
+
+    def tables(self, *, branch: str | None = None, commit: str | None = None) -> list[dict[str, Any]]:
+        return self._call("tables", branch=branch, ref=commit)
+
+    def changes(self, since: int | None = None, *, table: str | None = None, branch: str | None = None) -> list[dict[str, Any]]:
+        """Per commit after transaction ``since``: the tables it changed and their rows inserted, deleted and updated."""
+        return self._call("changes", since=since, table=table, branch=branch)
+
+    def latest_tx_id(self, *, branch: str | None = None) -> int | None:
+        return self._call("latest_tx_id", branch=branch)["tx_id"]
+
+    def diff(self, old: str, new: str, *, tables: list[str] | None = None, key: list[str] | None = None) -> dict[str, Any]:
+        """Tables that differ between two refs, with rows inserted, deleted and updated."""
+        return self._call("diff", **{"from": old, "to": new, "tables": tables, "key": key})
+
+    def diff_rows(self, old: str, new: str, *, tables: list[str] | None = None, key: list[str] | None = None) -> Result:
+        """Every changed cell between two refs: table, change, key, column, old, new."""
+        return _rows(self._call("diff_rows", **{"from": old, "to": new, "tables": tables, "key": key}))
+
+    def history(self, table: str, key: Mapping[str, Any], *, branch: str | None = None) -> Result:
+        """Each commit where the row with ``key`` appeared, changed or vanished."""
+        return _rows(self._call("history", table=table, values={k: str(v) for k, v in key.items()}, branch=branch))
+
+    def branches(self) -> list[dict[str, Any]]:
+        return [ref for ref in self._call("refs") if ref["kind"] == "branch"]
+
+    def tags(self) -> list[dict[str, Any]]:
+        return [ref for ref in self._call("refs") if ref["kind"] == "tag"]
+
+    def create_branch(self, name: str, *, from_ref: str | None = None) -> str:
+        return self._call("create_branch", name=name, **{"from": from_ref})["commit"]
+
+    def delete_branch(self, name: str) -> str:
+        return self._call("delete_branch", name=name)["commit"]
+
+    def checkout(self, name: str) -> None:
+        """Makes ``name`` the current branch (what calls without ``branch`` use)."""
+        self._call("switch", name=name)
+
+    def current_branch(self) -> str:
+        return self._call("current_branch")["branch"]
+
+    def tag(self, name: str, ref: str | None = None) -> str:
+        return self._call("create_tag", name=name, ref=ref)["commit"]
+
+    def merge(self, source: str, *, into: str | None = None, strategy: str = "fail", message: str | None = None) -> dict[str, Any]:
+        return self._call("merge", **{"from": source, "to": into, "strategy": strategy, "message": message})
+
+    def drop(self, table: str, *, if_exists: bool = False, message: str | None = None, branch: str | None = None) -> Any:
+        return self._call("drop", table=table, if_exists=if_exists, message=message, branch=branch)["commit"]
+
+    def rename(self, table: str, to: str, *, message: str | None = None, branch: str | None = None) -> Any:
+        return self._call("rename", table=table, to=to, message=message, branch=branch)["commit"]
+
+    def verify(self, *, repair: bool = False) -> dict[str, Any]:
+        return self._call("verify", repair=repair)
+
+    def expire(self, *, keep_last: int | None = None, older_than: float | None = None) -> dict[str, Any]:
+        return self._call("expire", keep_last=keep_last, older_than=older_than)
+
+    def gc(self, *, grace: float | None = None) -> dict[str, Any]:
+        return self._call("gc", grace=grace)
+
+
+class Transaction:
+    """Writes staged together; see :meth:`Repository.transaction`."""
+
+    def __init__(self, repository: Repository, id: str) -> None:
+        self.repository = repository
+        self.id = id
+        self.commit_record: dict[str, Any] | None = None
+
+    def write(self, table: str, data: Any, *, key: list[str] | None = None) -> dict[str, Any]:
+        return self.repository._write(table, data, {"key": key, "tx": self.id, "mode": "write"})
+
+    def append(self, table: str, data: Any) -> dict[str, Any]:
+        return self.repository._write(table, data, {"tx": self.id, "mode": "append"})
+
+    def upsert(self, table: str, data: Any) -> dict[str, Any]:
+        return self.repository._write(table, data, {"tx": self.id, "mode": "upsert"})
+
+    def sql(self, sql: str) -> list[dict[str, Any]]:
+        return self.repository.sql(sql, tx=self.id)
+
+    def query(self, sql: str) -> Result:
+        """Reads the transaction's snapshot and its own writes."""
+        return self.repository.query(sql, tx=self.id)
+
+
+def _rows(payload: dict[str, Any]) -> Result:
+    columns = payload["columns"]
+    rows = payload["rows"]
+    return Result(pa.table({name: [row[i] for row in rows] for i, name in enumerate(columns)}))
+
+
+def _quote(table: str) -> str:
+    return ".".join('"' + part.replace('"', '""') + '"' for part in table.split("."))

@@ -1,0 +1,115 @@
+"""Loading the Swift library (libudr_python.so) and calling its C functions."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from . import errors
+
+
+class ArrowArrayStream(ctypes.Structure):
+    """The Arrow C stream interface's struct (the caller owns it)."""
+
+    _fields_ = [
+        ("get_schema", ctypes.c_void_p),
+        ("get_next", ctypes.c_void_p),
+        ("get_last_error", ctypes.c_void_p),
+        ("release", ctypes.c_void_p),
+        ("private_data", ctypes.c_void_p),
+    ]
+
+
+def _library_path() -> str:
+    """UDR_LIBRARY, else the library shipped in this package."""
+    explicit = os.environ.get("UDR_LIBRARY")
+    if explicit:
+        if not Path(explicit).is_file():
+            raise errors.RuntimeMissingError(f"UDR_LIBRARY points at {explicit}, which does not exist")
+        return explicit
+    shipped = Path(__file__).with_name("libudr_python.so")
+    if shipped.is_file():
+        return str(shipped)
+    raise errors.RuntimeMissingError(
+        "the UDR library is not installed with this package; build it with `make python`, or set UDR_LIBRARY to a libudr_python.so"
+    )
+
+
+def _use_installed_duckdb() -> None:
+    """One DuckDB in the process: the duckdb package's, when it is 1.5.5."""
+    if os.environ.get("UDR_DUCKDB_LIBRARY"):
+        return
+    spec = importlib.util.find_spec("_duckdb") or importlib.util.find_spec("duckdb._duckdb")
+    if spec is None or spec.origin is None:
+        return
+    try:
+        from importlib.metadata import version
+
+        if version("duckdb") != "1.5.5":
+            return
+    except Exception:
+        return
+    os.environ["UDR_DUCKDB_LIBRARY"] = spec.origin
+
+
+_lib: ctypes.CDLL | None = None
+
+_char_pp = ctypes.POINTER(ctypes.c_char_p)
+
+
+def lib() -> ctypes.CDLL:
+    """The library, loaded and its functions typed on first use."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    _use_installed_duckdb()
+    os.environ.setdefault("SWIFT_BACKTRACE", "enable=no")
+    loaded = ctypes.CDLL(_library_path())
+    err = ctypes.POINTER(ctypes.c_void_p)
+    loaded.udr_free.argtypes = [ctypes.c_void_p]
+    loaded.udr_free.restype = None
+    loaded.udr_version.restype = ctypes.c_void_p
+    loaded.udr_open.argtypes = [ctypes.c_char_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p), err]
+    loaded.udr_close.argtypes = [ctypes.c_void_p]
+    loaded.udr_close.restype = None
+    loaded.udr_query.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ArrowArrayStream), err]
+    loaded.udr_write.argtypes = [
+        ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ArrowArrayStream), ctypes.c_char_p, err, err,
+    ]
+    loaded.udr_sql.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, err, err]
+    loaded.udr_call.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, err, err]
+    for name in ("udr_open", "udr_query", "udr_write", "udr_sql", "udr_call"):
+        getattr(loaded, name).restype = ctypes.c_int32
+    _lib = loaded
+    return loaded
+
+
+def take_string(pointer: ctypes.c_void_p) -> str:
+    """A string the library handed out, freed once read."""
+    if not pointer.value:
+        return ""
+    try:
+        return ctypes.string_at(pointer.value).decode("utf-8")
+    finally:
+        lib().udr_free(pointer)
+
+
+def check(status: int, error: ctypes.c_void_p) -> None:
+    """Raises the library's error, as the exception of its code."""
+    if status == 0:
+        return
+    text = take_string(error)
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = {"code": "runtime", "message": text}
+    raise errors.from_code(payload.get("code", "runtime"), payload.get("message", text))
+
+
+def encode(options: dict[str, Any] | None) -> bytes:
+    """Options as the JSON text the library reads, without the unset ones."""
+    return json.dumps({k: v for k, v in (options or {}).items() if v is not None}).encode("utf-8")
