@@ -45,6 +45,15 @@ __all__ = [
 
 
 def _reader(data: Any) -> pa.RecordBatchReader:
+    """Rows from anything Arrow-shaped (see ``_arrow_reader``); a value Arrow
+    cannot hold is UDR's error, naming the column."""
+    try:
+        return _arrow_reader(data)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise InvalidInputError(f"cannot read the rows to write: {error}. Give each column one type") from error
+
+
+def _arrow_reader(data: Any) -> pa.RecordBatchReader:
     """Rows from anything Arrow-shaped: an object with ``__arrow_c_stream__``
     (pyarrow, polars, DuckDB relations …), a pandas DataFrame, a pyarrow
     Table or RecordBatch, or a list of dicts."""
@@ -337,3 +346,8 @@ def _rows(payload: dict[str, Any]) -> Result:
 
 def _quote(table: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in table.split("."))
+
+
+from .compat import PyBranchManager, PyCatalog, PyChunkStore, PyTransactionManager  # noqa: E402
+
+__all__ += ["PyChunkStore", "PyCatalog", "PyBranchManager", "PyTransactionManager"]
