@@ -1,0 +1,41 @@
+"""Several Python threads on one repository at once."""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+
+import udr
+
+
+def test_four_threads_query_and_write_at_once(tmp_path):
+    repo = udr.Repository.init(str(tmp_path / "repo"))
+    repo.write("shared", pd.DataFrame({"k": range(10_000), "v": [0] * 10_000}), key=["k"])
+    failures: list[BaseException] = []
+
+    def writer(worker: int) -> None:
+        try:
+            for round_ in range(5):
+                repo.write(f"own_{worker}", pd.DataFrame({"k": range(1000), "round": [round_] * 1000}), key=["k"])
+                repo.upsert("shared", pd.DataFrame({"k": [worker * 1000 + round_], "v": [worker + 1]}))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    def reader() -> None:
+        try:
+            for _ in range(20):
+                assert repo.query("SELECT count(*) FROM shared").fetchall() == [(10_000,)]
+        except BaseException as error:  # noqa: BLE001
+            failures.append(error)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)] + [threading.Thread(target=reader)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert repo.query("SELECT count(*) FROM shared WHERE v > 0").fetchall() == [(15,)]
+    for worker in range(3):
+        assert repo.query(f"SELECT max(round) FROM own_{worker}").fetchall() == [(4,)]
+    assert repo.verify()["problems"] == []
