@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SETUP_STAMP := $(or $(UDR_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/udr)/duckdb-1.5.5/.complete
 
-.PHONY: run test test-peers test-python python setup build bench bench-peers stress clean-demo
+.PHONY: run test test-peers test-python test-wheel python setup build bench bench-peers stress clean-demo
 
 ## Build, set up, and show UDR's main job on a demo repository.
 run: setup build
@@ -13,6 +13,7 @@ test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) test-python
+	$(MAKE) test-wheel
 	$(MAKE) test-peers
 
 ## The Python package (python/udr) installed into a virtual environment of
@@ -22,12 +23,24 @@ test-python: setup
 	venv=$$(scripts/setup-python.sh) && "$$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python \
 	  && UDR_LIBRARY=$(CURDIR)/.build/debug/libudr_python.so "$$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests
 
-## Build the Swift library the Python package loads and install the package
-## (with the library) into the current Python: `make python PYTHON=…`.
-python: setup
-	$(SWIFT) build -c release --product udr_python
-	cp .build/release/libudr_python.so python/udr/
+## The library the Python package ships: release, the Swift standard
+## library linked in (it loads where Swift is not installed).
+PYTHON_LIBRARY := .build-python/release/libudr_python.so
+$(PYTHON_LIBRARY): FORCE
+	$(SWIFT) build -c release --product udr_python --scratch-path .build-python -Xswiftc -static-stdlib
+
+## The wheel, installed into a fresh virtual environment, with no Swift
+## toolchain on the library path.
+test-wheel: setup $(PYTHON_LIBRARY)
+	scripts/test-wheel.sh $(PYTHON_LIBRARY)
+
+## Build the library and install the package with it into the current
+## Python (`make python PYTHON=…` for another interpreter).
+python: setup $(PYTHON_LIBRARY)
+	strip -s -o python/udr/libudr_python.so $(PYTHON_LIBRARY)
 	$(or $(PYTHON),python3) -m pip install ./python
+
+FORCE:
 
 ## The peer benchmark's harness at a tiny scale: every system must give the
 ## same answers every night (needs the debug build `test` makes).

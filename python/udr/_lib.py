@@ -43,7 +43,10 @@ def _use_installed_duckdb() -> None:
     """One DuckDB in the process: the duckdb package's, when it is 1.5.5."""
     if os.environ.get("UDR_DUCKDB_LIBRARY"):
         return
-    spec = importlib.util.find_spec("_duckdb") or importlib.util.find_spec("duckdb._duckdb")
+    try:
+        spec = importlib.util.find_spec("_duckdb") or importlib.util.find_spec("duckdb._duckdb")
+    except ModuleNotFoundError:
+        return
     if spec is None or spec.origin is None:
         return
     try:
