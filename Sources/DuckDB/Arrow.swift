@@ -35,20 +35,36 @@ public final class ArrowResult: @unchecked Sendable {
     /// memory; their release callbacks only mark them released.
     public func makeStream() -> UnsafeMutablePointer<ArrowArrayStream> {
         let stream = UnsafeMutablePointer<ArrowArrayStream>.allocate(capacity: 1)
-        let state = Unmanaged.passRetained(StreamState(result: self)).toOpaque()
+        fill(stream, owning: false)
+        return stream
+    }
+
+    /// Exports the result into `out` as a stream whose schema and batches
+    /// the consumer owns once it takes them (their release callbacks are
+    /// DuckDB's own): what outlives this result, such as a Python process's
+    /// Arrow tables. The schema can be taken once.
+    public func export(to out: UnsafeMutablePointer<ArrowArrayStream>) {
+        fill(out, owning: true)
+    }
+
+    private func fill(_ stream: UnsafeMutablePointer<ArrowArrayStream>, owning: Bool) {
+        let state = Unmanaged.passRetained(StreamState(result: self, owning: owning)).toOpaque()
         stream.initialize(
             to: ArrowArrayStream(
                 get_schema: { stream, out in
                     let state = Unmanaged<StreamState>.fromOpaque(stream!.pointee.private_data).takeUnretainedValue()
-                    out!.pointee = state.result.schema.pointee
-                    out!.pointee.release = { $0?.pointee.release = nil }
+                    let schema = state.result.schema
+                    guard schema.pointee.release != nil else { return 22 }  // EINVAL: taken already
+                    out!.pointee = schema.pointee
+                    if state.owning { schema.pointee.release = nil } else { out!.pointee.release = { $0?.pointee.release = nil } }
                     return 0
                 },
                 get_next: { stream, out in
                     let state = Unmanaged<StreamState>.fromOpaque(stream!.pointee.private_data).takeUnretainedValue()
                     if state.next < state.result.batches.count {
-                        out!.pointee = state.result.batches[state.next].pointee
-                        out!.pointee.release = { $0?.pointee.release = nil }
+                        let batch = state.result.batches[state.next]
+                        out!.pointee = batch.pointee
+                        if state.owning { batch.pointee.release = nil } else { out!.pointee.release = { $0?.pointee.release = nil } }
                         state.next += 1
                     } else {
                         out!.pointee.release = nil  // end of stream
@@ -63,51 +79,17 @@ public final class ArrowResult: @unchecked Sendable {
                     stream.pointee.release = nil
                 },
                 private_data: state))
-        return stream
     }
 
     private final class StreamState {
         let result: ArrowResult
+        /// Whether what the stream hands out moves to the consumer.
+        let owning: Bool
         var next = 0
-        init(result: ArrowResult) { self.result = result }
-    }
-
-    /// Exports the result into `out` as a stream whose schema and batches
-    /// the consumer owns once it takes them (their release callbacks are
-    /// DuckDB's own): what outlives this result, such as a Python process's
-    /// Arrow tables. The schema can be taken once.
-    public func export(to out: UnsafeMutablePointer<ArrowArrayStream>) {
-        let state = Unmanaged.passRetained(StreamState(result: self)).toOpaque()
-        out.initialize(
-            to: ArrowArrayStream(
-                get_schema: { stream, target in
-                    let state = Unmanaged<StreamState>.fromOpaque(stream!.pointee.private_data).takeUnretainedValue()
-                    let schema = state.result.schema
-                    guard schema.pointee.release != nil else { return 22 }  // EINVAL: taken already
-                    target!.pointee = schema.pointee
-                    schema.pointee.release = nil
-                    return 0
-                },
-                get_next: { stream, target in
-                    let state = Unmanaged<StreamState>.fromOpaque(stream!.pointee.private_data).takeUnretainedValue()
-                    if state.next < state.result.batches.count {
-                        let batch = state.result.batches[state.next]
-                        target!.pointee = batch.pointee
-                        batch.pointee.release = nil
-                        state.next += 1
-                    } else {
-                        target!.pointee.release = nil  // end of stream
-                    }
-                    return 0
-                },
-                get_last_error: { _ in nil },
-                release: { stream in
-                    guard let stream, let state = stream.pointee.private_data else { return }
-                    Unmanaged<StreamState>.fromOpaque(state).release()
-                    stream.pointee.private_data = nil
-                    stream.pointee.release = nil
-                },
-                private_data: state))
+        init(result: ArrowResult, owning: Bool) {
+            self.result = result
+            self.owning = owning
+        }
     }
 }
 

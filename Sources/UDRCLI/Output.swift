@@ -118,19 +118,3 @@ enum Output {
         return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
     }
 }
-
-/// A result cell as JSON: numbers and booleans keep their type.
-struct JSONCell: Encodable {
-    let cell: Cell
-    init(_ cell: Cell) { self.cell = cell }
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch cell {
-        case .null: try c.encodeNil()
-        case .bool(let b): try c.encode(b)
-        case .int(let i): try c.encode(i)
-        case .double(let d): if d.isFinite { try c.encode(d) } else { try c.encode(String(d)) }
-        case .text(let s): try c.encode(s)
-        }
-    }
-}

@@ -49,15 +49,7 @@ struct VersionOptions: ParsableArguments {
     var transaction: String?
 
     func readOptions() throws -> ReadOptions {
-        var options = ReadOptions(branch: branch, commit: commit, transaction: transaction)
-        if let asOf {
-            guard let date = Timestamp.parse(asOf) else {
-                throw UDRError(.invalidArgument, "cannot read the time '\(asOf)': use e.g. 2026-11-21T21:30:00Z or '2026-11-21 21:30:00'")
-            }
-            options.asOf = date
-        }
-        options.pins = try pins.map { try TablePin(parsing: $0) }
-        return options
+        try ReadOptions(branch: branch, commit: commit, asOf: asOf, pins: pins, transaction: transaction)
     }
 }
 

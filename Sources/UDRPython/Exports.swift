@@ -118,15 +118,8 @@ struct ReadRequest: Decodable {
     var tx: String?
 
     func readOptions() throws -> ReadOptions {
-        var options = ReadOptions(branch: branch, commit: commit, transaction: tx)
-        if let as_of {
-            guard let date = Timestamp.parse(as_of) else {
-                throw UDRError(.invalidArgument, "cannot read the time '\(as_of)': use e.g. 2026-11-21T21:30:00Z")
-            }
-            options.asOf = date
-        }
-        options.pins = try (at ?? [:]).sorted { $0.key < $1.key }.map { try TablePin(parsing: "\($0.key)=\($0.value)") }
-        return options
+        let pins = (at ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        return try ReadOptions(branch: branch, commit: commit, asOf: as_of, pins: pins, transaction: tx)
     }
 }
 
@@ -197,27 +190,12 @@ public func udr_write(
     }
 }
 
-/// A result cell as JSON: numbers and booleans keep their type.
-struct JSONValue: Encodable {
-    let cell: Cell
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch cell {
-        case .null: try c.encodeNil()
-        case .bool(let b): try c.encode(b)
-        case .int(let i): try c.encode(i)
-        case .double(let d): if d.isFinite { try c.encode(d) } else { try c.encode(String(d)) }
-        case .text(let s): try c.encode(s)
-        }
-    }
-}
-
 struct Rows: Encodable {
     let columns: [String]
-    let rows: [[JSONValue]]
+    let rows: [[JSONCell]]
     init(_ result: ResultSet) {
         columns = result.columns.map(\.name)
-        rows = result.rows.map { $0.map(JSONValue.init) }
+        rows = result.rows.map { $0.map(JSONCell.init) }
     }
 }
 

@@ -72,6 +72,21 @@ public struct ReadOptions: Sendable {
         self.pins = pins
         self.transaction = transaction
     }
+
+    /// The options as given in text (by the CLI, by the Python package):
+    /// `asOf` a time, each pin `NAME=VERSION`, `NAME=REF` or `ALIAS=TABLE@VERSION|REF`.
+    public init(branch: String?, commit: String?, asOf: String?, pins: [String], transaction: String?) throws(UDRError) {
+        self.init(branch: branch, commit: commit, transaction: transaction)
+        if let asOf {
+            guard let date = Timestamp.parse(asOf) else {
+                throw UDRError(.invalidArgument, "cannot read the time '\(asOf)': use e.g. 2026-11-21T21:30:00Z or '2026-11-21 21:30:00'")
+            }
+            self.asOf = date
+        }
+        var parsed: [TablePin] = []
+        for pin in pins { parsed.append(try TablePin(parsing: pin)) }
+        self.pins = parsed
+    }
 }
 
 /// Output formats of query results and exports.
