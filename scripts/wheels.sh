@@ -16,3 +16,20 @@ download_wheels() {
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d "$dir" "$@"
 }
+
+# A virtual environment with a requirements file installed, cached outside
+# the repository and rebuilt only when the file changes; prints its path.
+#   venv_for NAME REQUIREMENTS
+venv_for() {
+  local name="$1" requirements="$2" stamp venv
+  stamp="$(sha256sum "$requirements" | cut -c1-16)"
+  venv="$CACHE/$name-$stamp"
+  if [ ! -f "$venv/.complete" ]; then
+    echo "udr setup: installing $requirements into $venv" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" >&2
+    touch "$venv/.complete"
+  fi
+  echo "$venv"
+}

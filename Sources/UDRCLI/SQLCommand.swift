@@ -61,26 +61,26 @@ struct SQL: AsyncParsableCommand {
                 default: print(Output.table(rows))
                 }
             }
-            if statement.kind == .drop {
-                if let table = statement.table {
-                    print("\(table): dropped\(statement.commit.map { " (commit \($0.id.short), tx \($0.txID))" } ?? "")")
-                } else {
-                    print("no table to drop: nothing changed")
+            if let table = statement.table, let write = statement.write {
+                let done: String
+                switch statement.kind {
+                case .drop: done = "dropped"
+                case .create: done = "created, \(write.rows) row\(write.rows == 1 ? "" : "s")"
+                case .alter: done = "altered"
+                default: done = write.counts.map(Output.changes) ?? "\(write.rows) rows written"
                 }
-            } else if let table = statement.table, let write = statement.write {
-                let counts =
-                    statement.kind == .create
-                    ? "created, \(write.rows) row\(write.rows == 1 ? "" : "s")"
-                    : statement.kind == .alter ? "altered" : write.counts.map(Output.changes) ?? "\(write.rows) rows written"
-                if !write.changed && statement.kind != .create && statement.kind != .alter {
+                if !write.changed {
                     print("\(table): nothing changed")
                 } else if let commit = statement.commit {
-                    print("\(table): \(counts) (commit \(commit.id.short), tx \(commit.txID))")
+                    print("\(table): \(done) (commit \(commit.id.short), tx \(commit.txID))")
                 } else {
-                    print("\(table): \(counts)\(transaction.map { ", staged in \($0)" } ?? "")")
+                    print("\(table): \(done)\(transaction.map { ", staged in \($0)" } ?? "")")
                 }
             } else if let commit = statement.commit {
                 print("committed \(commit.id.short) (tx \(commit.txID))")
+            } else if [.drop, .create, .alter].contains(statement.kind) {
+                // IF EXISTS / IF NOT EXISTS found nothing to do, or a schema, which only its tables record.
+                print("nothing changed: \(statement.statement.prefix(60))")
             }
         }
     }

@@ -215,6 +215,20 @@ extension Repository {
         do { try connection.execute(sql) } catch { throw UDRError(.query, error.message, underlying: error) }
     }
 
+    /// DuckDB's error for a query; one naming a table the snapshot lacks
+    /// but the repository had (dropped, renamed) says how to read it.
+    func queryError(_ error: DuckDBError) -> UDRError {
+        let marker = "Table with name "
+        guard let start = error.message.range(of: marker), let end = error.message.range(of: " does not exist", range: start.upperBound..<error.message.endIndex),
+            let table = try? TableName(String(error.message[start.upperBound..<end.lowerBound])),
+            let last = (try? catalog.tableVersions(table))?.max(by: { $0.version < $1.version })
+        else { return UDRError(.query, error.message, underlying: error) }
+        return UDRError(
+            .query,
+            "\(error.message)\n\(table) is not in this snapshot (it was dropped or renamed); its last version, \(last.version), reads with --at \(table)=\(last.version) or --commit \(last.commit.short)",
+            underlying: error)
+    }
+
     /// Sets up a DuckDB session reading the snapshot and runs `body` in it.
     func withSession<T>(_ options: ReadOptions, sql: String?, _ body: (Connection) throws(UDRError) -> T) throws(UDRError) -> T {
         var clock = StepClock()
@@ -247,9 +261,7 @@ extension Repository {
         try SQLScript.requireReads(sql)
         return try await blocking { () throws(UDRError) -> ResultSet in
             try self.withSession(options, sql: sql) { (connection) throws(UDRError) -> ResultSet in
-                do throws(DuckDBError) { return try connection.query(sql) } catch {
-                    throw UDRError(.query, error.message, underlying: error)
-                }
+                do throws(DuckDBError) { return try connection.query(sql) } catch { throw self.queryError(error) }
             }
         }
     }
@@ -259,9 +271,7 @@ extension Repository {
         try SQLScript.requireReads(sql)
         return try await blocking { () throws(UDRError) -> ArrowResult in
             try self.withSession(options, sql: sql) { (connection) throws(UDRError) -> ArrowResult in
-                do throws(DuckDBError) { return try connection.queryArrow(sql) } catch {
-                    throw UDRError(.query, error.message, underlying: error)
-                }
+                do throws(DuckDBError) { return try connection.queryArrow(sql) } catch { throw self.queryError(error) }
             }
         }
     }

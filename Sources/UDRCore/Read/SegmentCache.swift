@@ -253,7 +253,7 @@ public struct SegmentCache: Sendable {
 
 /// A file's identity and the times it last changed: what a rewrite, a
 /// copy over it or a truncation changes.
-struct FileStamp: Hashable, Sendable {
+struct FileStamp: Equatable, Sendable {
     let device: UInt64
     let inode: UInt64
     let size: Int64
@@ -278,11 +278,6 @@ struct FileStamp: Hashable, Sendable {
     static func == (a: FileStamp, b: FileStamp) -> Bool {
         a.device == b.device && a.inode == b.inode && a.size == b.size && a.modified.tv_sec == b.modified.tv_sec
             && a.modified.tv_nsec == b.modified.tv_nsec && a.changed.tv_sec == b.changed.tv_sec && a.changed.tv_nsec == b.changed.tv_nsec
-    }
-
-    func hash(into hasher: inout Hasher) {
-        hasher.combine(inode)
-        hasher.combine(size)
     }
 }
 

@@ -68,7 +68,7 @@ extension Repository {
                         logicalBytes: 0, bytesAdded: 0)
                 }
                 let value = "CAST((\(defaultValue ?? "NULL")) AS \(column.type)) AS \(quoteIdentifier(name))"
-                return try rewrite(editor, columns: base.columns + [column], key: base.key, select: same + [value], what: "the default")
+                return try editor.rewriteAll(columns: base.columns + [column], key: base.key, select: same + [value])
             case .dropColumn(let name):
                 let i = try index(of: name)
                 if base.key.contains(names[i]) {
@@ -94,7 +94,7 @@ extension Repository {
                 var select = same
                 select[i] = "o.\(quoteIdentifier(names[i])) AS \(quoteIdentifier(new))"
                 let key = base.key.map { $0 == names[i] ? new : $0 }
-                return try rewrite(editor, columns: columns, key: key, select: select, what: nil)
+                return try editor.rewriteAll(columns: columns, key: key, select: select)
             case .changeType(let name, let type, let using):
                 let i = try index(of: name)
                 if base.key.contains(names[i]) {
@@ -107,17 +107,13 @@ extension Repository {
                 let expression = using ?? "o.\(quoteIdentifier(names[i]))"
                 select[i] = "CAST((\(expression)) AS \(target)) AS \(quoteIdentifier(names[i]))"
                 do throws(UDRError) {
-                    return try rewrite(editor, columns: columns, key: base.key, select: select, what: "the cast")
+                    return try editor.rewriteAll(columns: columns, key: base.key, select: select)
                 } catch {
                     throw try castFailure(error, base: base, column: names[i], expression: expression, type: target, connection: connection)
                 }
             }
         }
         return try stage(written, of: table, in: tx, current: current, kind: .replace, counts: RowCounts())
-    }
-
-    private func rewrite(_ editor: RowEditor, columns: [Column], key: [String], select: [String], what: String?) throws(UDRError) -> WrittenTable {
-        try editor.rewriteAll(columns: columns, key: key, select: select)
     }
 
     /// The error of a cast that failed: the first row whose value does not cast, by key (or position).

@@ -205,7 +205,7 @@ struct SQLRunner {
                     return last
                 }
             } else if let schema = try SQLSchema(statement) {
-                try perform(statement, kind: .drop) { (tx) throws(UDRError) -> (TableName, StagedWrite, ResultSet?)? in
+                try perform(statement, kind: schema.create ? .create : .drop) { (tx) throws(UDRError) -> (TableName, StagedWrite, ResultSet?)? in
                     let tables = try tx.tableNames().filter { $0.namespace?.lowercased() == schema.name.lowercased() }.sorted()
                     if schema.create {
                         // A namespace exists with its tables: there is nothing to record.

@@ -205,9 +205,7 @@ public final class Transaction: Sendable {
             try self.checkLive()
             let snapshot = try self.snapshot(pins: pins, for: sql)
             return try self.repository.withSession(snapshot, sql: sql) { (connection) throws(UDRError) -> ResultSet in
-                do throws(DuckDBError) { return try connection.query(sql) } catch {
-                    throw UDRError(.query, error.message, underlying: error)
-                }
+                do throws(DuckDBError) { return try connection.query(sql) } catch { throw self.repository.queryError(error) }
             }
         }
     }

@@ -150,14 +150,14 @@ struct SQLWrite {
     }
 
     /// A SELECT of the rows of `source` (the target's rows, under the
-    /// statement's alias) the statement can touch: every row, or those
-    /// satisfying its condition.
+    /// statement's alias) an UPDATE, DELETE or MERGE can touch: every row,
+    /// or those satisfying its condition.
     func candidates(from source: String) -> String {
         let a = quoteIdentifier(qualifier)
         let head = statement.withPrefix + "SELECT \(a).* FROM \(source) AS \(a)"
         if touchesAll { return head }
         if let joinColumns, let joined { return head + " SEMI JOIN \(joined) USING \(joinColumns)" }
-        guard let condition else { return kind == .insert || kind == .insertOnConflict ? head + " WHERE false" : head }
+        guard let condition else { return head }
         if let joined { return head + " WHERE EXISTS (SELECT 1 FROM \(joined) WHERE \(condition))" }
         return head + " WHERE \(condition)"
     }

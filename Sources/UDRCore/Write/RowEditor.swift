@@ -85,7 +85,7 @@ struct RowEditor {
             try writer.checkKeys(key, in: "__udr_up")
         }
         if key.isEmpty {
-            return try appendKeyless(columns: columns)
+            return try applyPositional(columns: columns)
         }
         var newKeys: NewKeys?
         if case .append = edit.base { newKeys = NewKeys(relation: "__udr_up", verb: "append to", hint: "Use upsert to replace rows.") }
@@ -597,11 +597,6 @@ struct RowEditor {
     }
 
     // MARK: Keyless tables
-
-    /// Appends `__udr_up` after the last segment (see ``applyPositional(columns:)``).
-    private func appendKeyless(columns: [Column]) throws(UDRError) -> Result? {
-        try applyPositional(columns: columns)
-    }
 
     /// Deletes (`assignments` nil) or updates the rows matching `predicate`
     /// in the segments where it matches, keeping row order.
