@@ -482,15 +482,11 @@ extension Repository {
                     id = try store.putJSON(manifest).id
                 }
                 entries[name] = Commit.TableEntry(version: version, manifest: id)
-                if let source {
-                    changes.append(
-                        Commit.Change(
-                            table: name, oldVersion: headCommit?.tables[source]?.version, newVersion: version, kind: .rename, rows: counts,
-                            renamedFrom: source))
-                } else {
-                    changes.append(
-                        Commit.Change(table: name, oldVersion: current?.version, newVersion: version, kind: table.kind, rows: counts))
-                }
+                // A rename's old version is the old name's.
+                changes.append(
+                    Commit.Change(
+                        table: name, oldVersion: source.map { headCommit?.tables[$0]?.version } ?? current?.version, newVersion: version,
+                        kind: source == nil ? table.kind : .rename, rows: counts, renamedFrom: source))
                 versions.append((name, version, id, manifest.rows))
             }
             if !conflicts.isEmpty {
