@@ -48,16 +48,56 @@ final class Outcome<T>: @unchecked Sendable {
     var result: Result<T, any Error>?
 }
 
-/// Runs async work to its end on this (blocking) thread.
-func wait<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
+/// Runs async work to its end on this (blocking) thread; `cancel` may
+/// cancel it from another thread meanwhile.
+func wait<T: Sendable>(cancel: Cancel? = nil, _ work: @escaping @Sendable () async throws -> T) throws -> T {
     let box = Outcome<T>()
     let done = DispatchSemaphore(value: 0)
-    Task.detached {
+    let task = Task.detached {
         do { box.result = .success(try await work()) } catch { box.result = .failure(error) }
         done.signal()
     }
+    cancel?.attach(task)
     done.wait()
     return try box.result!.get()
+}
+
+/// What Python holds to cancel a call while it runs (Ctrl-C): made by
+/// `udr_cancel_new`, fired by `udr_cancel`, freed by `udr_cancel_free`.
+final class Cancel: @unchecked Sendable {
+    // @unchecked: `task` and `cancelled` are only touched under `lock`.
+    private let lock = NSLock()
+    private var task: Task<Void, Never>?
+    private var cancelled = false
+
+    func attach(_ task: Task<Void, Never>) {
+        lock.withLock {
+            self.task = task
+            if cancelled { task.cancel() }
+        }
+    }
+
+    func fire() {
+        lock.withLock {
+            cancelled = true
+            task?.cancel()
+        }
+    }
+}
+
+@_cdecl("udr_cancel_new")
+public func udr_cancel_new() -> UnsafeMutableRawPointer { Unmanaged.passRetained(Cancel()).toOpaque() }
+
+@_cdecl("udr_cancel")
+public func udr_cancel(_ pointer: UnsafeMutableRawPointer?) {
+    guard let pointer else { return }
+    Unmanaged<Cancel>.fromOpaque(pointer).takeUnretainedValue().fire()
+}
+
+@_cdecl("udr_cancel_free")
+public func udr_cancel_free(_ pointer: UnsafeMutableRawPointer?) {
+    guard let pointer else { return }
+    Unmanaged<Cancel>.fromOpaque(pointer).release()
 }
 
 /// Runs `body`, reporting a thrown error through `error`: 0 or 1.
@@ -123,18 +163,28 @@ struct ReadRequest: Decodable {
     }
 }
 
-/// Runs a query; its rows go to `stream` (the caller owns and releases it).
+/// What a query read, beside its rows: the Arrow schemas writers gave the
+/// tables (``Manifest/arrowSchema``), by table.
+struct QueryInfo: Encodable {
+    let arrow_schemas: [String: String]
+}
+
+/// Runs a query; its rows go to `stream` (the caller owns and releases it),
+/// and `info` gets a ``QueryInfo`` as JSON. `cancel` (or nil) interrupts it.
 @_cdecl("udr_query")
 public func udr_query(
-    _ pointer: UnsafeMutableRawPointer?, _ sql: UnsafePointer<CChar>, _ request: UnsafePointer<CChar>?,
-    _ stream: UnsafeMutablePointer<ArrowArrayStream>, _ error: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+    _ pointer: UnsafeMutableRawPointer?, _ sql: UnsafePointer<CChar>, _ request: UnsafePointer<CChar>?, _ cancel: UnsafeMutableRawPointer?,
+    _ stream: UnsafeMutablePointer<ArrowArrayStream>, _ info: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
+    _ error: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
 ) -> Int32 {
     call(error) {
         let repository = try handle(pointer).repository
         let text = String(cString: sql)
         let read = try options(request, as: ReadRequest.self).readOptions()
-        let result = try wait { try await repository.queryArrow(text, options: read) }
-        result.export(to: stream)
+        let token = cancel.map { Unmanaged<Cancel>.fromOpaque($0).takeUnretainedValue() }
+        let result = try wait(cancel: token) { try await repository.arrowQuery(text, options: read) }
+        result.rows.export(to: stream)
+        info.pointee = cString(json(QueryInfo(arrow_schemas: Dictionary(uniqueKeysWithValues: result.arrowSchemas.map { ($0.key.rawValue, $0.value) }))))
     }
 }
 
@@ -146,6 +196,8 @@ struct WriteRequest: Decodable {
     var branch: String?
     var tx: String?
     var mode: String?
+    /// The rows' Arrow schema as the client encodes it (``Manifest/arrowSchema``).
+    var arrow_schema: String?
 }
 
 /// Writes the rows of `stream` (consumed and released here) to `table`;
@@ -161,7 +213,7 @@ public func udr_write(
         let repository = try handle(pointer).repository
         let name = try TableName(String(cString: table))
         let write = try options(request, as: WriteRequest.self)
-        let source = WriteSource.arrow(stream: stream)
+        let source = WriteSource.arrow(stream: stream, arrowSchema: write.arrow_schema)
         let mode = write.mode ?? "write"
         let edit: RowEdit?
         switch mode {

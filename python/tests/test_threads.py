@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import faulthandler
+import os
+import signal
 import threading
 
 import pandas as pd
+import pytest
 
 import udr
 
@@ -39,3 +43,21 @@ def test_four_threads_query_and_write_at_once(tmp_path):
     for worker in range(3):
         assert repo.query(f"SELECT max(round) FROM own_{worker}").fetchall() == [(4,)]
     assert repo.verify()["problems"] == []
+
+
+def test_ctrl_c_interrupts_a_long_query(tmp_path):
+    repo = udr.Repository.init(str(tmp_path / "repo"))
+    repo.write("t", pd.DataFrame({"k": range(10)}), key=["k"])
+    # Hours of work unless interrupted: if Ctrl-C did not reach DuckDB, the
+    # watchdog ends the test run (as a failure) after two minutes.
+    faulthandler.dump_traceback_later(120, exit=True)
+    threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            repo.query("SELECT count(*) FROM range(1000000) a, range(1000000) b WHERE a.range + b.range = -1")
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    # The repository goes on serving reads and writes.
+    assert repo.query("SELECT count(*) FROM t").fetchall() == [(10,)]
+    repo.append("t", pd.DataFrame({"k": [10]}))
+    assert repo.query("SELECT max(k) FROM t").fetchall() == [(10,)]

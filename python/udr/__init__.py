@@ -10,6 +10,7 @@ tables queried with DuckDB, in-process over the Swift library.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from . import _lib
+from . import _arrow, _lib
 from .errors import (
     AlreadyExistsError,
     ConflictError,
@@ -44,71 +45,111 @@ __all__ = [
 ]
 
 
-def _reader(data: Any) -> pa.RecordBatchReader:
-    """Rows from anything Arrow-shaped (see ``_arrow_reader``); a value Arrow
-    cannot hold is UDR's error, naming the column."""
+def _reader(data: Any) -> tuple[pa.RecordBatchReader, str | None]:
+    """Rows from anything Arrow-shaped (see ``_arrow_reader``), and their
+    schema as UDR keeps it with the table; a value Arrow cannot hold is
+    UDR's error, naming the column."""
     try:
         return _arrow_reader(data)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise InvalidInputError(f"cannot read the rows to write: {error}. Give each column one type") from error
 
 
-def _arrow_reader(data: Any) -> pa.RecordBatchReader:
+def _arrow_reader(data: Any) -> tuple[pa.RecordBatchReader, str | None]:
     """Rows from anything Arrow-shaped: an object with ``__arrow_c_stream__``
     (pyarrow, polars, DuckDB relations …), a pandas DataFrame, a pyarrow
     Table or RecordBatch, or a list of dicts."""
-    if isinstance(data, pa.RecordBatchReader):
-        return data
-    if isinstance(data, pa.Table):
-        return data.to_reader()
     if isinstance(data, pa.RecordBatch):
-        return pa.Table.from_batches([data]).to_reader()
-    if hasattr(data, "__arrow_c_stream__"):
-        return pa.RecordBatchReader.from_stream(data)
-    module = type(data).__module__
-    if module.startswith("pandas"):
-        return pa.Table.from_pandas(data, preserve_index=False).to_reader()
-    if isinstance(data, list):
-        return pa.Table.from_pylist(data).to_reader()
+        data = pa.Table.from_batches([data])
+    elif type(data).__module__.startswith("pandas"):
+        data = _arrow.from_pandas(data)
+    elif isinstance(data, list):
+        data = pa.Table.from_pylist(data)
+    if isinstance(data, pa.Table):
+        if any(pa.types.is_dictionary(field.type) for field in data.schema):
+            data = data.unify_dictionaries()
+        batches = data.to_batches()
+        schema = _arrow.encode_schema(data.schema, batches[0] if batches else None)
+        try:
+            return _arrow.for_duckdb(data).to_reader(), schema
+        except ValueError as error:
+            raise InvalidInputError(str(error)) from error
+    if isinstance(data, pa.RecordBatchReader) or hasattr(data, "__arrow_c_stream__"):
+        reader = data if isinstance(data, pa.RecordBatchReader) else pa.RecordBatchReader.from_stream(data)
+        if not any(pa.types.is_dictionary(field.type) for field in reader.schema):
+            return reader, _arrow.encode_schema(reader.schema, None)
+        # The first batch gives the dictionaries; the rest follow it.
+        try:
+            first = reader.read_next_batch()
+        except StopIteration:
+            return reader, _arrow.encode_schema(reader.schema, None)
+        rest = pa.RecordBatchReader.from_batches(reader.schema, itertools.chain([first], reader))
+        return rest, _arrow.encode_schema(reader.schema, first)
     raise InvalidArgumentError(f"cannot read rows from a {type(data).__name__}: give a pandas, polars or pyarrow table")
 
 
 class Result:
-    """A query's rows, as Arrow, pandas, polars or Python tuples."""
+    """A query's rows, as Arrow, pandas, polars or Python tuples, in the
+    types the tables' writers gave them (see ``udr._arrow``)."""
 
-    def __init__(self, table: pa.Table) -> None:
-        self._table = table
+    def __init__(self, reader: pa.RecordBatchReader | pa.Table, restorer: _arrow.Restorer | None = None) -> None:
+        self._reader = reader if isinstance(reader, pa.RecordBatchReader) else None
+        self._table = reader if isinstance(reader, pa.Table) else None
+        self._restorer = restorer
+
+    def _restored(self, table: pa.Table) -> pa.Table:
+        return self._restorer.restore(table) if self._restorer else table
 
     def to_arrow(self) -> pa.Table:
+        """The rows as a pyarrow Table."""
+        if self._table is None:
+            assert self._reader is not None
+            self._table = self._restored(self._reader.read_all())
+            self._reader = None
         return self._table
 
     def to_pandas(self) -> Any:
-        return self._table.to_pandas()
+        """The rows as a pandas DataFrame, with the dtypes they were written with."""
+        return _arrow.to_pandas(self.to_arrow())
 
     def to_polars(self) -> Any:
         import polars
 
-        return polars.from_arrow(self._table)
+        return polars.from_arrow(self.to_arrow())
 
     def to_batches(self) -> Iterator[pa.RecordBatch]:
-        yield from self._table.to_batches()
+        """The rows batch by batch, each handed over as it is read."""
+        if self._table is not None:
+            yield from self._table.to_batches()
+            return
+        reader, self._reader = self._reader, None
+        if reader is None:
+            raise InvalidArgumentError("the rows of this result were read already")
+        for batch in reader:
+            yield from self._restored(pa.Table.from_batches([batch])).to_batches()
 
     def fetchall(self) -> list[tuple[Any, ...]]:
-        columns = [column.to_pylist() for column in self._table.columns]
+        table = self.to_arrow()
+        columns = [column.to_pylist() for column in table.columns]
         return list(zip(*columns))
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
-        return self._table.__arrow_c_stream__(requested_schema)
+        return self.to_arrow().__arrow_c_stream__(requested_schema)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.to_arrow().schema
 
     @property
     def columns(self) -> list[str]:
-        return self._table.column_names
+        return self.to_arrow().column_names
 
     def __len__(self) -> int:
-        return self._table.num_rows
+        return self.to_arrow().num_rows
 
     def __repr__(self) -> str:
-        return f"<udr.Result {self._table.num_rows} rows: {', '.join(self._table.column_names)}>"
+        table = self.to_arrow()
+        return f"<udr.Result {table.num_rows} rows: {', '.join(table.column_names)}>"
 
 
 class Repository:
@@ -164,15 +205,28 @@ class Repository:
         pins = {alias: str(target) for alias, target in (at or {}).items()}
         request = _lib.encode({"at": pins or None, "commit": commit, "as_of": as_of, "branch": branch, "tx": tx})
         stream = _lib.ArrowArrayStream()
+        info = ctypes.c_void_p()
         error = ctypes.c_void_p()
-        _lib.check(_lib.lib().udr_query(self._handle, sql.encode(), request, ctypes.byref(stream), ctypes.byref(error)), error)
+        try:
+            status = _lib.interruptible(
+                lambda cancel: _lib.lib().udr_query(
+                    self._handle, sql.encode(), request, cancel, ctypes.byref(stream), ctypes.byref(info), ctypes.byref(error)
+                )
+            )
+        except KeyboardInterrupt:
+            _lib.discard(stream, info, error)
+            raise
+        _lib.check(status, error)
+        schemas = json.loads(_lib.take_string(info))["arrow_schemas"]
         reader = pa.RecordBatchReader._import_from_c(ctypes.addressof(stream))
-        return Result(reader.read_all())
+        return Result(reader, _arrow.Restorer(schemas) if schemas else None)
 
     # Writes
 
     def _write(self, table: str, data: Any, options: dict[str, Any]) -> dict[str, Any]:
-        reader = _reader(data)
+        reader, schema = _reader(data)
+        if options.get("mode") == "write":
+            options = {**options, "arrow_schema": schema}
         stream = _lib.ArrowArrayStream()
         reader._export_to_c(ctypes.addressof(stream))
         out = ctypes.c_void_p()

@@ -6,6 +6,8 @@ import ctypes
 import importlib.util
 import json
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +81,14 @@ def lib() -> ctypes.CDLL:
     loaded.udr_open.argtypes = [ctypes.c_char_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p), err]
     loaded.udr_close.argtypes = [ctypes.c_void_p]
     loaded.udr_close.restype = None
-    loaded.udr_query.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ArrowArrayStream), err]
+    loaded.udr_query.argtypes = [
+        ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ArrowArrayStream), err, err,
+    ]
+    loaded.udr_cancel_new.restype = ctypes.c_void_p
+    loaded.udr_cancel.argtypes = [ctypes.c_void_p]
+    loaded.udr_cancel.restype = None
+    loaded.udr_cancel_free.argtypes = [ctypes.c_void_p]
+    loaded.udr_cancel_free.restype = None
     loaded.udr_write.argtypes = [
         ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ArrowArrayStream), ctypes.c_char_p, err, err,
     ]
@@ -116,3 +125,39 @@ def check(status: int, error: ctypes.c_void_p) -> None:
 def encode(options: dict[str, Any] | None) -> bytes:
     """Options as the JSON text the library reads, without the unset ones."""
     return json.dumps({k: v for k, v in (options or {}).items() if v is not None}).encode("utf-8")
+
+
+def interruptible(call: Callable[[ctypes.c_void_p], int]) -> int:
+    """Runs a library call that takes a cancel handle. In the main thread
+    (where Python delivers Ctrl-C) the call runs in a worker while the main
+    thread waits, so that a KeyboardInterrupt cancels it: the library
+    interrupts the query, the worker ends, and the KeyboardInterrupt goes
+    on. Other threads call directly."""
+    cancel = ctypes.c_void_p(lib().udr_cancel_new())
+    try:
+        if threading.current_thread() is not threading.main_thread():
+            return call(cancel)
+        outcome: list[int] = []
+        worker = threading.Thread(target=lambda: outcome.append(call(cancel)), name="udr-call", daemon=True)
+        worker.start()
+        try:
+            # Timed waits: a signal the kernel gave another thread (DuckDB's)
+            # is still seen here within a tenth of a second.
+            while worker.is_alive():
+                worker.join(0.1)
+        except KeyboardInterrupt:
+            lib().udr_cancel(cancel)
+            worker.join()
+            raise
+        return outcome[0]
+    finally:
+        lib().udr_cancel_free(cancel)
+
+
+def discard(stream: ArrowArrayStream, *strings: ctypes.c_void_p) -> None:
+    """Frees what an abandoned call may have handed out."""
+    for pointer in strings:
+        if pointer.value:
+            lib().udr_free(pointer)
+    if stream.release:
+        ctypes.CFUNCTYPE(None, ctypes.POINTER(ArrowArrayStream))(stream.release)(ctypes.byref(stream))

@@ -146,6 +146,15 @@ public struct Manifest: Hashable, Sendable, Codable {
     /// The rows that changed since the version before, when the write of
     /// this version recorded them (see ``ChangeRecord``).
     public var changes: ChangeRecord?
+    /// The Arrow schema the table's rows had when an Arrow client (the
+    /// Python package) wrote them, as that client encoded it (base64 of an
+    /// Arrow IPC stream: the schema with its metadata, such as pandas'
+    /// dtypes, and a batch of no rows holding the dictionaries). DuckDB
+    /// keeps every value but not every Arrow type (dictionaries, large and
+    /// view types, time zones); the client casts a result back to these
+    /// types where its columns still match. Row edits keep it; a write of
+    /// new content takes the new rows' (nil from a file or a query).
+    public var arrowSchema: String?
 
     public init(table: TableName, version: Int, columns: [Column], key: [String], segments: [SegmentRef], changes: ChangeRecord? = nil) {
         self.format = Self.currentFormat
@@ -184,13 +193,23 @@ public struct Manifest: Hashable, Sendable, Codable {
 
     /// The same table version under another version number.
     func renumbered(_ version: Int) -> Manifest {
-        Manifest(table: table, version: version, columns: columns, key: key, segments: segments, changes: changes)
+        var copy = Manifest(table: table, version: version, columns: columns, key: key, segments: segments, changes: changes)
+        copy.arrowSchema = arrowSchema
+        return copy
+    }
+
+    /// The same version with the Arrow schema `other` has (what a row edit
+    /// of `other` keeps).
+    func keepingArrowSchema(of other: Manifest?) -> Manifest {
+        var copy = self
+        copy.arrowSchema = other?.arrowSchema
+        return copy
     }
 
     /// The same content under another name (without a change record,
     /// which named the old table's version).
     func renamed(_ name: TableName, version: Int) -> Manifest {
-        Manifest(table: name, version: version, columns: columns, key: key, segments: segments)
+        Manifest(table: name, version: version, columns: columns, key: key, segments: segments).keepingArrowSchema(of: self)
     }
 
     /// The names of the columns a segment's file holds.

@@ -6,7 +6,7 @@ public struct UDRError: Error, CustomStringConvertible, Sendable {
         private enum Base: Hashable, Sendable {
             case invalidArgument, invalidName, notARepository, alreadyExists, notFound
             case invalidInput, duplicateKey, nullKey, query, corruptObject, missingObject
-            case conflict, transaction, unsupportedType, io, catalog, runtime, readOnly
+            case conflict, transaction, unsupportedType, io, catalog, runtime, readOnly, interrupted
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -40,6 +40,9 @@ public struct UDRError: Error, CustomStringConvertible, Sendable {
         /// SQL that would write, given to a read (`query`), or a write at a
         /// pinned version.
         public static let readOnly = Code(.readOnly)
+        /// Its caller cancelled a running query (Ctrl-C in Python, a client
+        /// that went away).
+        public static let interrupted = Code(.interrupted)
 
         public var description: String { "\(base)" }
     }

@@ -268,11 +268,29 @@ extension Repository {
 
     /// Runs SQL against a snapshot and returns the rows as Arrow record batches.
     public func queryArrow(_ sql: String, options: ReadOptions = .init()) async throws(UDRError) -> ArrowResult {
+        try await arrowQuery(sql, options: options).rows
+    }
+
+    /// A query's rows as Arrow record batches, and the Arrow schemas their
+    /// writers gave the tables it read (``Manifest/arrowSchema``), by table.
+    public struct ArrowQuery: Sendable {
+        public let rows: ArrowResult
+        public let arrowSchemas: [TableName: String]
+    }
+
+    /// Runs SQL against a snapshot, for an Arrow client: the rows and the
+    /// Arrow schemas of the tables read. Cancelling the calling task
+    /// interrupts the query (``UDRError/Code/interrupted``).
+    public func arrowQuery(_ sql: String, options: ReadOptions = .init()) async throws(UDRError) -> ArrowQuery {
         try SQLScript.requireReads(sql)
-        return try await blocking { () throws(UDRError) -> ArrowResult in
-            try self.withSession(options, sql: sql) { (connection) throws(UDRError) -> ArrowResult in
-                do throws(DuckDBError) { return try connection.queryArrow(sql) } catch { throw self.queryError(error) }
+        return try await interruptibly { (interrupt) throws(UDRError) -> ArrowQuery in
+            let snapshot = try self.resolveSnapshot(options, for: sql)
+            let rows = try self.withSession(snapshot, sql: sql) { (connection) throws(UDRError) -> ArrowResult in
+                try interrupt.run(on: connection) { () throws(UDRError) -> ArrowResult in
+                    do throws(DuckDBError) { return try connection.queryArrow(sql) } catch { throw self.queryError(error) }
+                }
             }
+            return ArrowQuery(rows: rows, arrowSchemas: snapshot.tables.compactMapValues(\.arrowSchema))
         }
     }
 

@@ -9,6 +9,8 @@ public struct WriteSource: Sendable {
         case arrow(ArrowStreamBox)
     }
     let base: Base
+    /// The Arrow schema its writer gives the rows (see ``Manifest/arrowSchema``).
+    public var arrowSchema: String?
 
     /// A Parquet, CSV or JSON/NDJSON file; the format comes from the file's
     /// extension unless given.
@@ -19,8 +21,8 @@ public struct WriteSource: Sendable {
     public static func arrow(_ result: ArrowResult) -> WriteSource { WriteSource(base: .arrow(ArrowStreamBox(result: result))) }
     /// An Arrow C stream from elsewhere (a Python process's table), read
     /// once; the caller releases it after the write.
-    public static func arrow(stream: UnsafeMutablePointer<ArrowArrayStream>) -> WriteSource {
-        WriteSource(base: .arrow(ArrowStreamBox(stream: stream)))
+    public static func arrow(stream: UnsafeMutablePointer<ArrowArrayStream>, arrowSchema: String? = nil) -> WriteSource {
+        WriteSource(base: .arrow(ArrowStreamBox(stream: stream)), arrowSchema: arrowSchema)
     }
 }
 
@@ -182,9 +184,12 @@ extension Repository {
             guard written.inPlace else { return written }
             return try recordWrite(written, of: current, connection: connection)
         }
+        var manifest = written.manifest
+        manifest.arrowSchema = source.arrowSchema
         return try stage(
-            written, of: table, in: tx, current: current, kind: .replace,
-            counts: previous == nil ? RowCounts(inserted: written.manifest.rows) : written.manifest.changes?.rows)
+            WrittenTable(manifest: manifest, logicalBytes: written.logicalBytes, bytesAdded: written.bytesAdded, inPlace: written.inPlace),
+            of: table, in: tx, current: current, kind: .replace,
+            counts: previous == nil ? RowCounts(inserted: written.manifest.rows) : written.manifest.changes?.rows, newContent: true)
     }
 
     /// The fewest segments a table has for a whole-table write to record
@@ -232,14 +237,16 @@ extension Repository {
             segments: (shape.unpairedOld.map(\.id), shape.unpairedNew.map(\.id)), of: current, connection: connection)
     }
 
-    /// Stages a written table version unless its content equals the current one.
+    /// Stages a written table version unless its content equals the current
+    /// one. An edit keeps the current version's Arrow schema; a write of new
+    /// content (`newContent`) has its own.
     func stage(
         _ written: WrittenTable, of table: TableName, in tx: Transaction,
         current: Transaction.TableState,
-        kind: ChangeKind, counts: RowCounts?
+        kind: ChangeKind, counts: RowCounts?, newContent: Bool = false
     ) throws(UDRError) -> StagedWrite {
-        let manifest = written.manifest
-        if let previous = current.manifest, previous.hasSameContent(as: manifest) {
+        let manifest = newContent ? written.manifest : written.manifest.keepingArrowSchema(of: current.manifest)
+        if let previous = current.manifest, previous.hasSameContent(as: manifest), previous.arrowSchema == manifest.arrowSchema {
             return StagedWrite(
                 table: table, changed: false, rows: previous.rows, segments: previous.segments.count, logicalBytes: written.logicalBytes,
                 bytesAdded: written.bytesAdded, counts: RowCounts())

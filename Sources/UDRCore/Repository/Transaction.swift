@@ -546,8 +546,9 @@ extension Repository {
         ObjectID, RowCounts
     )? {
         let baseManifest = try manifest(base)
+        let ourManifest = try manifest(ours)
         let merged = try mergeRows(
-            table, base: baseManifest, baseID: base, onto: try manifest(theirs), changes: try manifest(ours), strategy: .fail, version: version)
+            table, base: baseManifest, baseID: base, onto: try manifest(theirs), changes: ourManifest, strategy: .fail, version: version)
         if merged.wholeTable { throw UDRError(.conflict, "\(table) (\(merged.conflicts.first?.reason ?? "its key changed"))") }
         if !merged.conflicts.isEmpty {
             var keys: [String] = []
@@ -555,7 +556,7 @@ extension Repository {
             throw UDRError(.conflict, "\(table) key (\(baseManifest.key.joined(separator: ", "))) = \(keys.joined(separator: ", "))")
         }
         guard let result = merged.result else { return nil }
-        return (try store.putJSON(result.written.manifest).id, merged.counts)
+        return (try store.putJSON(result.written.manifest.keepingArrowSchema(of: ourManifest)).id, merged.counts)
     }
 
     static func defaultMessage(_ changes: [Commit.Change]) -> String {
