@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SETUP_STAMP := $(or $(UDR_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/udr)/duckdb-1.5.5/.complete
 
-.PHONY: run test test-peers test-python test-wheel python setup build bench bench-peers stress clean-demo
+.PHONY: run test test-peers test-python test-wheel python setup build bench bench-python bench-peers stress clean-demo
 
 ## Build, set up, and show UDR's main job on a demo repository.
 run: setup build
@@ -18,10 +18,10 @@ test: setup
 
 ## The Python package (python/udr) installed into a virtual environment of
 ## its own, over the Swift library the debug build makes, and its pytest suite.
+PYTHON_VENV = venv=$$(scripts/setup-python.sh) && "$$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python
 test-python: setup
 	$(SWIFT) build --product udr_python
-	venv=$$(scripts/setup-python.sh) && "$$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python \
-	  && UDR_LIBRARY=$(CURDIR)/.build/debug/libudr_python.so "$$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests
+	$(PYTHON_VENV) && UDR_LIBRARY=$(CURDIR)/.build/debug/libudr_python.so "$$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests
 
 ## The library the Python package ships: release, the Swift standard
 ## library linked in (it loads where Swift is not installed).
@@ -62,6 +62,14 @@ bench: setup
 	$(SWIFT) build -c release --product udr-bench
 	$(SWIFT) build -c release --product udr-harness
 	.build/release/udr-bench $(BENCH_ARGS)
+	$(if $(BENCH_ARGS),,$(MAKE) bench-python)
+
+## The Python package against DuckDB and DuckLake in one Python process,
+## over the library the wheel ships (release).
+bench-python: setup $(PYTHON_LIBRARY)
+	scripts/setup-bench.sh
+	$(PYTHON_VENV) && UDR_LIBRARY=$(CURDIR)/$(PYTHON_LIBRARY) "$$venv/bin/python" bench/python_bench.py \
+	  --extensions "$$(. scripts/wheels.sh && echo "$$DEST")/extensions" $(PYBENCH_ARGS)
 
 ## UDR against DuckLake, Delta, Iceberg and Parquet copies on the nightly
 ## refresh; results in bench/results/. SCALE=1 is the full parcel pipeline.

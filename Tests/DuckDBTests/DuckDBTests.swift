@@ -1,4 +1,5 @@
 import DuckDB
+import Foundation
 import Testing
 
 @Suite struct DuckDBBindingTests {
@@ -83,24 +84,28 @@ import Testing
         #expect(throws: DuckDBError.self) { try insert.execute([.int(1)]) }
     }
 
-    @Test func interruptStopsALongQuery() async throws {
+    @Test func interruptStopsALongQuery() throws {
         let db = try Database()
         let c = try db.connect()
         let handle = c.interruptHandle
         // Interrupts until the query has stopped: an interrupt that lands
-        // before the query starts (a loaded machine) is not enough.
-        let task = Task.detached {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(200))
+        // before the query starts (a loaded machine) is not enough. A thread
+        // of its own: a task could wait for a cooperative thread that the
+        // tests' blocking queries hold until this query ends.
+        let stopped = NSLock()
+        nonisolated(unsafe) var done = false
+        let interrupter = Thread {
+            while !stopped.withLock({ done }) {
+                usleep(200_000)
                 handle.interrupt()
             }
         }
+        interrupter.start()
         let error = #expect(throws: DuckDBError.self) {
             try c.query("SELECT count(*) FROM range(100000000000) a WHERE hash(a.range) = 7")
         }
-        task.cancel()
+        stopped.withLock { done = true }
         #expect(error?.code == .interrupted)
-        await task.value
     }
 }
 

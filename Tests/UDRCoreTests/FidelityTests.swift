@@ -318,4 +318,41 @@ let allTypesSQL = """
         #expect(out.rowCount == 100)
         #expect(out.columnNames == ["k", "v", "d", "l"])
     }
+
+    /// What an Arrow client says its rows' schema is stays with the table
+    /// through row edits and renames, and goes with a write of new content.
+    @Test func theWritersArrowSchemaFollowsTheTable() async throws {
+        let (repo, _) = try makeRepository()
+        let db = try scratchDuckDB()
+        let table = try TableName("t")
+        var source = WriteSource.arrow(try db.queryArrow("SELECT range AS k FROM range(10)"))
+        source.arrowSchema = "c2NoZW1h"
+        _ = try await repo.write(table, from: source, key: ["k"])
+        var read = try await repo.arrowQuery("SELECT * FROM t")
+        #expect(read.arrowSchemas == [table: "c2NoZW1h"])
+        _ = try await repo.apply(.upsert(.sql("SELECT 3 AS k")), to: table)
+        _ = try await repo.sql("UPDATE t SET k = k + 100 WHERE k = 9")
+        #expect(try await repo.manifest(of: table).arrowSchema == "c2NoZW1h")
+        _ = try await repo.rename(table, to: try TableName("u"))
+        read = try await repo.arrowQuery("SELECT * FROM u JOIN (SELECT 1) ON true")
+        #expect(read.arrowSchemas == [try TableName("u"): "c2NoZW1h"])
+        // A write of the same rows with another schema is a new version.
+        var again = WriteSource.arrow(try db.queryArrow("SELECT * FROM range(10) t(k)"))
+        again.arrowSchema = "b3RoZXI="
+        #expect(try await repo.write(try TableName("u"), from: again).commit != nil)
+        #expect(try await repo.manifest(of: try TableName("u")).arrowSchema == "b3RoZXI=")
+        _ = try await repo.write(try TableName("u"), from: .sql("SELECT range AS k FROM range(10)"))
+        #expect(try await repo.manifest(of: try TableName("u")).arrowSchema == nil)
+    }
+
+    /// Cancelling the task that waits for a query interrupts DuckDB's work.
+    @Test func cancellingAQueryInterruptsIt() async throws {
+        let (repo, _) = try makeRepository()
+        let query = Task { try await repo.arrowQuery("SELECT count(*) FROM range(1000000) a, range(1000000) b WHERE a.range + b.range = -1") }
+        try await Task.sleep(for: .milliseconds(300))
+        query.cancel()
+        await #expect(throws: UDRError.self) { _ = try await query.value }
+        do { _ = try await query.value } catch let error as UDRError { #expect(error.code == .interrupted) }
+        #expect(try await count(repo, "SELECT count(*) FROM range(5)") == 5)
+    }
 }

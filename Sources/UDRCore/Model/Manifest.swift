@@ -191,6 +191,9 @@ public struct Manifest: Hashable, Sendable, Codable {
         columns == other.columns && key == other.key && segments.map(\.content) == other.segments.map(\.content)
     }
 
+    /// Same content and the same Arrow schema: nothing for a commit to record.
+    func isUnchanged(from other: Manifest) -> Bool { hasSameContent(as: other) && arrowSchema == other.arrowSchema }
+
     /// The same table version under another version number.
     func renumbered(_ version: Int) -> Manifest {
         var copy = Manifest(table: table, version: version, columns: columns, key: key, segments: segments, changes: changes)

@@ -246,7 +246,7 @@ extension Repository {
         kind: ChangeKind, counts: RowCounts?, newContent: Bool = false
     ) throws(UDRError) -> StagedWrite {
         let manifest = newContent ? written.manifest : written.manifest.keepingArrowSchema(of: current.manifest)
-        if let previous = current.manifest, previous.hasSameContent(as: manifest), previous.arrowSchema == manifest.arrowSchema {
+        if let previous = current.manifest, previous.isUnchanged(from: manifest) {
             return StagedWrite(
                 table: table, changed: false, rows: previous.rows, segments: previous.segments.count, logicalBytes: written.logicalBytes,
                 bytesAdded: written.bytesAdded, counts: RowCounts())

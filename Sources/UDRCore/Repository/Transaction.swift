@@ -476,7 +476,7 @@ extension Repository {
                     }
                 }
                 var manifest = try self.manifest(id)
-                if let current, try self.manifest(current.manifest).hasSameContent(as: manifest) { continue }
+                if let current, try self.manifest(current.manifest).isUnchanged(from: manifest) { continue }
                 if manifest.version != version {
                     manifest = manifest.renumbered(version)
                     id = try store.putJSON(manifest).id
