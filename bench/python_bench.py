@@ -79,6 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     df = dataframe(args.rows)
     ducklake = str(Path(args.extensions) / "ducklake.duckdb_extension")
+    duckdb.register("df", df)  # the frame, by name, in DuckDB's default connection
     print(f"python: {args.rows:,} rows x {len(df.columns)} columns, median of {args.runs} runs, one process")
 
     def udr_write(scratch: Path) -> None:
@@ -95,6 +96,7 @@ def main() -> None:
 
     def lake(scratch: Path) -> None:
         con = duckdb.connect()
+        con.register("df", df)
         con.execute(f"LOAD '{ducklake}'")
         con.execute(f"ATTACH 'ducklake:{scratch / 'meta.ducklake'}' AS lake (DATA_PATH '{scratch / 'data'}/')")
         con.execute("CREATE TABLE lake.parcels AS FROM df")

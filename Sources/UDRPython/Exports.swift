@@ -198,6 +198,8 @@ struct WriteRequest: Decodable {
     var mode: String?
     /// The rows' Arrow schema as the client encodes it (``Manifest/arrowSchema``).
     var arrow_schema: String?
+    /// The client saw the rows in key order (``WriteSource/likelyInKeyOrder``).
+    var in_key_order: Bool?
 }
 
 /// Writes the rows of `stream` (consumed and released here) to `table`;
@@ -213,7 +215,9 @@ public func udr_write(
         let repository = try handle(pointer).repository
         let name = try TableName(String(cString: table))
         let write = try options(request, as: WriteRequest.self)
-        let source = WriteSource.arrow(stream: stream, arrowSchema: write.arrow_schema)
+        var given = WriteSource.arrow(stream: stream, arrowSchema: write.arrow_schema)
+        given.likelyInKeyOrder = write.in_key_order ?? false
+        let source = given
         let mode = write.mode ?? "write"
         let edit: RowEdit?
         switch mode {

@@ -345,6 +345,23 @@ let allTypesSQL = """
         #expect(try await repo.manifest(of: try TableName("u")).arrowSchema == nil)
     }
 
+    /// Rows said to be in key order are read as they come; when they are
+    /// not, the check finds it and they are sorted all the same.
+    @Test func aWrongKeyOrderHintStillSorts() async throws {
+        let (repo, _) = try makeRepository()
+        let db = try scratchDuckDB()
+        for (name, order) in [("ascending", "i"), ("shuffled", "hash(i)")] {
+            var source = WriteSource.arrow(try db.queryArrow("SELECT i AS k, i * 2 AS v FROM range(200000) t(i) ORDER BY \(order)"))
+            source.likelyInKeyOrder = true
+            _ = try await repo.write(try TableName(name), from: source, key: ["k"])
+            let manifest = try await repo.manifest(of: try TableName(name))
+            let bounds = manifest.segments.map { (Int($0.stats["k"]!.min!)!, Int($0.stats["k"]!.max!)!) }
+            #expect(bounds.count > 1)
+            #expect(zip(bounds, bounds.dropFirst()).allSatisfy { $0.1 < $1.0 }, "\(name): segments hold disjoint ascending key ranges")
+            #expect(try await count(repo, "SELECT count(*) FROM \(name) WHERE v = k * 2") == 200000)
+        }
+    }
+
     /// Cancelling the task that waits for a query interrupts DuckDB's work.
     @Test func cancellingAQueryInterruptsIt() async throws {
         let (repo, _) = try makeRepository()

@@ -45,17 +45,26 @@ __all__ = [
 ]
 
 
-def _reader(data: Any) -> tuple[pa.RecordBatchReader, str | None]:
-    """Rows from anything Arrow-shaped (see ``_arrow_reader``), and their
-    schema as UDR keeps it with the table; a value Arrow cannot hold is
-    UDR's error, naming the column."""
+class _Rows:
+    """Rows to write: a reader, the schema UDR keeps with the table, and
+    whether they ascend by `key` (when that was cheap to see)."""
+
+    def __init__(self, reader: pa.RecordBatchReader, schema: str | None, in_key_order: bool = False) -> None:
+        self.reader = reader
+        self.schema = schema
+        self.in_key_order = in_key_order
+
+
+def _reader(data: Any, key: list[str] | None = None) -> _Rows:
+    """Rows from anything Arrow-shaped (see ``_arrow_reader``); a value
+    Arrow cannot hold is UDR's error, naming the column."""
     try:
-        return _arrow_reader(data)
+        return _arrow_reader(data, key)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise InvalidInputError(f"cannot read the rows to write: {error}. Give each column one type") from error
 
 
-def _arrow_reader(data: Any) -> tuple[pa.RecordBatchReader, str | None]:
+def _arrow_reader(data: Any, key: list[str] | None) -> _Rows:
     """Rows from anything Arrow-shaped: an object with ``__arrow_c_stream__``
     (pyarrow, polars, DuckDB relations …), a pandas DataFrame, a pyarrow
     Table or RecordBatch, or a list of dicts."""
@@ -71,20 +80,20 @@ def _arrow_reader(data: Any) -> tuple[pa.RecordBatchReader, str | None]:
         batches = data.to_batches()
         schema = _arrow.encode_schema(data.schema, batches[0] if batches else None)
         try:
-            return _arrow.for_duckdb(data).to_reader(), schema
+            return _Rows(_arrow.for_duckdb(data).to_reader(), schema, _arrow.in_key_order(data, key))
         except ValueError as error:
             raise InvalidInputError(str(error)) from error
     if isinstance(data, pa.RecordBatchReader) or hasattr(data, "__arrow_c_stream__"):
         reader = data if isinstance(data, pa.RecordBatchReader) else pa.RecordBatchReader.from_stream(data)
         if not any(pa.types.is_dictionary(field.type) for field in reader.schema):
-            return reader, _arrow.encode_schema(reader.schema, None)
+            return _Rows(reader, _arrow.encode_schema(reader.schema, None))
         # The first batch gives the dictionaries; the rest follow it.
         try:
             first = reader.read_next_batch()
         except StopIteration:
-            return reader, _arrow.encode_schema(reader.schema, None)
+            return _Rows(reader, _arrow.encode_schema(reader.schema, None))
         rest = pa.RecordBatchReader.from_batches(reader.schema, itertools.chain([first], reader))
-        return rest, _arrow.encode_schema(reader.schema, first)
+        return _Rows(rest, _arrow.encode_schema(reader.schema, first))
     raise InvalidArgumentError(f"cannot read rows from a {type(data).__name__}: give a pandas, polars or pyarrow table")
 
 
@@ -224,11 +233,11 @@ class Repository:
     # Writes
 
     def _write(self, table: str, data: Any, options: dict[str, Any]) -> dict[str, Any]:
-        reader, schema = _reader(data)
+        rows = _reader(data, options.get("key"))
         if options.get("mode") == "write":
-            options = {**options, "arrow_schema": schema}
+            options = {**options, "arrow_schema": rows.schema, "in_key_order": rows.in_key_order or None}
         stream = _lib.ArrowArrayStream()
-        reader._export_to_c(ctypes.addressof(stream))
+        rows.reader._export_to_c(ctypes.addressof(stream))
         out = ctypes.c_void_p()
         error = ctypes.c_void_p()
         status = _lib.lib().udr_write(

@@ -54,6 +54,18 @@ def for_duckdb(table: pa.Table) -> pa.Table:
     return table
 
 
+def in_key_order(table: pa.Table, key: list[str] | None) -> bool:
+    """Whether the rows ascend by a one-column key (a hint: UDR then reads
+    them as they come and checks the order instead of sorting them)."""
+    if not key or len(key) != 1 or key[0] not in table.column_names or table.num_rows < 2:
+        return False
+    column = table.column(key[0])
+    t = column.type
+    if column.null_count or not (pa.types.is_integer(t) or pa.types.is_temporal(t) or _stringlike(t)):
+        return False
+    return not pc.any(pc.less_equal(column[1:], column[:-1])).as_py()
+
+
 def _kept_by_duckdb(t: pa.DataType) -> bool:
     """Whether DuckDB gives this type back as it is."""
     if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_decimal128(t):

@@ -6,6 +6,7 @@ import ctypes
 import importlib.util
 import json
 import os
+import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -127,29 +128,59 @@ def encode(options: dict[str, Any] | None) -> bytes:
     return json.dumps({k: v for k, v in (options or {}).items() if v is not None}).encode("utf-8")
 
 
+class _Worker:
+    """The thread that runs the main thread's interruptible calls (one at a
+    time: the main thread waits for each). One thread for the process's
+    life: starting a thread per call cost a tenth of a millisecond."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], int], list[int], threading.Lock]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+
+    def run(self, call: Callable[[], int], on_interrupt: Callable[[], None]) -> int:
+        with self._guard:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="udr-calls", daemon=True)
+                self._thread.start()
+        outcome: list[int] = []
+        done = threading.Lock()
+        done.acquire()
+        self._calls.put((call, outcome, done))
+        try:
+            # Timed waits: a signal the kernel gave another thread (DuckDB's)
+            # is still seen here within a tenth of a second.
+            while not done.acquire(timeout=0.1):
+                pass
+        except KeyboardInterrupt:
+            on_interrupt()
+            done.acquire()
+            raise
+        return outcome[0]
+
+    def _serve(self) -> None:
+        while True:
+            call, outcome, done = self._calls.get()
+            try:
+                outcome.append(call())
+            finally:
+                done.release()
+
+
+_worker = _Worker()
+
+
 def interruptible(call: Callable[[ctypes.c_void_p], int]) -> int:
     """Runs a library call that takes a cancel handle. In the main thread
     (where Python delivers Ctrl-C) the call runs in a worker while the main
     thread waits, so that a KeyboardInterrupt cancels it: the library
-    interrupts the query, the worker ends, and the KeyboardInterrupt goes
+    interrupts the query, the worker ends it, and the KeyboardInterrupt goes
     on. Other threads call directly."""
     cancel = ctypes.c_void_p(lib().udr_cancel_new())
     try:
         if threading.current_thread() is not threading.main_thread():
             return call(cancel)
-        outcome: list[int] = []
-        worker = threading.Thread(target=lambda: outcome.append(call(cancel)), name="udr-call", daemon=True)
-        worker.start()
-        try:
-            # Timed waits: a signal the kernel gave another thread (DuckDB's)
-            # is still seen here within a tenth of a second.
-            while worker.is_alive():
-                worker.join(0.1)
-        except KeyboardInterrupt:
-            lib().udr_cancel(cancel)
-            worker.join()
-            raise
-        return outcome[0]
+        return _worker.run(lambda: call(cancel), lambda: lib().udr_cancel(cancel))
     finally:
         lib().udr_cancel_free(cancel)
 

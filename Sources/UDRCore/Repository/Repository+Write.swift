@@ -11,6 +11,9 @@ public struct WriteSource: Sendable {
     let base: Base
     /// The Arrow schema its writer gives the rows (see ``Manifest/arrowSchema``).
     public var arrowSchema: String?
+    /// The writer saw the rows in key order: they are read as they come
+    /// and sorted only if a check of the order finds they are not.
+    public var likelyInKeyOrder = false
 
     /// A Parquet, CSV or JSON/NDJSON file; the format comes from the file's
     /// extension unless given.
@@ -180,7 +183,7 @@ extension Repository {
             if case .file(let path, let format) = source.base, (format ?? (try? FileFormat.forFile(path))) == .parquet { parquetFile = path }
             let written = try writer(connection).write(
                 table: table, version: version, source: input.select, inputName: input.name, key: requestedKey,
-                previousKey: previous?.key ?? [], parquetFile: parquetFile, previous: previous)
+                previousKey: previous?.key ?? [], parquetFile: parquetFile, previous: previous, likelyInKeyOrder: source.likelyInKeyOrder)
             guard written.inPlace else { return written }
             return try recordWrite(written, of: current, connection: connection)
         }

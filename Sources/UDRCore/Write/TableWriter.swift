@@ -41,7 +41,7 @@ struct TableWriter {
     /// segment files where rows only changed (see ``writeOver(_:columns:key:rowCount:clock:)``).
     func write(
         table: TableName, version: Int, source: String, inputName: String, key requestedKey: [String]?, previousKey: [String],
-        parquetFile: String? = nil, previous: Manifest? = nil
+        parquetFile: String? = nil, previous: Manifest? = nil, likelyInKeyOrder: Bool = false
     ) throws(UDRError) -> WrittenTable {
         var clock = StepClock()
         let columns = try describe(source, inputName: inputName)
@@ -91,7 +91,7 @@ struct TableWriter {
             try run("DROP VIEW __udr_input")
             try run("DROP TABLE IF EXISTS __udr_input_rows")
             clock.step("sort")
-        } else if let parquetFile, try rowGroupsAscend(parquetFile, key: key, columns: columns) {
+        } else if try !key.isEmpty && likelyInKeyOrder ? true : ascendingFile(parquetFile, key: key, columns: columns) {
             // Most likely in key order already: read it as it comes, check
             // the order in one streaming pass, and sort only if it is not.
             try sort(source, columns: columns, key: key, order: [], inputName: inputName)
@@ -225,6 +225,11 @@ struct TableWriter {
     /// in storage) and the Parquet file's row groups, by their statistics,
     /// hold ascending ranges of its first column that do not overlap: such
     /// a file is most likely in key order already. Reads only the footer.
+    private func ascendingFile(_ file: String?, key: [String], columns: [Column]) throws(UDRError) -> Bool {
+        guard let file else { return false }
+        return try rowGroupsAscend(file, key: key, columns: columns)
+    }
+
     private func rowGroupsAscend(_ file: String, key: [String], columns: [Column]) throws(UDRError) -> Bool {
         let types = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
         guard let first = key.first, key.allSatisfy({ types[$0].map(Self.smallIntegerTypes.contains) == true }) else { return false }
