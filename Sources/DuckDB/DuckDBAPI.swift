@@ -1,3 +1,5 @@
+import CArrowABI
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -67,6 +69,22 @@ struct DuckDBAPI: @unchecked Sendable {
     let query_arrow_error: @convention(c) (OpaquePointer) -> UnsafePointer<CChar>?
     let destroy_arrow: @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Void
     let arrow_scan: @convention(c) (ConnectionHandle, UnsafePointer<CChar>, UnsafeMutableRawPointer) -> State
+    // Streaming results turned into Arrow chunk by chunk (the non-deprecated Arrow API).
+    let execute_prepared_streaming: @convention(c) (StatementHandle, ResultPointer) -> State
+    let fetch_chunk: @convention(c) (udr_duckdb_result) -> OpaquePointer?
+    let destroy_data_chunk: @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Void
+    let result_get_arrow_options: @convention(c) (ResultPointer) -> OpaquePointer?
+    let destroy_arrow_options: @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Void
+    let column_logical_type: @convention(c) (ResultPointer, Index) -> OpaquePointer?
+    let destroy_logical_type: @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Void
+    let to_arrow_schema:
+        @convention(c) (
+            OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>, UnsafeMutablePointer<UnsafePointer<CChar>?>, Index,
+            UnsafeMutablePointer<ArrowSchema>
+        ) -> OpaquePointer?
+    let data_chunk_to_arrow: @convention(c) (OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<ArrowArray>) -> OpaquePointer?
+    let error_data_message: @convention(c) (OpaquePointer?) -> UnsafePointer<CChar>?
+    let destroy_error_data: @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Void
 
     init(handle: UnsafeMutableRawPointer, path: String) throws(DuckDBError) {
         func sym<T>(_ name: String) throws(DuckDBError) -> T {
@@ -117,5 +135,16 @@ struct DuckDBAPI: @unchecked Sendable {
         query_arrow_error = try sym("duckdb_query_arrow_error")
         destroy_arrow = try sym("duckdb_destroy_arrow")
         arrow_scan = try sym("duckdb_arrow_scan")
+        execute_prepared_streaming = try sym("duckdb_execute_prepared_streaming")
+        fetch_chunk = try sym("duckdb_fetch_chunk")
+        destroy_data_chunk = try sym("duckdb_destroy_data_chunk")
+        result_get_arrow_options = try sym("duckdb_result_get_arrow_options")
+        destroy_arrow_options = try sym("duckdb_destroy_arrow_options")
+        column_logical_type = try sym("duckdb_column_logical_type")
+        destroy_logical_type = try sym("duckdb_destroy_logical_type")
+        to_arrow_schema = try sym("duckdb_to_arrow_schema")
+        data_chunk_to_arrow = try sym("duckdb_data_chunk_to_arrow")
+        error_data_message = try sym("duckdb_error_data_message")
+        destroy_error_data = try sym("duckdb_destroy_error_data")
     }
 }

@@ -68,6 +68,7 @@ final class Cancel: @unchecked Sendable {
     // @unchecked: `task` and `cancelled` are only touched under `lock`.
     private let lock = NSLock()
     private var task: Task<Void, Never>?
+    private var stream: InterruptHandle?
     private var cancelled = false
 
     func attach(_ task: Task<Void, Never>) {
@@ -77,10 +78,20 @@ final class Cancel: @unchecked Sendable {
         }
     }
 
+    /// A streamed query's connection, which a cancel interrupts while the
+    /// stream is read.
+    func attach(_ stream: InterruptHandle) {
+        lock.withLock {
+            self.stream = stream
+            if cancelled { stream.interrupt() }
+        }
+    }
+
     func fire() {
         lock.withLock {
             cancelled = true
             task?.cancel()
+            stream?.interrupt()
         }
     }
 }
@@ -167,6 +178,7 @@ struct ReadRequest: Decodable {
 /// tables (``Manifest/arrowSchema``), by table.
 struct QueryInfo: Encodable {
     let arrow_schemas: [String: String]
+    init(_ schemas: [TableName: String]) { arrow_schemas = Dictionary(uniqueKeysWithValues: schemas.map { ($0.key.rawValue, $0.value) }) }
 }
 
 /// Runs a query; its rows go to `stream` (the caller owns and releases it),
@@ -181,12 +193,33 @@ public func udr_query(
         let repository = try handle(pointer).repository
         let text = String(cString: sql)
         let read = try options(request, as: ReadRequest.self).readOptions()
-        let token = cancel.map { Unmanaged<Cancel>.fromOpaque($0).takeUnretainedValue() }
-        let result = try wait(cancel: token) { try await repository.arrowQuery(text, options: read) }
+        let result = try wait(cancel: token(cancel)) { try await repository.arrowQuery(text, options: read) }
         result.rows.export(to: stream)
-        info.pointee = cString(json(QueryInfo(arrow_schemas: Dictionary(uniqueKeysWithValues: result.arrowSchemas.map { ($0.key.rawValue, $0.value) }))))
+        info.pointee = cString(json(QueryInfo(result.arrowSchemas)))
     }
 }
+
+/// As `udr_query`, but the rows are made as `stream` is read: `cancel`,
+/// kept while the stream is read, interrupts it (the next batch fails).
+@_cdecl("udr_query_stream")
+public func udr_query_stream(
+    _ pointer: UnsafeMutableRawPointer?, _ sql: UnsafePointer<CChar>, _ request: UnsafePointer<CChar>?, _ cancel: UnsafeMutableRawPointer?,
+    _ stream: UnsafeMutablePointer<ArrowArrayStream>, _ info: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
+    _ error: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    call(error) {
+        let repository = try handle(pointer).repository
+        let text = String(cString: sql)
+        let read = try options(request, as: ReadRequest.self).readOptions()
+        let token = token(cancel)
+        let result = try wait(cancel: token) { try await repository.arrowStream(text, options: read) }
+        token?.attach(result.rows.interruptHandle)
+        result.rows.export(to: stream)
+        info.pointee = cString(json(QueryInfo(result.arrowSchemas)))
+    }
+}
+
+func token(_ cancel: UnsafeMutableRawPointer?) -> Cancel? { cancel.map { Unmanaged<Cancel>.fromOpaque($0).takeUnretainedValue() } }
 
 /// A write of rows: `{"key": [...] or null, "message", "author", "branch", "tx", "mode": "write"|"append"|"upsert"|"delete"}`.
 struct WriteRequest: Decodable {

@@ -124,6 +124,23 @@ import Testing
         #expect(back == expected)
     }
 
+    /// A streamed result reaches DuckDB (another connection scans it)
+    /// batch by batch, the same rows as the materialized one.
+    @Test func aStreamedResultReadsBackTheSameRows() throws {
+        let db = try Database()
+        let sql = "SELECT i AS k, 'v' || i AS v, [i, NULL] AS l, {'a': i / 2} AS s FROM range(50000) t(i)"
+        let streamed = try StreamingArrowResult(connection: try db.connect(), sql: sql)
+        let stream = UnsafeMutablePointer<ArrowArrayStream>.allocate(capacity: 1)
+        defer { stream.deallocate() }
+        streamed.export(to: stream)
+        let c = try db.connect()
+        try c.register(stream, as: "streamed")
+        let back = try c.query("SELECT count(*), sum(k), count(DISTINCT v), sum(l[1]), sum(s.a) FROM streamed").rows[0]
+        #expect(back == (try c.query("SELECT count(*), sum(k), count(DISTINCT v), sum(l[1]), sum(s.a) FROM (\(sql))").rows[0]))
+        stream.pointee.release?(stream)
+        #expect(throws: DuckDBError.self) { try StreamingArrowResult(connection: try db.connect(), sql: "SELECT * FROM nowhere") }
+    }
+
     @Test func arrowErrorsPassThrough() throws {
         let c = try Database().connect()
         let error = #expect(throws: DuckDBError.self) { try c.queryArrow("SELECT * FROM nowhere") }

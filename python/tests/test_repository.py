@@ -139,3 +139,58 @@ def test_one_duckdb_in_the_process(repo):
     second = repo.query("SELECT k * 2 AS k FROM t").to_arrow()
     repo.close()
     assert first.column("k").to_pylist() == [1, 2, 3] and second.column("k").to_pylist() == [2, 4, 6]
+
+
+def test_bad_input_is_an_error_with_udrs_message_and_changes_nothing(repo):
+    repo.write("parcels", parcels(10), key=["bbl"])
+    log = repo.log()
+    refs = repo.branches()
+    duplicated = pd.DataFrame({"bbl": [1, 2, 2], "status": ["a", "b", "c"], "score": [1.0, 2.0, 3.0]})
+    with pytest.raises(udr.DuplicateKeyError) as raised:
+        repo.write("parcels", duplicated)
+    assert "bbl" in raised.value.message and raised.value.code == "duplicateKey"
+    with pytest.raises(udr.DuplicateKeyError):
+        repo.write("fresh", duplicated, key=["bbl"])
+    with pytest.raises(udr.InvalidInputError, match="column status"):
+        repo.write("parcels", pd.DataFrame({"bbl": [1, 2], "status": pd.Series(["a", 3.5], dtype=object), "score": [1.0, 2.0]}))
+    with pytest.raises(udr.NotFoundError, match="no version 7"):
+        repo.query("SELECT * FROM parcels", at={"parcels": 7})
+    with pytest.raises(udr.NotFoundError, match="nightly"):
+        repo.query("SELECT * FROM parcels", branch="nightly")
+    with pytest.raises(udr.NotFoundError, match="nightly"):
+        repo.write("parcels", parcels(10), branch="nightly")
+    with pytest.raises(udr.NotFoundError):
+        repo.checkout("nightly")
+    with pytest.raises(udr.UDRError, match="4 hex digits|tx:N"):
+        repo.query("SELECT 1", commit="zz")
+    assert repo.log() == log and repo.branches() == refs and repo.current_branch() == "main"
+    assert [t["name"] for t in repo.tables()] == ["parcels"]
+    assert repo.query("SELECT count(*) FROM parcels").fetchall() == [(10,)]
+
+
+def test_a_streamed_query_hands_over_batches_as_duckdb_makes_them(repo):
+    import faulthandler
+
+    repo.write("t", pa.table({"k": range(100_000), "c": pa.array(["x", "y"] * 50_000).dictionary_encode()}), key=["k"])
+    batches = list(repo.query("SELECT * FROM t ORDER BY k", stream=True).to_batches())
+    assert len(batches) > 1 and sum(b.num_rows for b in batches) == 100_000
+    assert all(pa.types.is_dictionary(b.schema.field("c").type) for b in batches)
+    assert pa.Table.from_batches(batches).column("k").to_pylist() == list(range(100_000))
+    assert repo.query("SELECT count(*) AS n FROM t", stream=True).to_arrow().column("n").to_pylist() == [100_000]
+    # Rows of a query that would never end: only the batches read are made
+    # (the watchdog fails the run if the query were run to its end first).
+    faulthandler.dump_traceback_later(120, exit=True)
+    try:
+        endless = repo.query("SELECT range FROM range(100000000000)", stream=True).to_batches()
+        assert next(endless).num_rows > 0
+        endless.close()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    with pytest.raises(udr.QueryError, match="nope"):
+        repo.query("SELECT * FROM nope", stream=True)
+    with pytest.raises(udr.InvalidArgumentError, match="one statement"):
+        repo.query("SELECT 1; SELECT 2", stream=True)
+    once = repo.query("SELECT 1 AS x", stream=True)
+    assert list(once.to_batches())[0].num_rows == 1
+    with pytest.raises(udr.InvalidArgumentError, match="read already"):
+        once.to_arrow()

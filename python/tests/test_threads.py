@@ -61,3 +61,24 @@ def test_ctrl_c_interrupts_a_long_query(tmp_path):
     assert repo.query("SELECT count(*) FROM t").fetchall() == [(10,)]
     repo.append("t", pd.DataFrame({"k": [10]}))
     assert repo.query("SELECT max(k) FROM t").fetchall() == [(10,)]
+
+
+def test_ctrl_c_interrupts_a_streamed_query_between_and_inside_batches(tmp_path):
+    repo = udr.Repository.init(str(tmp_path / "repo"))
+    faulthandler.dump_traceback_later(120, exit=True)
+    try:
+        # While the first batch is made (the query finds no row for hours) …
+        threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            repo.query("SELECT a.range FROM range(100000000000) a WHERE hash(a.range) = 7", stream=True)
+        # … and while batches are read.
+        rows = repo.query("SELECT range, hash(range) AS h FROM range(100000000000)", stream=True)
+        threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+        read = 0
+        with pytest.raises(KeyboardInterrupt):
+            for batch in rows.to_batches():
+                read += batch.num_rows
+        assert read > 0
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert repo.query("SELECT 42").fetchall() == [(42,)]

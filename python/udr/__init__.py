@@ -101,20 +101,31 @@ class Result:
     """A query's rows, as Arrow, pandas, polars or Python tuples, in the
     types the tables' writers gave them (see ``udr._arrow``)."""
 
-    def __init__(self, reader: pa.RecordBatchReader | pa.Table, restorer: _arrow.Restorer | None = None) -> None:
+    def __init__(
+        self, reader: pa.RecordBatchReader | pa.Table, restorer: _arrow.Restorer | None = None, cancel: _lib.Cancel | None = None
+    ) -> None:
         self._reader = reader if isinstance(reader, pa.RecordBatchReader) else None
         self._table = reader if isinstance(reader, pa.Table) else None
         self._restorer = restorer
+        # A streamed result's rows are made as they are read: reads are
+        # interruptible, by this handle.
+        self._cancel = cancel
 
     def _restored(self, table: pa.Table) -> pa.Table:
         return self._restorer.restore(table) if self._restorer else table
 
+    def _read(self, reader: pa.RecordBatchReader, step: Any) -> Any:
+        if self._cancel is None:
+            return step(reader)
+        return _lib.interruptible(lambda _: step(reader), self._cancel)
+
     def to_arrow(self) -> pa.Table:
         """The rows as a pyarrow Table."""
         if self._table is None:
-            assert self._reader is not None
-            self._table = self._restored(self._reader.read_all())
-            self._reader = None
+            reader, self._reader = self._reader, None
+            if reader is None:
+                raise InvalidArgumentError("the rows of this streamed result were read already, batch by batch")
+            self._table = self._restored(self._read(reader, lambda r: r.read_all()))
         return self._table
 
     def to_pandas(self) -> Any:
@@ -133,8 +144,12 @@ class Result:
             return
         reader, self._reader = self._reader, None
         if reader is None:
-            raise InvalidArgumentError("the rows of this result were read already")
-        for batch in reader:
+            raise InvalidArgumentError("the rows of this streamed result were read already, batch by batch")
+        while True:
+            try:
+                batch = self._read(reader, lambda r: r.read_next_batch())
+            except StopIteration:
+                return
             yield from self._restored(pa.Table.from_batches([batch])).to_batches()
 
     def fetchall(self) -> list[tuple[Any, ...]]:
@@ -206,29 +221,33 @@ class Repository:
 
     def query(
         self, sql: str, *, at: Mapping[str, str | int] | None = None, commit: str | None = None, as_of: str | None = None,
-        branch: str | None = None, tx: str | None = None,
+        branch: str | None = None, tx: str | None = None, stream: bool = False,
     ) -> Result:
         """Runs DuckDB SQL over the tables (read-only). ``at`` pins tables:
         ``{"parcels": 3}``, ``{"old": "parcels@main~1"}``; ``commit`` a ref,
-        ``as_of`` a time, ``branch`` a branch."""
+        ``as_of`` a time, ``branch`` a branch. With ``stream``, DuckDB makes
+        the rows batch by batch as :meth:`Result.to_batches` reads them (one
+        statement; a result larger than memory); otherwise the query runs to
+        its end here."""
         pins = {alias: str(target) for alias, target in (at or {}).items()}
         request = _lib.encode({"at": pins or None, "commit": commit, "as_of": as_of, "branch": branch, "tx": tx})
-        stream = _lib.ArrowArrayStream()
+        arrow = _lib.ArrowArrayStream()
         info = ctypes.c_void_p()
         error = ctypes.c_void_p()
+        run = _lib.lib().udr_query_stream if stream else _lib.lib().udr_query
+        cancel = _lib.Cancel()
         try:
             status = _lib.interruptible(
-                lambda cancel: _lib.lib().udr_query(
-                    self._handle, sql.encode(), request, cancel, ctypes.byref(stream), ctypes.byref(info), ctypes.byref(error)
-                )
+                lambda handle: run(self._handle, sql.encode(), request, handle, ctypes.byref(arrow), ctypes.byref(info), ctypes.byref(error)),
+                cancel,
             )
         except KeyboardInterrupt:
-            _lib.discard(stream, info, error)
+            _lib.discard(arrow, info, error)
             raise
         _lib.check(status, error)
         schemas = json.loads(_lib.take_string(info))["arrow_schemas"]
-        reader = pa.RecordBatchReader._import_from_c(ctypes.addressof(stream))
-        return Result(reader, _arrow.Restorer(schemas) if schemas else None)
+        reader = pa.RecordBatchReader._import_from_c(ctypes.addressof(arrow))
+        return Result(reader, _arrow.Restorer(schemas) if schemas else None, cancel if stream else None)
 
     # Writes
 

@@ -85,6 +85,8 @@ def lib() -> ctypes.CDLL:
     loaded.udr_query.argtypes = [
         ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ArrowArrayStream), err, err,
     ]
+    loaded.udr_query_stream.argtypes = loaded.udr_query.argtypes
+    loaded.udr_query_stream.restype = ctypes.c_int32
     loaded.udr_cancel_new.restype = ctypes.c_void_p
     loaded.udr_cancel.argtypes = [ctypes.c_void_p]
     loaded.udr_cancel.restype = None
@@ -134,16 +136,16 @@ class _Worker:
     life: starting a thread per call cost a tenth of a millisecond."""
 
     def __init__(self) -> None:
-        self._calls: queue.SimpleQueue[tuple[Callable[[], int], list[int], threading.Lock]] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], list[Any], threading.Lock]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
 
-    def run(self, call: Callable[[], int], on_interrupt: Callable[[], None]) -> int:
+    def run(self, call: Callable[[], Any], on_interrupt: Callable[[], None]) -> Any:
         with self._guard:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._serve, name="udr-calls", daemon=True)
                 self._thread.start()
-        outcome: list[int] = []
+        outcome: list[Any] = []
         done = threading.Lock()
         done.acquire()
         self._calls.put((call, outcome, done))
@@ -154,15 +156,21 @@ class _Worker:
                 pass
         except KeyboardInterrupt:
             on_interrupt()
-            done.acquire()
+            if not outcome:  # (else the wait had ended when the signal came)
+                done.acquire()
             raise
-        return outcome[0]
+        failed, value = outcome[0]
+        if failed:
+            raise value
+        return value
 
     def _serve(self) -> None:
         while True:
             call, outcome, done = self._calls.get()
             try:
-                outcome.append(call())
+                outcome.append((False, call()))
+            except BaseException as error:  # noqa: BLE001 - raised in the caller's thread
+                outcome.append((True, error))
             finally:
                 done.release()
 
@@ -170,19 +178,43 @@ class _Worker:
 _worker = _Worker()
 
 
-def interruptible(call: Callable[[ctypes.c_void_p], int]) -> int:
-    """Runs a library call that takes a cancel handle. In the main thread
-    (where Python delivers Ctrl-C) the call runs in a worker while the main
-    thread waits, so that a KeyboardInterrupt cancels it: the library
-    interrupts the query, the worker ends it, and the KeyboardInterrupt goes
-    on. Other threads call directly."""
-    cancel = ctypes.c_void_p(lib().udr_cancel_new())
+class Cancel:
+    """A handle the library's calls take to be interrupted by (Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self.pointer = ctypes.c_void_p(lib().udr_cancel_new())
+
+    def fire(self) -> None:
+        lib().udr_cancel(self.pointer)
+
+    def close(self) -> None:
+        if self.pointer.value:
+            lib().udr_cancel_free(self.pointer)
+            self.pointer = ctypes.c_void_p()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def interruptible(call: Callable[[ctypes.c_void_p], Any], cancel: Cancel | None = None) -> Any:
+    """Runs a library call that takes a cancel handle (`cancel`, or one of
+    its own). In the main thread (where Python delivers Ctrl-C) the call
+    runs in a worker while the main thread waits, so that a
+    KeyboardInterrupt cancels it: the library interrupts the query, the
+    worker ends it, and the KeyboardInterrupt goes on. Other threads call
+    directly."""
+    own = cancel is None
+    handle = cancel or Cancel()
     try:
         if threading.current_thread() is not threading.main_thread():
-            return call(cancel)
-        return _worker.run(lambda: call(cancel), lambda: lib().udr_cancel(cancel))
+            return call(handle.pointer)
+        return _worker.run(lambda: call(handle.pointer), handle.fire)
     finally:
-        lib().udr_cancel_free(cancel)
+        if own:
+            handle.close()
 
 
 def discard(stream: ArrowArrayStream, *strings: ctypes.c_void_p) -> None:

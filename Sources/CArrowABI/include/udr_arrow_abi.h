@@ -5,6 +5,7 @@
 #define UDR_ARROW_ABI_H
 
 #include <stdint.h>
+#include "udr_duckdb_result.h"
 
 #ifndef ARROW_C_DATA_INTERFACE
 #define ARROW_C_DATA_INTERFACE

@@ -112,13 +112,12 @@ extension Repository {
         }
     }
 
-    /// Creates a view for each table of the snapshot, over its materialized
-    /// segments (less those key pruning excludes), casting each column back
-    /// to its exact type. `grouping` nil reads full scans as the
-    /// configuration's read groups.
-    /// Creates a view of each table of `snapshot` on `connection`. With
-    /// `views` (a long-lived database's), a view whose SQL is unchanged is
-    /// kept, and views of tables this snapshot does not read are dropped.
+    /// Creates a view of each table of `snapshot` on `connection`, over its
+    /// materialized segments (less those key pruning excludes), casting
+    /// each column back to its exact type. `grouping` nil reads full scans
+    /// as the configuration's read groups. With `views` (a long-lived
+    /// database's), a view whose SQL is unchanged is kept, and views of
+    /// tables this snapshot does not read are dropped.
     func attach(
         _ snapshot: ResolvedSnapshot, to connection: Connection, for sql: String?, grouping: ReadGrouping? = nil, views: AttachedViews? = nil
     ) throws(UDRError) {
@@ -301,6 +300,36 @@ extension Repository {
                 }
             }
             return ArrowQuery(rows: rows, arrowSchemas: snapshot.tables.compactMapValues(\.arrowSchema))
+        }
+    }
+
+    /// A query's rows as DuckDB makes them, batch by batch, and the Arrow
+    /// schemas of the tables read.
+    public struct ArrowQueryStream: Sendable {
+        public let rows: StreamingArrowResult
+        public let arrowSchemas: [TableName: String]
+    }
+
+    /// Starts SQL (one statement) against a snapshot as a stream: its rows
+    /// are made as the consumer reads them, in a DuckDB database of the
+    /// stream's own that lives until the stream is released (the
+    /// repository's long-lived one serves the other reads meanwhile).
+    public func arrowStream(_ sql: String, options: ReadOptions = .init()) async throws(UDRError) -> ArrowQueryStream {
+        try SQLScript.requireReads(sql)
+        guard try SQLScript(sql).statements.count == 1 else {
+            throw UDRError(.invalidArgument, "a streamed query is one statement; run the others without streaming")
+        }
+        return try await interruptibly { (interrupt) throws(UDRError) -> ArrowQueryStream in
+            let snapshot = try self.resolveSnapshot(options, for: sql)
+            let connection: Connection
+            do throws(DuckDBError) { connection = try Database(configuration: self.configuration.duckdb).connect() } catch {
+                throw UDRError(.runtime, error.message, underlying: error)
+            }
+            try self.attach(snapshot, to: connection, for: sql)
+            let rows = try interrupt.run(on: connection) { () throws(UDRError) -> StreamingArrowResult in
+                do throws(DuckDBError) { return try StreamingArrowResult(connection: connection, sql: sql) } catch { throw self.queryError(error) }
+            }
+            return ArrowQueryStream(rows: rows, arrowSchemas: snapshot.tables.compactMapValues(\.arrowSchema))
         }
     }
 
