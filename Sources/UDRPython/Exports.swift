@@ -160,13 +160,15 @@ public func udr_close(_ pointer: UnsafeMutableRawPointer?) {
     Unmanaged<Handle>.fromOpaque(pointer).release()
 }
 
-/// What a read sees: `{"branch", "commit", "as_of", "at": {"alias": "table@ref" or version}, "tx"}`.
+/// What a read sees: `{"branch", "commit", "as_of", "at": {"alias": "table@ref" or version}, "tx", "stream"}`.
 struct ReadRequest: Decodable {
     var branch: String?
     var commit: String?
     var as_of: String?
     var at: [String: String]?
     var tx: String?
+    /// Rows made as they are read (``Repository/arrowStream(_:options:)``).
+    var stream: Bool?
 
     func readOptions() throws -> ReadOptions {
         let pins = (at ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
@@ -182,7 +184,10 @@ struct QueryInfo: Encodable {
 }
 
 /// Runs a query; its rows go to `stream` (the caller owns and releases it),
-/// and `info` gets a ``QueryInfo`` as JSON. `cancel` (or nil) interrupts it.
+/// and `info` gets a ``QueryInfo`` as JSON. `cancel` (or nil) interrupts
+/// it. With `"stream": true` in the request the rows are made as `stream`
+/// is read, and `cancel`, kept meanwhile, interrupts that (the next batch
+/// fails).
 @_cdecl("udr_query")
 public func udr_query(
     _ pointer: UnsafeMutableRawPointer?, _ sql: UnsafePointer<CChar>, _ request: UnsafePointer<CChar>?, _ cancel: UnsafeMutableRawPointer?,
@@ -192,30 +197,21 @@ public func udr_query(
     call(error) {
         let repository = try handle(pointer).repository
         let text = String(cString: sql)
-        let read = try options(request, as: ReadRequest.self).readOptions()
-        let result = try wait(cancel: token(cancel)) { try await repository.arrowQuery(text, options: read) }
-        result.rows.export(to: stream)
-        info.pointee = cString(json(QueryInfo(result.arrowSchemas)))
-    }
-}
-
-/// As `udr_query`, but the rows are made as `stream` is read: `cancel`,
-/// kept while the stream is read, interrupts it (the next batch fails).
-@_cdecl("udr_query_stream")
-public func udr_query_stream(
-    _ pointer: UnsafeMutableRawPointer?, _ sql: UnsafePointer<CChar>, _ request: UnsafePointer<CChar>?, _ cancel: UnsafeMutableRawPointer?,
-    _ stream: UnsafeMutablePointer<ArrowArrayStream>, _ info: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
-    _ error: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
-) -> Int32 {
-    call(error) {
-        let repository = try handle(pointer).repository
-        let text = String(cString: sql)
-        let read = try options(request, as: ReadRequest.self).readOptions()
+        let given = try options(request, as: ReadRequest.self)
+        let read = try given.readOptions()
         let token = token(cancel)
-        let result = try wait(cancel: token) { try await repository.arrowStream(text, options: read) }
-        token?.attach(result.rows.interruptHandle)
-        result.rows.export(to: stream)
-        info.pointee = cString(json(QueryInfo(result.arrowSchemas)))
+        let schemas: [TableName: String]
+        if given.stream == true {
+            let result = try wait(cancel: token) { try await repository.arrowStream(text, options: read) }
+            token?.attach(result.rows.interruptHandle)
+            result.rows.export(to: stream)
+            schemas = result.arrowSchemas
+        } else {
+            let result = try wait(cancel: token) { try await repository.arrowQuery(text, options: read) }
+            result.rows.export(to: stream)
+            schemas = result.arrowSchemas
+        }
+        info.pointee = cString(json(QueryInfo(schemas)))
     }
 }
 

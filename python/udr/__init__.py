@@ -230,15 +230,18 @@ class Repository:
         statement; a result larger than memory); otherwise the query runs to
         its end here."""
         pins = {alias: str(target) for alias, target in (at or {}).items()}
-        request = _lib.encode({"at": pins or None, "commit": commit, "as_of": as_of, "branch": branch, "tx": tx})
+        request = _lib.encode(
+            {"at": pins or None, "commit": commit, "as_of": as_of, "branch": branch, "tx": tx, "stream": stream or None}
+        )
         arrow = _lib.ArrowArrayStream()
         info = ctypes.c_void_p()
         error = ctypes.c_void_p()
-        run = _lib.lib().udr_query_stream if stream else _lib.lib().udr_query
         cancel = _lib.Cancel()
         try:
             status = _lib.interruptible(
-                lambda handle: run(self._handle, sql.encode(), request, handle, ctypes.byref(arrow), ctypes.byref(info), ctypes.byref(error)),
+                lambda handle: _lib.lib().udr_query(
+                    self._handle, sql.encode(), request, handle, ctypes.byref(arrow), ctypes.byref(info), ctypes.byref(error)
+                ),
                 cancel,
             )
         except KeyboardInterrupt:

@@ -85,8 +85,6 @@ def lib() -> ctypes.CDLL:
     loaded.udr_query.argtypes = [
         ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ArrowArrayStream), err, err,
     ]
-    loaded.udr_query_stream.argtypes = loaded.udr_query.argtypes
-    loaded.udr_query_stream.restype = ctypes.c_int32
     loaded.udr_cancel_new.restype = ctypes.c_void_p
     loaded.udr_cancel.argtypes = [ctypes.c_void_p]
     loaded.udr_cancel.restype = None
