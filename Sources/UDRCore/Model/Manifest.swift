@@ -147,9 +147,10 @@ public struct Manifest: Hashable, Sendable, Codable {
     /// this version recorded them (see ``ChangeRecord``).
     public var changes: ChangeRecord?
     /// The Arrow schema the table's rows had when an Arrow client (the
-    /// Python package) wrote them, as that client encoded it (base64 of an
-    /// Arrow IPC stream: the schema with its metadata, such as pandas'
-    /// dtypes, and a batch of no rows holding the dictionaries). DuckDB
+    /// Python package) wrote them, as that client encoded it (base64 of a
+    /// zlib-compressed Arrow IPC stream: the schema with its metadata, such
+    /// as pandas' dtypes, and a batch of no rows holding the dictionaries;
+    /// 1-1.5 KB for 10-30 columns). DuckDB
     /// keeps every value but not every Arrow type (dictionaries, large and
     /// view types, time zones); the client casts a result back to these
     /// types where its columns still match. Row edits keep it; a write of
