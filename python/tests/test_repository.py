@@ -192,5 +192,5 @@ def test_a_streamed_query_hands_over_batches_as_duckdb_makes_them(repo):
         repo.query("SELECT 1; SELECT 2", stream=True)
     once = repo.query("SELECT 1 AS x", stream=True)
     assert list(once.to_batches())[0].num_rows == 1
-    with pytest.raises(udr.InvalidArgumentError, match="read already"):
+    with pytest.raises(udr.InvalidArgumentError, match="handed out this result.s rows already"):
         once.to_arrow()

@@ -119,13 +119,22 @@ class Result:
             return step(reader)
         return _lib.interruptible(lambda _: step(reader), self._cancel)
 
+    def _done(self) -> None:
+        """The stream is read: its handle (and the connection it holds) goes."""
+        if self._cancel is not None:
+            self._cancel.close()
+            self._cancel = None
+
     def to_arrow(self) -> pa.Table:
         """The rows as a pyarrow Table."""
         if self._table is None:
             reader, self._reader = self._reader, None
             if reader is None:
-                raise InvalidArgumentError("the rows of this streamed result were read already, batch by batch")
-            self._table = self._restored(self._read(reader, lambda r: r.read_all()))
+                raise InvalidArgumentError("to_batches() handed out this result's rows already: run the query again to read them another way")
+            try:
+                self._table = self._restored(self._read(reader, lambda r: r.read_all()))
+            finally:
+                self._done()
         return self._table
 
     def to_pandas(self) -> Any:
@@ -144,13 +153,17 @@ class Result:
             return
         reader, self._reader = self._reader, None
         if reader is None:
-            raise InvalidArgumentError("the rows of this streamed result were read already, batch by batch")
-        while True:
-            try:
-                batch = self._read(reader, lambda r: r.read_next_batch())
-            except StopIteration:
-                return
-            yield from self._restored(pa.Table.from_batches([batch])).to_batches()
+            raise InvalidArgumentError("to_batches() handed out this result's rows already: run the query again to read them another way")
+        try:
+            while True:
+                try:
+                    batch = self._read(reader, lambda r: r.read_next_batch())
+                except StopIteration:
+                    return
+                yield from self._restored(pa.Table.from_batches([batch])).to_batches()
+        finally:
+            reader.close()
+            self._done()
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         table = self.to_arrow()
@@ -236,7 +249,8 @@ class Repository:
         arrow = _lib.ArrowArrayStream()
         info = ctypes.c_void_p()
         error = ctypes.c_void_p()
-        cancel = _lib.Cancel()
+        # A streamed result keeps its handle to interrupt the reads of its batches.
+        cancel = _lib.Cancel() if stream else None
         try:
             status = _lib.interruptible(
                 lambda handle: _lib.lib().udr_query(
@@ -250,7 +264,7 @@ class Repository:
         _lib.check(status, error)
         schemas = json.loads(_lib.take_string(info))["arrow_schemas"]
         reader = pa.RecordBatchReader._import_from_c(ctypes.addressof(arrow))
-        return Result(reader, _arrow.Restorer(schemas) if schemas else None, cancel if stream else None)
+        return Result(reader, _arrow.Restorer(schemas) if schemas else None, cancel)
 
     # Writes
 

@@ -89,13 +89,10 @@ def encode_schema(schema: pa.Schema, first: pa.RecordBatch | None) -> str | None
     dictionaries."""
     if not schema.metadata and all(_kept_by_duckdb(field.type) for field in schema):
         return None
+    dictionaries = [i for i, field in enumerate(schema) if pa.types.is_dictionary(field.type)]
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, schema) as writer:
-        small = first is not None and all(
-            len(first.column(i).dictionary) <= _MAX_DICTIONARY_VALUES
-            for i, field in enumerate(schema) if pa.types.is_dictionary(field.type)
-        )
-        if first is not None and small and any(pa.types.is_dictionary(field.type) for field in schema):
+        if first is not None and dictionaries and all(len(first.column(i).dictionary) <= _MAX_DICTIONARY_VALUES for i in dictionaries):
             writer.write_batch(first.slice(0, 0))
     # Compressed: it is stored with every version of the table (1-1.5 KB
     # for 10-30 columns, where the stream is 2-4.5 KB).

@@ -197,9 +197,7 @@ public struct Manifest: Hashable, Sendable, Codable {
 
     /// The same table version under another version number.
     func renumbered(_ version: Int) -> Manifest {
-        var copy = Manifest(table: table, version: version, columns: columns, key: key, segments: segments, changes: changes)
-        copy.arrowSchema = arrowSchema
-        return copy
+        Manifest(table: table, version: version, columns: columns, key: key, segments: segments, changes: changes).keepingArrowSchema(of: self)
     }
 
     /// The same version with the Arrow schema `other` has (what a row edit

@@ -263,14 +263,10 @@ extension Repository {
 
     /// Runs SQL against the snapshot `options` selects; every table is a
     /// view under its name (namespaces are schemas: `org_12.parcels`).
+    /// Cancelling the calling task interrupts the query
+    /// (``UDRError/Code/interrupted``).
     public func query(_ sql: String, options: ReadOptions = .init()) async throws(UDRError) -> ResultSet {
-        try SQLScript.requireReads(sql)
-        return try await blocking { () throws(UDRError) -> ResultSet in
-            let snapshot = try self.resolveSnapshot(options, for: sql)
-            return try self.withSession(snapshot, sql: sql, checkedRead: true) { (connection) throws(UDRError) -> ResultSet in
-                do throws(DuckDBError) { return try connection.query(sql) } catch { throw self.queryError(error) }
-            }
-        }
+        try await checkedRead(sql, options: options) { (connection) throws(DuckDBError) -> ResultSet in try connection.query(sql) }.rows
     }
 
     /// Runs SQL against a snapshot and returns the rows as Arrow record batches.
@@ -287,19 +283,31 @@ extension Repository {
 
     /// Runs SQL against a snapshot, for an Arrow client: the rows and the
     /// Arrow schemas of the tables read. Cancelling the calling task
-    /// interrupts the query (``UDRError/Code/interrupted``).
+    /// interrupts the query.
     public func arrowQuery(_ sql: String, options: ReadOptions = .init()) async throws(UDRError) -> ArrowQuery {
+        let read = try await checkedRead(sql, options: options) { (connection) throws(DuckDBError) -> ArrowResult in
+            try connection.queryArrow(sql)
+        }
+        return ArrowQuery(rows: read.rows, arrowSchemas: read.arrowSchemas)
+    }
+
+    /// Runs `run` (SQL that ``SQLScript/requireReads(_:)`` passes) in a
+    /// session reading the snapshot `options` selects, interruptibly; also
+    /// gives the Arrow schemas of the tables read.
+    private func checkedRead<T: Sendable>(
+        _ sql: String, options: ReadOptions, _ run: @escaping @Sendable (Connection) throws(DuckDBError) -> T
+    ) async throws(UDRError) -> (rows: T, arrowSchemas: [TableName: String]) {
         try SQLScript.requireReads(sql)
-        return try await interruptibly { (interrupt) throws(UDRError) -> ArrowQuery in
+        return try await interruptibly { (interrupt) throws(UDRError) -> (rows: T, arrowSchemas: [TableName: String]) in
             var clock = StepClock()
             let snapshot = try self.resolveSnapshot(options, for: sql)
             clock.step("resolve snapshot")
-            let rows = try self.withSession(snapshot, sql: sql, checkedRead: true) { (connection) throws(UDRError) -> ArrowResult in
-                try interrupt.run(on: connection) { () throws(UDRError) -> ArrowResult in
-                    do throws(DuckDBError) { return try connection.queryArrow(sql) } catch { throw self.queryError(error) }
+            let rows = try self.withSession(snapshot, sql: sql, checkedRead: true) { (connection) throws(UDRError) -> T in
+                try interrupt.run(on: connection) { () throws(UDRError) -> T in
+                    do throws(DuckDBError) { return try run(connection) } catch { throw self.queryError(error) }
                 }
             }
-            return ArrowQuery(rows: rows, arrowSchemas: snapshot.tables.compactMapValues(\.arrowSchema))
+            return (rows, snapshot.tables.compactMapValues(\.arrowSchema))
         }
     }
 
@@ -315,16 +323,12 @@ extension Repository {
     /// stream's own that lives until the stream is released (the
     /// repository's long-lived one serves the other reads meanwhile).
     public func arrowStream(_ sql: String, options: ReadOptions = .init()) async throws(UDRError) -> ArrowQueryStream {
-        try SQLScript.requireReads(sql)
-        guard try SQLScript(sql).statements.count == 1 else {
+        guard try SQLScript.requireReads(sql).statements.count == 1 else {
             throw UDRError(.invalidArgument, "a streamed query is one statement; run the others without streaming")
         }
         return try await interruptibly { (interrupt) throws(UDRError) -> ArrowQueryStream in
             let snapshot = try self.resolveSnapshot(options, for: sql)
-            let connection: Connection
-            do throws(DuckDBError) { connection = try Database(configuration: self.configuration.duckdb).connect() } catch {
-                throw UDRError(.runtime, error.message, underlying: error)
-            }
+            let connection = try self.freshConnection()
             try self.attach(snapshot, to: connection, for: sql)
             let rows = try interrupt.run(on: connection) { () throws(UDRError) -> StreamingArrowResult in
                 do throws(DuckDBError) { return try StreamingArrowResult(connection: connection, sql: sql) } catch { throw self.queryError(error) }

@@ -187,12 +187,10 @@ extension Repository {
             guard written.inPlace else { return written }
             return try recordWrite(written, of: current, connection: connection)
         }
-        var manifest = written.manifest
-        manifest.arrowSchema = source.arrowSchema
         return try stage(
-            WrittenTable(manifest: manifest, logicalBytes: written.logicalBytes, bytesAdded: written.bytesAdded, inPlace: written.inPlace),
-            of: table, in: tx, current: current, kind: .replace,
-            counts: previous == nil ? RowCounts(inserted: written.manifest.rows) : written.manifest.changes?.rows, newContent: true)
+            written, of: table, in: tx, current: current, kind: .replace,
+            counts: previous == nil ? RowCounts(inserted: written.manifest.rows) : written.manifest.changes?.rows,
+            arrowSchema: .given(source.arrowSchema))
     }
 
     /// The fewest segments a table has for a whole-table write to record
@@ -240,15 +238,25 @@ extension Repository {
             segments: (shape.unpairedOld.map(\.id), shape.unpairedNew.map(\.id)), of: current, connection: connection)
     }
 
-    /// Stages a written table version unless its content equals the current
-    /// one. An edit keeps the current version's Arrow schema; a write of new
-    /// content (`newContent`) has its own.
+    /// Where a staged version's Arrow schema (``Manifest/arrowSchema``)
+    /// comes from: an edit keeps the current version's; a write of new
+    /// content has its own rows' (none from a file or a query).
+    enum ArrowSchemaOrigin {
+        case kept
+        case given(String?)
+    }
+
+    /// Stages a written table version unless it equals the current one.
     func stage(
         _ written: WrittenTable, of table: TableName, in tx: Transaction,
         current: Transaction.TableState,
-        kind: ChangeKind, counts: RowCounts?, newContent: Bool = false
+        kind: ChangeKind, counts: RowCounts?, arrowSchema: ArrowSchemaOrigin = .kept
     ) throws(UDRError) -> StagedWrite {
-        let manifest = newContent ? written.manifest : written.manifest.keepingArrowSchema(of: current.manifest)
+        var manifest = written.manifest
+        switch arrowSchema {
+        case .kept: manifest.arrowSchema = current.manifest?.arrowSchema
+        case .given(let schema): manifest.arrowSchema = schema
+        }
         if let previous = current.manifest, previous.isUnchanged(from: manifest) {
             return StagedWrite(
                 table: table, changed: false, rows: previous.rows, segments: previous.segments.count, logicalBytes: written.logicalBytes,

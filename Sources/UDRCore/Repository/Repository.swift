@@ -114,13 +114,15 @@ public final class Repository: Sendable {
 
     /// A fresh in-memory DuckDB database and connection for one operation.
     func withDuckDB<T>(_ body: (Connection) throws(UDRError) -> T) throws(UDRError) -> T {
-        let connection: Connection
-        do {
-            connection = try Database(configuration: configuration.duckdb).connect()
-        } catch {
+        try body(try freshConnection())
+    }
+
+    /// A connection to a new in-memory DuckDB database of its own (closed
+    /// with the connection).
+    func freshConnection() throws(UDRError) -> Connection {
+        do throws(DuckDBError) { return try Database(configuration: configuration.duckdb).connect() } catch {
             throw UDRError(.runtime, error.message, underlying: error)
         }
-        return try body(connection)
     }
 
     /// Runs `body` on the repository's long-lived DuckDB database when it is

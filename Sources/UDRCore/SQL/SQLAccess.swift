@@ -86,9 +86,11 @@ extension SQLScript {
     /// Throws unless every statement of `sql` only reads, naming the first
     /// that does not and saying to run it with `udr sql`. A statement that
     /// begins with no verb DuckDB knows is left to DuckDB's parser, whose
-    /// syntax error says where it went wrong.
-    static func requireReads(_ sql: String) throws(UDRError) {
-        for statement in try SQLScript(sql).statements where !statement.verbIsUnknown {
+    /// syntax error says where it went wrong. Returns the script.
+    @discardableResult
+    static func requireReads(_ sql: String) throws(UDRError) -> SQLScript {
+        let script = try SQLScript(sql)
+        for statement in script.statements where !statement.verbIsUnknown {
             guard let reason = statement.notAReadBecause else { continue }
             let text = statement.text
             let shown = text.count > 60 ? String(text.prefix(57)) + "…" : text
@@ -97,5 +99,6 @@ extension SQLScript {
                 "a query only reads, and \(reason): `\(shown)`. Run writes with `udr sql` (Repository.sql), which commits them; nothing was run"
             )
         }
+        return script
     }
 }
