@@ -15,6 +15,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // BLAKE3 (object ids), always optimized: it hashes every byte UDR stores.
@@ -36,10 +39,22 @@ let package = Package(
             name: "UDRSQLite",
             dependencies: ["UDRCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
+        // S3 (and R2, SeaweedFS, MinIO): the client, and remotes on it.
+        .target(
+            name: "UDRS3",
+            dependencies: [
+                "UDRCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "UDRCLI",
             dependencies: [
-                "UDRCore", "UDRSQLite",
+                "UDRCore", "UDRSQLite", "UDRS3",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -51,6 +66,7 @@ let package = Package(
         .testTarget(name: "DuckDBTests", dependencies: ["DuckDB"]),
         .testTarget(name: "UDRCoreTests", dependencies: ["UDRCore", "UDRSQLite", "UDRTesting", "CBLAKE3"]),
         .testTarget(name: "UDRCLITests", dependencies: ["UDRCLI", "UDRTesting", "DuckDB"]),
+        .testTarget(name: "UDRS3Tests", dependencies: ["UDRS3", "UDRCore", "UDRSQLite", "UDRTesting"]),
     ]
 )
 

@@ -6,7 +6,7 @@ public struct UDRError: Error, CustomStringConvertible, Sendable {
         private enum Base: Hashable, Sendable {
             case invalidArgument, invalidName, notARepository, alreadyExists, notFound
             case invalidInput, duplicateKey, nullKey, query, corruptObject, missingObject
-            case conflict, transaction, unsupportedType, io, catalog, runtime, readOnly, interrupted
+            case conflict, transaction, unsupportedType, io, catalog, runtime, readOnly, interrupted, credentials, unreachable
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -43,6 +43,10 @@ public struct UDRError: Error, CustomStringConvertible, Sendable {
         /// Its caller cancelled a running query (Ctrl-C in Python, a client
         /// that went away).
         public static let interrupted = Code(.interrupted)
+        /// Credentials for a remote store are missing, or the store refused them.
+        public static let credentials = Code(.credentials)
+        /// A remote store did not answer (no connection, timed out, retries spent).
+        public static let unreachable = Code(.unreachable)
 
         public var description: String { "\(base)" }
     }
