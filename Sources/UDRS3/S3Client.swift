@@ -157,12 +157,12 @@ public final class S3Client: Sendable {
         return response.etag ?? ""
     }
 
-    /// Every object under `prefix`, in key order (all pages).
-    public func list(bucket: String, prefix: String) async throws(UDRError) -> [S3ListedObject] {
+    /// Every object under `prefix`, in key order (all pages of `pageSize`).
+    public func list(bucket: String, prefix: String, pageSize: Int = 1000) async throws(UDRError) -> [S3ListedObject] {
         var out: [S3ListedObject] = []
         var token: String?
         repeat {
-            var query = [("list-type", "2"), ("prefix", prefix), ("max-keys", "1000")]
+            var query = [("list-type", "2"), ("prefix", prefix), ("max-keys", "\(pageSize)")]
             if let token { query.append(("continuation-token", token)) }
             let response = try await send("GET", bucket: bucket, query: query)
             try response.check(self, "list \(bucket)/\(prefix)")
