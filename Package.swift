@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "DuckDBTests", dependencies: ["DuckDB"]),
         .testTarget(name: "UDRCoreTests", dependencies: ["UDRCore", "UDRSQLite", "UDRTesting", "CBLAKE3"]),
         .testTarget(name: "UDRCLITests", dependencies: ["UDRCLI", "UDRTesting", "DuckDB"]),
-        .testTarget(name: "UDRS3Tests", dependencies: ["UDRS3", "UDRCore", "UDRSQLite", "UDRTesting"]),
+        .testTarget(name: "UDRS3Tests", dependencies: ["UDRS3", "UDRCore", "UDRSQLite", "UDRTesting", "DuckDB"]),
     ]
 )
 

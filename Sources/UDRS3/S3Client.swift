@@ -50,19 +50,8 @@ public struct S3ListedObject: Sendable, Hashable {
     public let etag: String
 }
 
-/// When a PUT may replace what is stored.
-public struct S3WriteCondition: Sendable, Hashable {
-    fileprivate enum Base: Sendable, Hashable {
-        case always, absent, matching(String)
-    }
-    fileprivate let base: Base
-    /// Unconditionally.
-    public static let always = S3WriteCondition(base: .always)
-    /// Only when no object has the key (`If-None-Match: *`).
-    public static let absent = S3WriteCondition(base: .absent)
-    /// Only when the stored object has this ETag (`If-Match`).
-    public static func matching(_ etag: String) -> S3WriteCondition { S3WriteCondition(base: .matching(etag)) }
-
+extension WriteCondition {
+    /// The conditional header of a PUT.
     var header: (name: String, value: String)? {
         switch base {
         case .always: return nil
@@ -145,7 +134,7 @@ public final class S3Client: Sendable {
     /// Stores an object if `condition` holds; returns its ETag, or nil
     /// when the condition failed (412, or 404 for `If-Match` on a missing
     /// key). Large bodies go as a multipart upload.
-    public func put(bucket: String, key: String, _ data: Data, if condition: S3WriteCondition = .always) async throws(UDRError) -> String? {
+    public func put(bucket: String, key: String, _ data: Data, if condition: WriteCondition = .always) async throws(UDRError) -> String? {
         if data.count >= configuration.multipartThreshold {
             return try await putMultipart(bucket: bucket, key: key, data, if: condition)
         }
@@ -214,7 +203,7 @@ public final class S3Client: Sendable {
 
     /// A multipart upload: start, parts, complete (conditionally); aborted
     /// on any failure so no parts are left behind.
-    func putMultipart(bucket: String, key: String, _ data: Data, if condition: S3WriteCondition) async throws(UDRError) -> String? {
+    func putMultipart(bucket: String, key: String, _ data: Data, if condition: WriteCondition) async throws(UDRError) -> String? {
         let started = try await send("POST", bucket: bucket, key: key, query: [("uploads", "")], headers: [("Content-Type", "application/octet-stream")])
         try started.check(self, "start an upload of \(bucket)/\(key)")
         guard let upload = XMLElement.parse(started.body)?["UploadId"] else {

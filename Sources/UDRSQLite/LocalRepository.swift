@@ -35,6 +35,34 @@ public enum LocalRepository {
         try open(RepositoryLayout.discover(from: path), configuration: configuration, logger: logger)
     }
 
+    /// Clones the remote at `location` into a new repository at `path`
+    /// (see ``Repository/becomeClone(of:branch:depth:progress:)``). On
+    /// failure nothing is left at `path`.
+    public static func clone(
+        _ location: RemoteLocation, into path: URL, branch: String? = nil, depth: Int? = nil, configuration: Repository.Configuration = .init(),
+        logger: Logger = Logger(label: "udr"), progress: SyncProgress? = nil
+    ) async throws(UDRError) -> (Repository, SyncReport) {
+        let existed = FileManager.default.fileExists(atPath: path.path)
+        if existed, !((try? FileManager.default.contentsOfDirectory(atPath: path.path)) ?? []).isEmpty {
+            throw UDRError(.alreadyExists, "\(path.path) exists and is not empty; clone into a new directory")
+        }
+        let location = try location.absolute()
+        let repo = try create(at: path, configuration: configuration, logger: logger)
+        do {
+            let report = try await repo.becomeClone(of: location, branch: branch, depth: depth, progress: progress)
+            return (repo, report)
+        } catch {
+            if existed {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: path.path)) ?? [] {
+                    try? FileManager.default.removeItem(at: path.appendingPathComponent(name))
+                }
+            } else {
+                try? FileManager.default.removeItem(at: path)
+            }
+            throw error
+        }
+    }
+
     static func open(_ layout: RepositoryLayout, configuration: Repository.Configuration, logger: Logger) throws(UDRError) -> Repository {
         let store = try LocalObjectStore(root: layout.metadata)
         let catalog = try SQLiteCatalog(path: layout.catalogFile.path)

@@ -87,6 +87,9 @@ public final class SQLiteCatalog: Catalog {
         migrator.registerMigration("v5-renames") { db in
             try db.execute(sql: "ALTER TABLE staged ADD COLUMN renamed_from TEXT")
         }
+        migrator.registerMigration("v6-remotes") { db in
+            try db.execute(sql: "CREATE TABLE remote_refs(name TEXT PRIMARY KEY, commit_id TEXT NOT NULL)")
+        }
         return migrator
     }
 
@@ -471,6 +474,63 @@ public final class SQLiteCatalog: Catalog {
         try read { db in
             try String.fetchAll(db, sql: "SELECT id FROM expired_commits WHERE expired_at >= ?", arguments: [Timestamp.format(time)]).map {
                 try ObjectID(hex: $0)
+            }
+        }
+    }
+
+    // MARK: Remotes
+
+    public func remoteRefs() throws(UDRError) -> [String: ObjectID] {
+        try read { db in
+            var out: [String: ObjectID] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT name, commit_id FROM remote_refs") {
+                out[row["name"]] = try ObjectID(hex: row["commit_id"])
+            }
+            return out
+        }
+    }
+
+    public func importCommits(_ commits: [CommitRecord], tableVersions: [TableVersionRecord], remoteRefs: [String: ObjectID?]) throws(UDRError) {
+        try write { db in
+            var assigned: [ObjectID: Int64] = [:]
+            for commit in commits {
+                if try Bool.fetchOne(db, sql: "SELECT 1 FROM commits WHERE id = ?", arguments: [commit.id.hex]) == true { continue }
+                let latest = max(
+                    try Int64.fetchOne(db, sql: "SELECT max(tx_id) FROM commits") ?? 0,
+                    try Int64.fetchOne(db, sql: "SELECT max(id) FROM tx_sequence") ?? 0)
+                let txID = commit.txID > latest ? commit.txID : latest + 1
+                try db.execute(
+                    sql: "INSERT INTO tx_sequence(id, allocated) VALUES (?, ?)", arguments: [txID, Timestamp.format(Date())])
+                try db.execute(
+                    sql: "INSERT INTO commits(id, tx_id, time, author, message, branch, parents) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    arguments: [
+                        commit.id.hex, txID, Timestamp.format(commit.time), commit.author, commit.message, commit.branch,
+                        commit.parents.map(\.hex).joined(separator: ","),
+                    ])
+                // A commit expired here and fetched again is history again.
+                try db.execute(sql: "DELETE FROM expired_commits WHERE id = ?", arguments: [commit.id.hex])
+                assigned[commit.id] = txID
+            }
+            for version in tableVersions {
+                guard let txID = assigned[version.commit] else { continue }
+                try db.execute(
+                    sql: """
+                        INSERT OR IGNORE INTO table_versions(table_name, version, manifest, commit_id, tx_id, time, row_count)
+                        VALUES (?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        version.table.rawValue, version.version, version.manifest.hex, version.commit.hex, txID, Timestamp.format(version.time),
+                        version.rows,
+                    ])
+            }
+            for (name, commit) in remoteRefs {
+                if let commit {
+                    try db.execute(
+                        sql: "INSERT INTO remote_refs(name, commit_id) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET commit_id = excluded.commit_id",
+                        arguments: [name, commit.hex])
+                } else {
+                    try db.execute(sql: "DELETE FROM remote_refs WHERE name = ?", arguments: [name])
+                }
             }
         }
     }

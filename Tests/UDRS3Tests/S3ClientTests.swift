@@ -15,9 +15,13 @@ func testClient(secret: String? = nil, configure: (inout S3Configuration) -> Voi
     return S3Client(configuration)
 }
 
-/// A new bucket on the test server (SeaweedFS answers reads a few seconds
-/// after it starts: retried until a write reads back).
-func testBucket() async throws -> String {
+/// The test process's bucket on the test server, made on first use (SeaweedFS
+/// gives every bucket volumes of its own, so tests share one and keep to
+/// prefixes of their own). Its first write is retried until it reads back:
+/// SeaweedFS answers reads a few seconds after it starts.
+func testBucket() async throws -> String { try await sharedBucket.value }
+
+private let sharedBucket = Task<String, any Error> {
     let client = try await testClient()
     let bucket = "udr-\(UUID().uuidString.prefix(8).lowercased())"
     let deadline = Date().addingTimeInterval(60)
@@ -27,6 +31,9 @@ func testBucket() async throws -> String {
         try await Task.sleep(nanoseconds: 200_000_000)
     }
 }
+
+/// A key prefix no other test uses.
+func uniquePrefix() -> String { "t-\(UUID().uuidString.prefix(8).lowercased())/" }
 
 private func bucketWorks(_ client: S3Client, _ bucket: String) async -> Bool {
     do {
@@ -44,42 +51,44 @@ private func bucketWorks(_ client: S3Client, _ bucket: String) async -> Bool {
     @Test func conditionalWritesRangesListingAndDeletes() async throws {
         let client = try await testClient()
         let bucket = try await testBucket()
-        let first = try await client.put(bucket: bucket, key: "a/one", Data("0123456789".utf8), if: .absent)
+        let t = uniquePrefix()
+        let first = try await client.put(bucket: bucket, key: t + "a/one", Data("0123456789".utf8), if: .absent)
         #expect(first != nil)
         // Written once: a second create-only write fails and changes nothing.
-        #expect(try await client.put(bucket: bucket, key: "a/one", Data("other".utf8), if: .absent) == nil)
-        #expect(try await client.get(bucket: bucket, key: "a/one")?.data == Data("0123456789".utf8))
-        #expect(try await client.get(bucket: bucket, key: "a/one", range: 2..<5)?.data == Data("234".utf8))
+        #expect(try await client.put(bucket: bucket, key: t + "a/one", Data("other".utf8), if: .absent) == nil)
+        #expect(try await client.get(bucket: bucket, key: t + "a/one")?.data == Data("0123456789".utf8))
+        #expect(try await client.get(bucket: bucket, key: t + "a/one", range: 2..<5)?.data == Data("234".utf8))
         // Compare-and-swap on the ETag.
-        let second = try await client.put(bucket: bucket, key: "a/one", Data("v2".utf8), if: .matching(first!))
+        let second = try await client.put(bucket: bucket, key: t + "a/one", Data("v2".utf8), if: .matching(first!))
         #expect(second != nil && second != first)
-        #expect(try await client.put(bucket: bucket, key: "a/one", Data("v3".utf8), if: .matching(first!)) == nil)
-        #expect(try await client.get(bucket: bucket, key: "a/one")?.data == Data("v2".utf8))
-        #expect(try await client.head(bucket: bucket, key: "a/one")?.size == 2)
-        #expect(try await client.head(bucket: bucket, key: "a/none") == nil)
-        #expect(try await client.get(bucket: bucket, key: "a/none") == nil)
+        #expect(try await client.put(bucket: bucket, key: t + "a/one", Data("v3".utf8), if: .matching(first!)) == nil)
+        #expect(try await client.get(bucket: bucket, key: t + "a/one")?.data == Data("v2".utf8))
+        #expect(try await client.head(bucket: bucket, key: t + "a/one")?.size == 2)
+        #expect(try await client.head(bucket: bucket, key: t + "a/none") == nil)
+        #expect(try await client.get(bucket: bucket, key: t + "a/none") == nil)
 
-        for i in 0..<25 { _ = try await client.put(bucket: bucket, key: "p/\(i < 10 ? "0" : "")\(i)", Data("\(i)".utf8)) }
-        let listed = try await client.list(bucket: bucket, prefix: "p/", pageSize: 7)
-        #expect(listed.map(\.key) == (0..<25).map { "p/\($0 < 10 ? "0" : "")\($0)" })
+        for i in 0..<25 { _ = try await client.put(bucket: bucket, key: t + "p/\(i < 10 ? "0" : "")\(i)", Data("\(i)".utf8)) }
+        let listed = try await client.list(bucket: bucket, prefix: t + "p/", pageSize: 7)
+        #expect(listed.map(\.key) == (0..<25).map { t + "p/\($0 < 10 ? "0" : "")\($0)" })
         #expect(listed.first?.size == 1)
-        try await client.delete(bucket: bucket, keys: listed.map(\.key) + ["p/missing"])
-        #expect(try await client.list(bucket: bucket, prefix: "p/").isEmpty)
+        try await client.delete(bucket: bucket, keys: listed.map(\.key) + [t + "p/missing"])
+        #expect(try await client.list(bucket: bucket, prefix: t + "p/").isEmpty)
     }
 
     @Test func largeBodiesGoAsMultipartUploads() async throws {
         let client = try await testClient { $0.multipartThreshold = 5 << 20; $0.partSize = 5 << 20 }
         let bucket = try await testBucket()
+        let big = uniquePrefix() + "big"
         var data = Data(count: (12 << 20) + 123)
         data.withUnsafeMutableBytes { raw in for i in stride(from: 0, to: raw.count, by: 4096) { raw[i] = UInt8(i / 4096 & 0xff) } }
         let before = client.traffic.requests
-        #expect(try await client.put(bucket: bucket, key: "big", data, if: .absent) != nil)
+        #expect(try await client.put(bucket: bucket, key: big, data, if: .absent) != nil)
         // Start, three parts, complete.
         #expect(client.traffic.requests - before == 5)
-        #expect(try await client.get(bucket: bucket, key: "big")?.data == data)
+        #expect(try await client.get(bucket: bucket, key: big)?.data == data)
         // A create-only multipart upload over an existing key fails at completion.
-        #expect(try await client.put(bucket: bucket, key: "big", Data(count: 6 << 20), if: .absent) == nil)
-        #expect(try await client.head(bucket: bucket, key: "big")?.size == Int64(data.count))
+        #expect(try await client.put(bucket: bucket, key: big, Data(count: 6 << 20), if: .absent) == nil)
+        #expect(try await client.head(bucket: bucket, key: big)?.size == Int64(data.count))
     }
 
     @Test func aWrongSecretKeyIsRefusedAsCredentials() async throws {

@@ -271,6 +271,20 @@ public protocol Catalog: Sendable {
     /// Every lease not ended (including expired ones).
     func leases() throws(UDRError) -> [WriteLease]
 
+    // MARK: Remotes
+
+    /// Remote-tracking refs: `REMOTE/BRANCH` → the commit the remote's
+    /// branch pointed at when last fetched or pushed.
+    func remoteRefs() throws(UDRError) -> [String: ObjectID]
+    /// Records commits fetched from a remote, parents first, and moves
+    /// remote-tracking refs (nil removes one), all in one step. A commit
+    /// already known is skipped; each new one gets the next local tx id
+    /// (its own, when that is still above every recorded one, so a clone
+    /// numbers commits as its origin does). A table version is indexed
+    /// under its number when that number is free here; otherwise it stays
+    /// reachable through its commit only.
+    func importCommits(_ commits: [CommitRecord], tableVersions: [TableVersionRecord], remoteRefs: [String: ObjectID?]) throws(UDRError)
+
     // MARK: Derived data
 
     /// Rows inserted, deleted and updated from manifest `old` (nil: no

@@ -159,6 +159,7 @@ extension Repository {
         }
         if let head = try catalog.head(of: name) { return head }
         if let tag = try catalog.tag(name) { return tag }
+        if name.contains("/"), let tracking = try catalog.remoteRefs()[name] { return tracking }
         if name == Self.defaultBranch { throw UDRError(.notFound, "branch \(name) has no commits yet: write a table first") }
         if name.hasPrefix("tx:") || (name.count >= 4 && name.allSatisfy(\.isHexDigit)) { return try resolveCommitReference(name) }
         if let time = Timestamp.parse(name) { return try commit(on: nil, asOf: time) }

@@ -51,6 +51,8 @@ public final class Repository: Sendable {
         public var cacheLimitBytes: Int64
         /// Author recorded in commits when a write names none.
         public var defaultAuthor: String
+        /// Opens remotes' storage (directories; S3 where the program links `UDRS3`).
+        public var remoteStorage: RemoteStorageOpener = .directories
 
         public init(
             duckdb: Database.Configuration = .init(), segmentation: SegmentationPolicy = .standard, readGrouping: ReadGrouping = .standard,

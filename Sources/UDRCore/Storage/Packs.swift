@@ -57,11 +57,28 @@ enum PackFormat {
         guard !indexLength.overflow, Int64(indexLength.partialValue) <= size - Int64(trailerSize),
             let index = readRange(fd: fd, offset: size - Int64(trailerSize) - Int64(indexLength.partialValue), length: Int(indexLength.partialValue))
         else { throw PackDamage("its trailer is damaged (an object count of \(count) does not fit the file)") }
+        let dataEnd = size - Int64(trailerSize) - Int64(index.count)
+        return try entries(tail: index + trailer, name: name, dataEnd: dataEnd)
+    }
+
+    /// The entries of a pack's tail (its index and trailer, as a remote
+    /// keeps it beside the pack), checked against the pack's name; with
+    /// `dataEnd`, each must lie within the pack's data.
+    static func entries(tail: Data, name: String, dataEnd: Int64?) throws(PackDamage) -> [Entry] {
+        let tail = Data(tail)
+        guard tail.count >= trailerSize, Array(tail.suffix(8)) == magic else { throw PackDamage("its trailer is damaged (no pack magic at its end)") }
+        let trailer = tail.suffix(trailerSize)
+        let count = trailer.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        let indexLength = count.multipliedReportingOverflow(by: UInt64(entrySize))
+        guard !indexLength.overflow, indexLength.partialValue == UInt64(tail.count - trailerSize) else {
+            throw PackDamage("its trailer is damaged (an object count of \(count) does not fit its index)")
+        }
+        let index = tail.prefix(tail.count - trailerSize)
         let digest = ObjectID.of(index)
-        guard digest.hex == name, Array(trailer[8..<40]) == digest.rawBytes else {
+        guard digest.hex == name, Array(trailer.dropFirst(8).prefix(32)) == digest.rawBytes else {
             throw PackDamage("its index is damaged (the index hashes to \(digest))")
         }
-        let dataEnd = size - Int64(trailerSize) - Int64(index.count)
+        let limit = dataEnd ?? Int64.max
         var entries: [Entry] = []
         entries.reserveCapacity(Int(count))
         var outside: ObjectID?
@@ -71,7 +88,7 @@ enum PackFormat {
                 let id = ObjectID(rawBytes: UnsafeRawBufferPointer(rebasing: raw[base..<(base + 32)]))
                 let offset = Int64(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: base + 32, as: UInt64.self)))
                 let length = Int64(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: base + 40, as: UInt64.self)))
-                guard offset >= 0, length >= 0, length <= dataEnd, offset <= dataEnd - length else {
+                guard offset >= 0, length >= 0, length <= limit, offset <= limit - length else {
                     outside = id
                     return
                 }
