@@ -11,7 +11,7 @@ run: setup build
 ## Set up, build, and run the whole test suite.
 test: setup
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	UDR_S3_VENV=$$(scripts/setup-s3.sh) $(SWIFT) test --skip-build
 	$(MAKE) test-python
 	$(MAKE) test-wheel
 	$(MAKE) test-peers

@@ -91,6 +91,11 @@ struct Merge: AsyncParsableCommand {
             throw UDRError(.invalidArgument, "unknown strategy '\(strategy)': use fail, ours or theirs")
         }
         let result = try await repo.open().merge(source, into: into, strategy: chosen, message: message, author: author)
+        try Merge.report(result, source: source, strategy: strategy, json: json)
+    }
+
+    /// Prints a merge's outcome (and conflicts); exits 1 when conflicts stopped it.
+    static func report(_ result: MergeResult, source: String, strategy: String, json: Bool) throws {
         if json {
             print(Output.json(result))
         } else {

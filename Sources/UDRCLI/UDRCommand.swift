@@ -2,6 +2,7 @@ import ArgumentParser
 import DuckDB
 import Foundation
 import UDRCore
+import UDRS3
 import UDRSQLite
 
 /// `udr`: the command-line interface, a thin layer over the `UDRCore` library.
@@ -13,6 +14,7 @@ public struct UDRCommand: AsyncParsableCommand {
             Init.self, Write.self, Append.self, Upsert.self, Delete.self, Update.self, Tx.self, Query.self, SQL.self, Drop.self, Alter.self, Rename.self, Export.self, Log.self,
             Changes.self, GC.self, Expire.self, Branch.self, Tag.self, Switch.self,
             Show.self, Diff.self, Merge.self, History.self, Tables.self, Versions.self, Info.self, Verify.self, Demo.self,
+            Remote.self, Clone.self, Fetch.self, Pull.self, Push.self,
         ])
 
     public init() {}
@@ -25,7 +27,14 @@ struct RepositoryOptions: ParsableArguments {
 
     func open() throws -> Repository {
         let url = URL(fileURLWithPath: path ?? FileManager.default.currentDirectoryPath)
-        return try LocalRepository.open(at: url)
+        return try LocalRepository.open(at: url, configuration: Self.configuration)
+    }
+
+    /// What every command opens repositories with: remotes on S3 too.
+    static var configuration: Repository.Configuration {
+        var configuration = Repository.Configuration()
+        configuration.remoteStorage = .withS3
+        return configuration
     }
 }
 

@@ -29,7 +29,7 @@ extension Repository {
     /// The tx id of the latest commit on `branch` (nil before the first).
     public func latestTxID(branch: String? = nil) async throws(UDRError) -> Int64? {
         try await blocking { () throws(UDRError) -> Int64? in
-            try self.branchHead(branch).head.map { (id) throws(UDRError) in try self.commit(id).txID }
+            try self.branchHead(branch).head.map { (id) throws(UDRError) in try self.txID(of: id) }
         }
     }
 
@@ -49,7 +49,7 @@ extension Repository {
             var name = table
             while let id = current {
                 let commit = try self.commit(id)
-                if let since, commit.txID <= since { break }
+                if let since, try self.txID(of: id) <= since { break }
                 if let change = commit.changes.first(where: { $0.table == name }) {
                     picked.append((id, commit, name))
                     if let from = change.renamedFrom { name = from }
@@ -64,7 +64,7 @@ extension Repository {
             return try picked.map { (id, commit, name) throws(UDRError) -> ChangeEntry in
                 let changes = commit.changes.filter { name == nil || $0.table == name }
                 return ChangeEntry(
-                    txID: commit.txID, commit: id, time: commit.time, branch: commit.branch, author: commit.author, message: commit.message,
+                    txID: try self.txID(of: id), commit: id, time: commit.time, branch: commit.branch, author: commit.author, message: commit.message,
                     tables: try changes.map { (change) throws(UDRError) in try self.describe(change, in: commit) })
             }
         }

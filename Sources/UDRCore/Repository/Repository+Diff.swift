@@ -203,12 +203,12 @@ extension Repository {
     /// The tables renamed on the way from `from` to `to` (first parents back
     /// from `to` until a commit no newer than `from`): new name → old name.
     func renames(from: ObjectID, to: ObjectID) throws(UDRError) -> [TableName: TableName] {
-        let stop = try commit(from).txID
+        let stop = try txID(of: from)
         var map: [TableName: TableName] = [:]
         var current: ObjectID? = to
         while let id = current, id != from {
             let commit = try self.commit(id)
-            if commit.txID <= stop { break }
+            if try txID(of: id) <= stop { break }
             for change in commit.changes {
                 guard let old = change.renamedFrom else { continue }
                 // A later rename of the same table: its name then is the old one.

@@ -53,7 +53,7 @@ extension Repository {
             // The table's name as of the commits being read: a rename, read
             // going back, gives the older commits the old name.
             var name = table
-            if let head = try self.branchHead(branch).head { frontier.append((try self.commit(head).txID, head)) }
+            if let head = try self.branchHead(branch).head { frontier.append((try self.txID(of: head), head)) }
             while !frontier.isEmpty {
                 frontier.sort { $0.0 < $1.0 }
                 let (_, id) = frontier.removeLast()

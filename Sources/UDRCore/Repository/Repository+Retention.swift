@@ -95,7 +95,8 @@ extension Repository {
             // begins later begins from one of these heads or a newer commit,
             // and commits newer than the heads are never expired here.
             let latest = try self.catalog.latestTxID()
-            let heads = try self.catalog.branches()
+            // Remote-tracking refs keep history as branches do (a pull merges from them).
+            let heads = try self.catalog.branches().merging(self.catalog.remoteRefs().map { ("remote " + $0.key, $0.value) }) { a, _ in a }
             // Running writes and transactions keep their base and every
             // commit after it: a row-level rebase walks them. So do merge
             // bases of branches.

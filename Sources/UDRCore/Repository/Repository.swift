@@ -162,6 +162,14 @@ public final class Repository: Sendable {
         return commit
     }
 
+    /// A commit's transaction id here: the catalog's, which follows the
+    /// order commits were recorded in this repository (a fetched commit's
+    /// own `txID` is its origin's). The commit's own for one not recorded.
+    func txID(of id: ObjectID) throws(UDRError) -> Int64 {
+        if let record = try catalog.commitRecord(id) { return record.txID }
+        return try commit(id).txID
+    }
+
     func manifest(_ id: ObjectID) throws(UDRError) -> Manifest {
         if let cached = decoded.get(id) as? Manifest { return cached }
         let manifest = try store.getJSON(Manifest.self, id)
