@@ -226,6 +226,31 @@ func attempt<T>(_ work: () async throws -> T) async -> Result<T, any Error> {
         #expect(try await b.verify().ok)
     }
 
+    @Test(arguments: RemoteKind.allCases) func aShallowCloneReadsOlderSegmentsFromTheRemoteWhenAQueryNeedsThem(_ kind: RemoteKind) async throws {
+        let dir = TemporaryDirectory()
+        let location = try await makeRemote(kind, dir)
+        let a = try makeSyncRepository(dir, "a")
+        try await a.addRemote("origin", location)
+        for night in 0..<5 { _ = try await writeNight(a, night) }
+        _ = try await a.push()
+        let full = try await LocalRepository.clone(location, into: dir.url.appendingPathComponent("full"), configuration: s3Configuration)
+        let (shallow, report) = try await LocalRepository.clone(
+            location, into: dir.url.appendingPathComponent("shallow"), depth: 1, configuration: s3Configuration)
+        #expect(report.objectBytes < full.1.objectBytes)
+        // All history is known; only the newest commit's segments are here.
+        #expect(try await shallow.log().map(\.id) == a.log().map(\.id))
+        #expect(try await shallow.verify().problems == [])
+        let before = try shallow.store.list().count
+        let sql = "SELECT count(*), sum(value)::BIGINT FROM parcels"
+        for back in 0..<5 {
+            let options = ReadOptions(commit: "main~\(back)")
+            #expect(try await shallow.query(sql, options: options).rows == a.query(sql, options: options).rows, "main~\(back)")
+        }
+        #expect(try shallow.store.list().count > before)
+        #expect(try await shallow.verify().problems == [])
+        try await expectSame(a, shallow)
+    }
+
     @Test func badInputGetsClearErrorsAndChangesNothing() async throws {
         let dir = TemporaryDirectory()
         let server = try await useTestServerCredentials()

@@ -112,6 +112,21 @@ extension Repository {
         RemoteRepository(storage: try configuration.remoteStorage(info.location), name: info.name)
     }
 
+    static let promisorSetting = "promisor_remote"
+
+    /// The remote a shallow clone reads the segments it did not fetch
+    /// from, and its pack index cache; nil for a complete repository.
+    func promisorRemote() throws(UDRError) -> (remote: RemoteRepository, cache: URL)? {
+        guard let name = try catalog.setting(Self.promisorSetting) else { return nil }
+        let info = try remote(name)
+        return (try openRemote(info), packIndexCache(info.location))
+    }
+
+    /// Whether an object missing here is one the promisor remote holds.
+    func isPromised(_ id: ObjectID) throws(UDRError) -> Bool {
+        try (store as? PromisingObjectStore)?.promised(id) ?? false
+    }
+
     /// Where the pack indexes of a remote location are cached.
     func packIndexCache(_ location: RemoteLocation) -> URL {
         let key = ObjectID.of(Data("\(location.url)\n\(location.endpoint ?? "")".utf8)).hex.prefix(16)
@@ -460,6 +475,9 @@ extension Repository {
         -> SyncReport
     {
         try await addRemote("origin", location)
+        if depth != nil {
+            try await blocking { () throws(UDRError) in try self.catalog.setSetting(Self.promisorSetting, to: "origin") }
+        }
         let report = try await fetch("origin", depth: depth, progress: progress)
         try await blocking { () throws(UDRError) in
             let tracking = try self.catalog.remoteRefs()

@@ -45,6 +45,8 @@ extension Repository {
             let present = Set(ids)
             func check(_ id: ObjectID, _ what: String) -> Bool {
                 if !present.contains(id) {
+                    // A shallow clone's older segments are on its remote.
+                    if (try? self.isPromised(id)) == true { return false }
                     problems.append("\(what) \(id) is missing")
                     return false
                 }

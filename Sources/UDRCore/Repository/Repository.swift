@@ -90,7 +90,8 @@ public final class Repository: Sendable {
         layout: RepositoryLayout, store: any ObjectStore, catalog: any Catalog, configuration: Configuration = .init(), logger: Logger
     ) throws(UDRError) {
         self.layout = layout
-        self.store = store
+        let promising = PromisingObjectStore(local: store)
+        self.store = promising
         self.catalog = catalog
         self.configuration = configuration
         self.logger = logger
@@ -102,6 +103,7 @@ public final class Repository: Sendable {
                 "\(layout.root.path) has repository format \(format); this udr understands up to \(RepositoryLayout.formatVersion). Upgrade udr."
             )
         }
+        promising.source = { [weak self] () throws(UDRError) in try self?.promisorRemote() }
     }
 
     /// Runs blocking work off the cooperative pool.
