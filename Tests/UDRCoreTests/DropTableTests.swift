@@ -44,7 +44,7 @@ import UDRTesting
         #expect(try await repo.log().count == 4)
 
         // GC keeps its objects while a retained commit holds them, frees them after.
-        let store = try #require(repo.store as? LocalObjectStore)
+        let store = try #require(repo.localStore as? LocalObjectStore)
         let manifest = try #require(try await repo.versions(t).last?.manifest)
         _ = try await repo.gc(grace: 0)
         #expect(try store.size(manifest) != nil)

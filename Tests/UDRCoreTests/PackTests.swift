@@ -24,7 +24,7 @@ import UDRTesting
         let (repo, _) = try makeRepository()
         let t = try TableName("t")
         let first = try await repo.write(t, from: .sql(Self.rows), key: ["k"])
-        let store = try #require(repo.store as? LocalObjectStore)
+        let store = try #require(repo.localStore as? LocalObjectStore)
         let manifest = try await repo.manifest(of: t)
         let objects = manifest.segments.count * 6  // per segment: magic, 4 chunks, footer, recipe; blobs may repeat
         #expect(objects >= LocalObjectStore.packThreshold)
@@ -47,7 +47,7 @@ import UDRTesting
     @Test func aFlippedByteInAPackIsFoundByVerifyAndFailsReads() async throws {
         let (repo, _) = try makeRepository()
         _ = try await repo.write(try TableName("t"), from: .sql(Self.rows), key: ["k"])
-        let store = try #require(repo.store as? LocalObjectStore)
+        let store = try #require(repo.localStore as? LocalObjectStore)
         let pack = try #require(try packFiles(store).first)
         let path = store.objectsDirectory.path + "/pack/" + pack
         let original = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -90,7 +90,7 @@ import UDRTesting
         _ = try await repo.write(t, from: .sql(Self.rows), key: ["k"])
         _ = try await repo.write(t, from: .sql("SELECT * REPLACE (n + 1 AS n) FROM t"), key: ["k"])
         _ = try await repo.write(t, from: .sql("SELECT * REPLACE (n + 1 AS n) FROM t"), key: ["k"])
-        let store = try #require(repo.store as? LocalObjectStore)
+        let store = try #require(repo.localStore as? LocalObjectStore)
         let packs = try packFiles(store)
         #expect(packs.count == 3)
         let before = try await repo.storedBytes()

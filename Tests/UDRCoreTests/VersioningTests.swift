@@ -190,7 +190,7 @@ import UDRTesting
         let (repo, _) = try makeRepository()
         _ = try await repo.write(try TableName("t"), from: .sql("SELECT i AS k, 'v' || i AS v FROM range(20000) t(i)"), key: ["k"])
         let manifest = try await repo.manifest(of: try TableName("t"))
-        let store = try #require(repo.store as? LocalObjectStore)
+        let store = try #require(repo.localStore as? LocalObjectStore)
         let recipe = manifest.segments[0].recipe
         let blob = try JSONDecoder().decode(SegmentRecipe.self, from: try store.get(recipe)).parts[1].blob
         let head = try #require(try repo.catalog.head(of: "main"))

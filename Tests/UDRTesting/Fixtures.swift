@@ -164,6 +164,6 @@ public func flipAByte(of id: ObjectID, in repo: Repository) throws -> Data {
 
 /// The file of a loose object of a local repository.
 public func looseObject(_ id: ObjectID, in repo: Repository) throws -> URL {
-    guard let store = repo.store as? LocalObjectStore else { throw UDRError(.invalidArgument, "not a local object store") }
+    guard let store = repo.localStore as? LocalObjectStore else { throw UDRError(.invalidArgument, "not a local object store") }
     return URL(fileURLWithPath: store.objectsDirectory.path + "/" + id.hex.prefix(2) + "/" + id.hex.dropFirst(2))
 }

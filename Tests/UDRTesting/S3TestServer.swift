@@ -122,3 +122,55 @@ public struct TestServerError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
+
+extension S3TestServer {
+    /// A moto server for tests, with authentication on: its first three
+    /// requests (unauthenticated) create an IAM user, its access key and
+    /// an `s3:*` policy; every request after is checked against that key.
+    /// Started once per test process, killed when it exits.
+    public static func moto() async throws -> S3TestServer { try await motoStarter.value }
+
+    private static let motoStarter = Task<S3TestServer, any Error> { try startMoto() }
+
+    static func startMoto() throws -> S3TestServer {
+        let venv = try environment()
+        let port = freePortBlock(1)
+        let watchdog = """
+            INITIAL_NO_AUTH_ACTION_COUNT=3 '\(venv.path)/bin/moto_server' -H 127.0.0.1 -p \(port) > /dev/null 2>&1 & w=$!
+            while kill -0 \(getpid()) 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.5; done
+            kill -9 $w 2>/dev/null
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", watchdog]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(30)
+        while !canConnect(port: port) {
+            guard Date() < deadline, process.isRunning else { throw TestServerError("moto_server did not start on port \(port)") }
+            usleep(100_000)
+        }
+        let script = """
+            import boto3, json
+            iam = boto3.client("iam", endpoint_url="http://127.0.0.1:\(port)", region_name="us-east-1",
+                               aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+            iam.create_user(UserName="udr")
+            key = iam.create_access_key(UserName="udr")["AccessKey"]
+            iam.put_user_policy(UserName="udr", PolicyName="s3", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+            print(key["AccessKeyId"], key["SecretAccessKey"])
+            """
+        let python = Process()
+        python.executableURL = venv.appendingPathComponent("bin/python")
+        python.arguments = ["-c", script]
+        let out = Pipe()
+        python.standardOutput = out
+        try python.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        python.waitUntilExit()
+        let words = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isWhitespace).map(String.init)
+        guard python.terminationStatus == 0, words.count == 2 else { throw TestServerError("could not create moto's IAM user") }
+        return S3TestServer(endpoint: URL(string: "http://127.0.0.1:\(port)")!, accessKey: words[0], secretKey: words[1])
+    }
+}

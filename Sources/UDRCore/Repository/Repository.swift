@@ -70,7 +70,11 @@ public final class Repository: Sendable {
     public static let defaultBranch = "main"
 
     public let layout: RepositoryLayout
+    /// The objects: the store the repository was opened over, which a
+    /// shallow clone's remote completes (see ``PromisingObjectStore``).
     public let store: any ObjectStore
+    /// The store the repository was opened over, without its remote.
+    public var localStore: any ObjectStore { (store as? PromisingObjectStore)?.local ?? store }
     public let catalog: any Catalog
     public let configuration: Configuration
     let cache: SegmentCache
