@@ -45,7 +45,8 @@ FORCE:
 ## The peer benchmark's harness at a tiny scale: every system must give the
 ## same answers every night (needs the debug build `test` makes).
 test-peers: setup
-	venv=$$(scripts/setup-peers.sh) && "$$venv/bin/python" bench/test_peers.py --udr-driver .build/debug/udr-bench
+	venv=$$(scripts/setup-peers.sh) && "$$venv/bin/python" bench/test_peers.py --udr-driver .build/debug/udr-bench \
+	  --weed "$$(scripts/setup-s3.sh)/bin/weed"
 
 ## Install the DuckDB runtime and extensions (cached outside the repository).
 setup: $(SETUP_STAMP)
@@ -76,6 +77,7 @@ bench-python: setup $(PYTHON_LIBRARY)
 bench-peers: setup
 	$(SWIFT) build -c release --product udr-bench
 	venv=$$(scripts/setup-peers.sh) && "$$venv/bin/python" bench/peers.py --udr-driver .build/release/udr-bench \
+	  --weed "$$(scripts/setup-s3.sh)/bin/weed" \
 	  --scale $(or $(SCALE),0.1) $(PEERS_ARGS)
 
 ## Crash safety at length: 2,000 writers killed at random instants (STRESS_KILLS to change).

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from systems import System, make_systems
+from s3server import SeaweedFS
+from systems import UDR, System, make_systems
 from workload import VARIANTS, Workload
 
 
@@ -66,7 +67,9 @@ def run_variant(args, variant: str, work: Path) -> dict:
     workload = Workload(scale=args.scale, seed=args.seed, nights=nights_run, variant=variant, column_every=args.column_every)
     queries = fixed_queries(workload)
     root = work / variant
-    systems = make_systems(root / "systems", args.udr_driver, args.systems)
+    server = SeaweedFS(args.weed) if args.weed else None
+    systems = make_systems(root / "systems", args.udr_driver, args.systems, server.environment() if server else None)
+    remote = f"s3://udr-bench/{variant}"
     inputs = root / "input"
     inputs.mkdir(parents=True)
     nights = []
@@ -107,8 +110,15 @@ def run_variant(args, variant: str, work: Path) -> dict:
                     "bytes": sum(size for size, _ in stored.values()),
                     "sync_bytes": synced,
                 }
+                if server and isinstance(system, UDR):
+                    # What `udr push` really sent to an S3 server (request bodies).
+                    push = system.push(remote, server.endpoint)
+                    record["systems"][system.name]["pushed_bytes"] = push["bytes_sent"]
+                    record["systems"][system.name]["push_seconds"] = push["seconds"]
             nights.append(record)
             line = ", ".join(f"{name} {v['write_seconds']:.2f} s" for name, v in record["systems"].items())
+            if "pushed_bytes" in record["systems"].get("udr", {}):
+                line += f"; udr push {record['systems']['udr']['pushed_bytes'] / 1e6:.2f} MB in {record['systems']['udr']['push_seconds']:.2f} s"
             print(f"[{variant}] night {n:2d}: {line}", file=sys.stderr, flush=True)
         result = {
             "variant": variant,
@@ -124,12 +134,21 @@ def run_variant(args, variant: str, work: Path) -> dict:
             clock = time.perf_counter()
             result["operations"] = operations(systems, workload, args)
             spent["operations"] = time.perf_counter() - clock
+        udr = next((s for s in systems if isinstance(s, UDR)), None)
+        if server and udr:
+            # Clones of what was pushed: everything, and the newest night's segments only.
+            result["clones"] = {
+                "full": udr.clone(remote, server.endpoint, str(root / "clone-full")),
+                "depth-1": udr.clone(remote, server.endpoint, str(root / "clone-depth-1"), depth=1),
+            }
         result["seconds"] = time.perf_counter() - started
         result["spent"] = spent
         return result
     finally:
         for system in systems:
             system.close()
+        if server:
+            server.close()
 
 
 def disagreements(answers: dict[str, list], queries: list[Query]) -> list[str]:
@@ -182,6 +201,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--systems", type=lambda s: s.split(","), help="comma-separated (default: all)")
     p.add_argument("--repeat", type=int, default=15, help="timed runs of each query after the first (their median is reported)")
     p.add_argument("--udr-driver", required=True, help="the udr-bench executable")
+    p.add_argument("--weed", help="SeaweedFS's weed (scripts/setup-s3.sh): UDR pushes each night to it and its real sync bytes are reported")
     p.add_argument("--work", help="scratch directory (default: a temporary one, removed after)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"), help="where results go")
     p.add_argument("--no-report", action="store_true", help="print the JSON only, no markdown or plots")

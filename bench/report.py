@@ -214,6 +214,24 @@ def _variant_section(variant: dict, plots: dict) -> list[str]:
             f"| {label} | {_mb(b)} | {share} | {_mb(sync)} | {sync / full:.1%} | {_s(sum(writes))} | {_s(sum(writes[1:]) / max(1, len(writes) - 1))} |"
         )
     lines.append("")
+    later = nights[1:] or nights
+    if "udr" in systems and all("pushed_bytes" in n["systems"]["udr"] for n in nights):
+        pushed = sum(n["systems"]["udr"]["pushed_bytes"] for n in later) / len(later)
+        seconds = sum(n["systems"]["udr"]["push_seconds"] for n in later) / len(later)
+        lines += [
+            f"UDR's real sync: `udr push` to a SeaweedFS S3 server sent {_mb(pushed)} a night on average after the first "
+            f"({pushed / full:.1%} of a full copy; every request body counted, refs and pack indexes included), in {_s(seconds)}; "
+            f"the first night {_mb(nights[0]['systems']['udr']['pushed_bytes'])}.",
+            "",
+        ]
+        clones = variant.get("clones")
+        if clones:
+            lines += [
+                f"A clone of the pushed repository: {_mb(clones['full']['object_bytes'])} in {_s(clones['full']['seconds'])}; "
+                f"with `--depth 1` (the newest night's segments; older ones fetched when read) "
+                f"{_mb(clones['depth-1']['object_bytes'])} in {_s(clones['depth-1']['seconds'])}.",
+                "",
+            ]
     for kind in ("bytes", "sync"):
         if (name, kind) in plots:
             lines += [f"![{kind}]({plots[(name, kind)]})", ""]

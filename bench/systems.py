@@ -174,10 +174,11 @@ class UDR(System):
     label = "UDR"
     branches = True
 
-    def __init__(self, root: Path, driver: str):
+    def __init__(self, root: Path, driver: str, environment: dict | None = None):
         super().__init__(root)
         self.process = subprocess.Popen(
-            [driver, "driver", str(root / "repo")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+            [driver, "driver", str(root / "repo")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            env={**os.environ, **(environment or {})},
         )
 
     def ask(self, request: dict) -> dict:
@@ -215,6 +216,21 @@ class UDR(System):
 
     def branch(self, name):
         return self.ask({"op": "branch", "name": name, "from": "main"})["seconds"]
+
+    def push(self, url: str, endpoint: str) -> dict:
+        """`udr push` to an S3 server: the request-body bytes it sent, and its time."""
+        # SeaweedFS answers a few seconds after it starts: the first push retries.
+        deadline = time.time() + 60
+        while True:
+            try:
+                return self.ask({"op": "push", "url": url, "endpoint": endpoint})
+            except RuntimeError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def clone(self, url: str, endpoint: str, directory: str, depth: int | None = None) -> dict:
+        return self.ask({"op": "clone", "url": url, "endpoint": endpoint, "dir": directory, "depth": depth})
 
     def is_cache(self, directory):
         return directory in ("cache", "tmp")  # the read cache and write scratch under .udr/: never synced
@@ -503,9 +519,9 @@ class ParquetCopies(System):
         return _timed(lambda: shutil.copytree(self.refs[-1], self.root / f"branch-{name}"))
 
 
-def make_systems(root: Path, driver: str, only: list[str] | None = None) -> list[System]:
+def make_systems(root: Path, driver: str, only: list[str] | None = None, udr_environment: dict | None = None) -> list[System]:
     factories = {
-        "udr": lambda: UDR(root / "udr", driver),
+        "udr": lambda: UDR(root / "udr", driver, udr_environment),
         "ducklake-replace": lambda: DuckLake(root / "ducklake-replace", row_level=False),
         "ducklake-rows": lambda: DuckLake(root / "ducklake-rows", row_level=True),
         "delta-overwrite": lambda: Delta(root / "delta-overwrite", merge=False),

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import peers  # noqa: E402
 
 DRIVER = ""
+WEED = ""
 
 
 class PeerHarnessTest(unittest.TestCase):
@@ -27,6 +28,7 @@ class PeerHarnessTest(unittest.TestCase):
     def setUpClass(cls):
         args = peers.parser().parse_args(
             ["--scale", "0.002", "--nights", "4", "--column-every", "2", "--repeat", "1", "--udr-driver", DRIVER, "--no-report"]
+            + (["--weed", WEED] if WEED else [])
         )
         cls.measured = peers.run(args)
         cls.variants = {v["variant"]: v for v in cls.measured["variants"]}
@@ -63,6 +65,20 @@ class PeerHarnessTest(unittest.TestCase):
             copies = last["systems"]["parquet-copies"]
             self.assertEqual(copies["sync_bytes"], last["full_copy_bytes"], "Parquet copies upload a full copy a night")
 
+    def test_udr_pushes_each_night_to_a_real_s3_server(self):
+        if not WEED:
+            self.skipTest("no --weed given")
+        for name, variant in self.variants.items():
+            nights = [n["systems"]["udr"] for n in variant["nights"]]
+            for i, m in enumerate(nights, 1):
+                self.assertGreater(m["pushed_bytes"], 0, f"{name}: night {i} pushed nothing")
+            # After the first night, a push sends the night's new objects, not the repository.
+            for m in nights[1:]:
+                self.assertLess(m["pushed_bytes"], nights[0]["pushed_bytes"], f"{name}: a later push resent the repository")
+            clones = variant.get("clones")
+            if name == "mixed":
+                self.assertGreater(clones["full"]["object_bytes"], clones["depth-1"]["object_bytes"], "--depth 1 fetches less")
+
     def test_diff_and_history_agree_across_systems(self):
         operations = self.variants["mixed"]["operations"]
         diffs = {s: (o["diff"]["inserted"], o["diff"]["deleted"], o["diff"]["updated"]) for s, o in operations.items()}
@@ -81,4 +97,8 @@ if __name__ == "__main__":
     i = arguments.index("--udr-driver")
     DRIVER = arguments[i + 1]
     del arguments[i : i + 2]
+    if "--weed" in arguments:
+        i = arguments.index("--weed")
+        WEED = arguments[i + 1]
+        del arguments[i : i + 2]
     unittest.main(argv=[sys.argv[0], *arguments], verbosity=2)

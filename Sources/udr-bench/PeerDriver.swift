@@ -1,6 +1,7 @@
 import DuckDB
 import Foundation
 import UDRCore
+import UDRS3
 import UDRSQLite
 
 // `udr-bench driver PATH`: UDR's side of `make bench-peers`.
@@ -21,6 +22,10 @@ import UDRSQLite
 //       → {"seconds":S,"changes":C}
 //   {"op":"branch","name":B,"from":R}
 //       → {"seconds":S}
+//   {"op":"push","url":"s3://BUCKET/PREFIX","endpoint":E}
+//       → {"seconds":S,"bytes_sent":B,"objects":N}   the bucket is created first if missing
+//   {"op":"clone","url":U,"endpoint":E,"dir":D,"depth":N?}
+//       → {"seconds":S,"object_bytes":B,"objects":N}
 //
 // An error answers {"error":"…"} and the driver goes on.
 
@@ -42,13 +47,17 @@ struct DriverRequest: Decodable, Sendable {
     let table: String?
     let key: [String: String]?
     let name: String?
+    let url: String?
+    let endpoint: String?
+    let dir: String?
+    let depth: Int?
 }
 
 @MainActor func runPeerDriver(repositoryPath: String) async throws {
     let url = URL(fileURLWithPath: repositoryPath)
     let repository =
         FileManager.default.fileExists(atPath: RepositoryLayout(root: url).formatFile.path)
-        ? try LocalRepository.open(at: url) : try LocalRepository.create(at: url)
+        ? try LocalRepository.open(at: url, configuration: driverConfiguration) : try LocalRepository.create(at: url, configuration: driverConfiguration)
     while let line = readLine() {
         guard !line.isEmpty else { continue }
         let answer: [String: Any]
@@ -103,9 +112,37 @@ struct DriverRequest: Decodable, Sendable {
         let name = try required(request.name, "name")
         let elapsed = try await seconds { _ = try await repository.createBranch(name, from: request.from) }
         return ["seconds": elapsed]
+    case "push":
+        let location = RemoteLocation(url: try required(request.url, "url"), endpoint: request.endpoint)
+        if try await !repository.remotes().contains(where: { $0.name == "bench" }) {
+            if case .s3(let bucket, _) = try location.kind(), let endpoint = request.endpoint, let endpointURL = URL(string: endpoint) {
+                let client = S3Client(S3Configuration(endpoint: endpointURL, region: "us-east-1", credentials: try S3Credentials.resolve()))
+                if try await !client.bucketExists(bucket) { try await client.createBucket(bucket) }
+            }
+            try await repository.addRemote("bench", location)
+        }
+        var report: SyncReport?
+        let elapsed = try await seconds { report = try await repository.push("bench") }
+        return ["seconds": elapsed, "bytes_sent": report?.bytesSent ?? 0, "objects": report?.objects ?? 0]
+    case "clone":
+        let location = RemoteLocation(url: try required(request.url, "url"), endpoint: request.endpoint)
+        var report: SyncReport?
+        let elapsed = try await seconds {
+            report = try await LocalRepository.clone(
+                location, into: URL(fileURLWithPath: try required(request.dir, "dir")), depth: request.depth, configuration: driverConfiguration
+            ).1
+        }
+        return ["seconds": elapsed, "object_bytes": report?.objectBytes ?? 0, "objects": report?.objects ?? 0]
     default:
-        throw UDRError(.invalidArgument, "unknown request '\(request.op)': write, query, diff, history or branch")
+        throw UDRError(.invalidArgument, "unknown request '\(request.op)': write, query, diff, history, branch, push or clone")
     }
+}
+
+/// Repositories with remotes on S3.
+private var driverConfiguration: Repository.Configuration {
+    var configuration = Repository.Configuration()
+    configuration.remoteStorage = .withS3
+    return configuration
 }
 
 private func writeInOneTransaction(_ tables: [DriverRequest.Table], message: String?, _ repository: Repository) async throws {
