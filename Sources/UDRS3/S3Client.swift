@@ -51,6 +51,14 @@ public struct S3ListedObject: Sendable, Hashable {
 }
 
 extension WriteCondition {
+    /// Whether an answer says the condition did not hold: 412, or (AWS,
+    /// moto) 404 NoSuchKey for `If-Match` on a key that does not exist.
+    func failed(by response: S3Client.Response) -> Bool {
+        if response.status == 412 { return true }
+        if case .matching = base { return response.status == 404 && response.errorCode == "NoSuchKey" }
+        return false
+    }
+
     /// The conditional header of a PUT.
     var header: (name: String, value: String)? {
         switch base {
@@ -141,7 +149,7 @@ public final class S3Client: Sendable {
         var headers: [(String, String)] = [("Content-Type", "application/octet-stream")]
         if let header = condition.header { headers.append(header) }
         let response = try await send("PUT", bucket: bucket, key: key, headers: headers, body: data)
-        if response.status == 412 || (response.status == 404 && response.errorCode == "NoSuchKey") { return nil }
+        if condition.failed(by: response) { return nil }
         try response.check(self, "write \(bucket)/\(key)")
         return response.etag ?? ""
     }
@@ -228,7 +236,7 @@ public final class S3Client: Sendable {
             var headers: [(String, String)] = [("Content-Type", "application/xml")]
             if let header = condition.header { headers.append(header) }
             let response = try await send("POST", bucket: bucket, key: key, query: [("uploadId", upload)], headers: headers, body: Data(xml.utf8))
-            if response.status == 412 || (response.status == 404 && response.errorCode == "NoSuchKey") {
+            if condition.failed(by: response) {
                 try? await abort(bucket: bucket, key: key, upload: upload)
                 return nil
             }

@@ -55,19 +55,9 @@ public struct S3TestServer: Sendable {
                 "-filer.localSocket=\(d)/filer.sock -s3.localSocket=\(d)/s3.sock -s3 -s3.port=\(p) -s3.config=\(d)/s3.json",
                 "-s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false",
             ].joined(separator: " ")
-            // The shell outlives neither this process nor the server: when
-            // the test process is gone it kills the server and removes its data.
-            let watchdog = """
-                mkdir -p \(d)/data; \(command) > \(d)/weed.log 2>&1 & w=$!
-                while kill -0 \(getpid()) 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.5; done
-                kill -9 $w 2>/dev/null; rm -rf \(d) /tmp/seaweedfs-*-grpc-\(p + 11).sock /tmp/seaweedfs-*-grpc-\(p + 12).sock /tmp/seaweedfs-*-grpc-\(p + 13).sock
-                """
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", watchdog]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
+            let process = try launchWatched(
+                "mkdir -p \(d)/data; \(command) > \(d)/weed.log 2>&1",
+                cleanup: "rm -rf \(d) /tmp/seaweedfs-*-grpc-\(p + 11).sock /tmp/seaweedfs-*-grpc-\(p + 12).sock /tmp/seaweedfs-*-grpc-\(p + 13).sock")
             let server = S3TestServer(endpoint: URL(string: "http://127.0.0.1:\(port)")!, accessKey: access, secretKey: secret)
             // Ready when the S3 port accepts connections; the caller's first
             // requests retry until reads work.
@@ -79,6 +69,24 @@ public struct S3TestServer: Sendable {
             process.terminate()
         }
         throw TestServerError("SeaweedFS did not start; see its log under \(dir.path)")
+    }
+
+    /// Runs a server command under a shell that outlives neither this
+    /// process nor the server: when the test process is gone it kills the
+    /// server (SIGKILL) and runs `cleanup`. Returns the shell.
+    static func launchWatched(_ command: String, cleanup: String = "") throws -> Process {
+        let watchdog = """
+            \(command) & w=$!
+            while kill -0 \(getpid()) 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.5; done
+            kill -9 $w 2>/dev/null; \(cleanup)
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", watchdog]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
     }
 
     /// A port P such that P…P+count-1 look free (bound and released here).
@@ -135,17 +143,7 @@ extension S3TestServer {
     static func startMoto() throws -> S3TestServer {
         let venv = try environment()
         let port = freePortBlock(1)
-        let watchdog = """
-            INITIAL_NO_AUTH_ACTION_COUNT=3 '\(venv.path)/bin/moto_server' -H 127.0.0.1 -p \(port) > /dev/null 2>&1 & w=$!
-            while kill -0 \(getpid()) 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.5; done
-            kill -9 $w 2>/dev/null
-            """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", watchdog]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try launchWatched("INITIAL_NO_AUTH_ACTION_COUNT=3 '\(venv.path)/bin/moto_server' -H 127.0.0.1 -p \(port) > /dev/null 2>&1")
         let deadline = Date().addingTimeInterval(30)
         while !canConnect(port: port) {
             guard Date() < deadline, process.isRunning else { throw TestServerError("moto_server did not start on port \(port)") }

@@ -210,16 +210,15 @@ public final class DirectoryStorage: RemoteStorage, @unchecked Sendable {
 
     public func list(_ prefix: String) async throws(UDRError) -> [String] {
         guard FileManager.default.fileExists(atPath: root) else { throw missingRoot() }
+        // Only the prefix's directory is walked (`refs/` never reads `packs/`).
+        let base = prefix.contains("/") ? String(prefix[...prefix.lastIndex(of: "/")!]) : ""
+        guard let walker = FileManager.default.enumerator(atPath: path(base)) else { return [] }
         var out: [String] = []
-        guard let walker = FileManager.default.enumerator(atPath: root) else { return [] }
         while let relative = walker.nextObject() as? String {
             let name = (relative as NSString).lastPathComponent
-            if name.hasPrefix(".tmp-") || name.hasPrefix(".lock-") { continue }
-            guard relative.hasPrefix(prefix) || prefix.hasPrefix(relative + "/") || prefix.isEmpty else {
-                if walker.fileAttributes?[.type] as? FileAttributeType == .typeDirectory { walker.skipDescendants() }
-                continue
-            }
-            if walker.fileAttributes?[.type] as? FileAttributeType == .typeRegular, relative.hasPrefix(prefix) { out.append(relative) }
+            let key = base + relative
+            if name.hasPrefix(".tmp-") || name.hasPrefix(".lock-") || !key.hasPrefix(prefix) { continue }
+            if walker.fileAttributes?[.type] as? FileAttributeType == .typeRegular { out.append(key) }
         }
         return out.sorted()
     }
