@@ -10,16 +10,31 @@ struct Init: AsyncParsableCommand {
     @Argument(help: "Where to create it (default: the current directory).")
     var path: String?
 
+    @Option(help: "Keep the objects in an object store of their own: s3://BUCKET/PREFIX, or a directory (an empty location).")
+    var store: String?
+
+    @Option(help: "The S3 endpoint of --store (http(s)://HOST:PORT; default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).")
+    var endpoint: String?
+
+    @Option(help: "The S3 region of --store (default: AWS_REGION, the profile's, else us-east-1; `auto` for R2).")
+    var region: String?
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
     func run() async throws {
         let url = URL(fileURLWithPath: path ?? FileManager.default.currentDirectoryPath)
-        let repository = try LocalRepository.create(at: url)
+        if store == nil, endpoint != nil || region != nil {
+            throw UDRError(.invalidArgument, "--endpoint and --region describe --store; pass --store s3://BUCKET/PREFIX too")
+        }
+        let location = store.map { RemoteLocation(url: $0, endpoint: endpoint, region: region) }
+        let repository = try LocalRepository.create(at: url, store: location, configuration: RepositoryOptions.configuration)
         if json {
-            print(Output.json(["path": repository.layout.root.path, "format": String(RepositoryLayout.formatVersion)]))
+            var fields = ["path": repository.layout.root.path, "format": String(RepositoryLayout.formatVersion)]
+            if let location { fields["store"] = location.url }
+            print(Output.json(fields))
         } else {
-            print("Initialized an empty UDR repository in \(repository.layout.root.path)")
+            print("Initialized an empty UDR repository in \(repository.layout.root.path)" + (location.map { ", its objects in \($0.url)" } ?? ""))
         }
     }
 }

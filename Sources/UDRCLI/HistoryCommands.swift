@@ -70,7 +70,7 @@ struct GC: AsyncParsableCommand {
         }
         if report.objectsWaiting > 0 {
             print(
-                "\(report.objectsWaiting) unreachable objects (\(Output.bytes(report.bytesWaiting))) are younger than the grace period; a later gc frees them"
+                "\(report.objectsWaiting) unreachable objects (\(Output.bytes(report.bytesWaiting))) are younger than the grace period or wait for writers that were running to end; a later gc frees them"
             )
         }
     }

@@ -48,6 +48,8 @@ public struct S3ListedObject: Sendable, Hashable {
     public let key: String
     public let size: Int64
     public let etag: String
+    /// `LastModified`, by the server's clock.
+    public let modified: Date
 }
 
 extension WriteCondition {
@@ -168,7 +170,10 @@ public final class S3Client: Sendable {
             }
             for item in root.all("Contents") {
                 guard let key = item["Key"] else { continue }
-                out.append(S3ListedObject(key: key, size: Int64(item["Size"] ?? "") ?? 0, etag: item["ETag"] ?? ""))
+                out.append(
+                    S3ListedObject(
+                        key: key, size: Int64(item["Size"] ?? "") ?? 0, etag: item["ETag"] ?? "",
+                        modified: item["LastModified"].flatMap(Timestamp.parse) ?? .distantPast))
             }
             token = root["IsTruncated"] == "true" ? root["NextContinuationToken"] : nil
         } while token != nil

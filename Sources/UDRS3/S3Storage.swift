@@ -35,8 +35,14 @@ public final class S3Storage: RemoteStorage {
         try await client.put(bucket: bucket, key: prefix + key, data, if: condition) != nil
     }
 
-    public func list(_ prefix: String) async throws(UDRError) -> [String] {
-        try await client.list(bucket: bucket, prefix: self.prefix + prefix).map { String($0.key.dropFirst(self.prefix.count)) }
+    public func exists(_ key: String) async throws(UDRError) -> Bool {
+        try await client.head(bucket: bucket, key: prefix + key) != nil
+    }
+
+    public func listKeys(_ prefix: String) async throws(UDRError) -> [StoredKey] {
+        try await client.list(bucket: bucket, prefix: self.prefix + prefix).map {
+            StoredKey(key: String($0.key.dropFirst(self.prefix.count)), size: $0.size, modified: $0.modified)
+        }
     }
 
     public func delete(_ keys: [String]) async throws(UDRError) {

@@ -2,23 +2,49 @@ import Foundation
 import Logging
 import UDRCore
 
-/// The embedded default: a repository in a local directory, with a local
-/// object store and a SQLite catalog, both under `PATH/.udr/`.
+/// The embedded default: a repository in a local directory, with a SQLite
+/// catalog under `PATH/.udr/` and its objects there too, or in an object
+/// store of their own (S3, or a directory: see ``PackedObjectStore``)
+/// that `PATH/.udr/store.json` names.
 public enum LocalRepository {
-    /// Creates a repository at `path` (the directory is created if needed).
-    public static func create(at path: URL, configuration: Repository.Configuration = .init(), logger: Logger = Logger(label: "udr"))
+    /// Creates a repository at `path` (the directory is created if
+    /// needed), its objects in `store` when given (an empty location of
+    /// its own; opened with the configuration's `remoteStorage`).
+    public static func create(
+        at path: URL, store: RemoteLocation? = nil, configuration: Repository.Configuration = .init(), logger: Logger = Logger(label: "udr")
+    )
         throws(UDRError) -> Repository
     {
         let layout = RepositoryLayout(root: path)
         if FileManager.default.fileExists(atPath: layout.formatFile.path) {
             throw UDRError(.alreadyExists, "\(path.path) already holds a UDR repository")
         }
+        let existed = FileManager.default.fileExists(atPath: layout.metadata.path)
         do {
             try FileManager.default.createDirectory(at: layout.metadata, withIntermediateDirectories: true)
         } catch {
             throw UDRError(.io, "cannot create \(layout.metadata.path): \(error.localizedDescription)")
         }
-        _ = try LocalObjectStore(root: layout.metadata)
+        if let store {
+            do throws(UDRError) {
+                let location = try store.absolute()
+                if case .directory(let directory) = try location.kind() {
+                    do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
+                        throw UDRError(.io, "cannot create the object store directory \(directory): \(error.localizedDescription)")
+                    }
+                }
+                _ = try PackedObjectStore.open(
+                    try configuration.remoteStorage(location), cache: layout.storeCacheDirectory, creating: true)
+                do { try JSONEncoder().encode(location).write(to: layout.storeFile, options: .atomic) } catch {
+                    throw UDRError(.io, "cannot write \(layout.storeFile.path): \(error.localizedDescription)")
+                }
+            } catch {
+                if !existed { try? FileManager.default.removeItem(at: layout.metadata) }
+                throw error
+            }
+        } else {
+            _ = try LocalObjectStore(root: layout.metadata)
+        }
         _ = try SQLiteCatalog(path: layout.catalogFile.path, create: true)
         // The FORMAT file is written last: its presence marks a complete repository.
         let format = "udr repository\nformat \(RepositoryLayout.formatVersion)\n"
@@ -64,7 +90,15 @@ public enum LocalRepository {
     }
 
     static func open(_ layout: RepositoryLayout, configuration: Repository.Configuration, logger: Logger) throws(UDRError) -> Repository {
-        let store = try LocalObjectStore(root: layout.metadata)
+        let store: any ObjectStore
+        if let named = FileManager.default.contents(atPath: layout.storeFile.path) {
+            guard let location = try? JSONDecoder().decode(RemoteLocation.self, from: named) else {
+                throw UDRError(.invalidInput, "\(layout.storeFile.path) does not name an object store; the repository's configuration is damaged")
+            }
+            store = try PackedObjectStore.open(try configuration.remoteStorage(location), cache: layout.storeCacheDirectory, creating: false)
+        } else {
+            store = try LocalObjectStore(root: layout.metadata)
+        }
         let catalog = try SQLiteCatalog(path: layout.catalogFile.path)
         return try Repository(layout: layout, store: store, catalog: catalog, configuration: configuration, logger: logger)
     }

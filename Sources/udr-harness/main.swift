@@ -15,6 +15,7 @@
 import DuckDB
 import Foundation
 import UDRCore
+import UDRS3
 import UDRSQLite
 import UDRTesting
 
@@ -33,10 +34,17 @@ func fail(_ message: String) -> Never {
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 
+/// Repositories whose objects are on S3 open as `udr` opens them.
+let harnessConfiguration: Repository.Configuration = {
+    var configuration = Repository.Configuration()
+    configuration.remoteStorage = .withS3
+    return configuration
+}()
+
 // MARK: worker
 
 func worker(repoPath: String, id: Int, commits: Int, mode: String) async throws {
-    let repo = try LocalRepository.open(at: URL(fileURLWithPath: repoPath))
+    let repo = try LocalRepository.open(at: URL(fileURLWithPath: repoPath), configuration: harnessConfiguration)
     let own = try TableName("own_\(id)")
     let shared = try TableName("shared")
     for i in 0..<commits {
@@ -85,7 +93,7 @@ enum Chaos {
 }
 
 func victim(repoPath: String, seed: UInt64) async throws {
-    let repo = try LocalRepository.open(at: URL(fileURLWithPath: repoPath))
+    let repo = try LocalRepository.open(at: URL(fileURLWithPath: repoPath), configuration: harnessConfiguration)
     var rng = SeededGenerator(seed: seed)
     while true {
         let generation = Int(rng.next() % 1_000_000_000)
@@ -143,7 +151,7 @@ func crashRounds(rounds: Int, seed: UInt64, directory: URL) async throws -> Cras
     var rng = SeededGenerator(seed: seed)
     let path = directory.appendingPathComponent("repo")
     _ = try LocalRepository.create(at: path)
-    try await Chaos.setUp(try LocalRepository.open(at: path))
+    try await Chaos.setUp(try LocalRepository.open(at: path, configuration: harnessConfiguration))
     for round in 0..<rounds {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
@@ -161,7 +169,7 @@ func crashRounds(rounds: Int, seed: UInt64, directory: URL) async throws -> Cras
         let lines = text.split(separator: "\n")
         if let last = lines.last(where: { $0.hasPrefix("op ") }) { stats.opsAtKill[String(last.dropFirst(3)), default: 0] += 1 }
 
-        let repo = try LocalRepository.open(at: path)
+        let repo = try LocalRepository.open(at: path, configuration: harnessConfiguration)
         let report = try await repo.verify()
         if !report.ok {
             stats.unverified += 1

@@ -81,7 +81,7 @@ public struct SegmentCache: Sendable {
         let recipe = try store.getJSON(SegmentRecipe.self, segment.recipe)
         var bytes = Data()
         bytes.reserveCapacity(Int(recipe.bytes))
-        for part in recipe.parts { bytes.append(try store.get(part.blob)) }
+        for blob in try store.get(many: recipe.parts.map(\.blob)) { bytes.append(blob) }
         let actual = ObjectID.of(bytes)
         guard actual == segment.id, recipe.segment == segment.id else {
             throw UDRError(

@@ -69,10 +69,11 @@ final class PromisingObjectStore: ObjectStore, @unchecked Sendable {
     func put(hashed objects: [(id: ObjectID, data: Data)]) throws(UDRError) -> Int64 { try local.put(hashed: objects) }
     func batch() -> any ObjectBatch { local.batch() }
     func list() throws(UDRError) -> [ObjectID] { try local.list() }
-    func modificationTime(_ id: ObjectID) throws(UDRError) -> Date? { try local.modificationTime(id) }
-    func delete(_ ids: [ObjectID], unlessModifiedSince cutoff: Date) throws(UDRError) -> (objects: Int, bytes: Int64) {
-        try local.delete(ids, unlessModifiedSince: cutoff)
+    func reusable(_ ids: [ObjectID]) throws(UDRError) -> Set<ObjectID> { try local.reusable(ids) }
+    func collect(
+        roots: () throws(UDRError) -> GarbageRoots, liveWriters: () throws(UDRError) -> Set<String>, dryRun: Bool
+    ) throws(UDRError) -> CollectedGarbage {
+        try local.collect(roots: roots, liveWriters: liveWriters, dryRun: dryRun)
     }
     func problems() throws(UDRError) -> [String] { try local.problems() }
-    func removeAbandoned(before cutoff: Date, dryRun: Bool) throws(UDRError) -> Int64 { try local.removeAbandoned(before: cutoff, dryRun: dryRun) }
 }

@@ -167,14 +167,23 @@ struct RemoteRepository: Sendable {
     /// several reads at once) and checks each against its id. Throws,
     /// naming it, for an object that is missing or damaged.
     func load(_ ids: [ObjectID], index: [ObjectID: Location]) async throws(UDRError) -> [ObjectID: Data] {
-        var loaded: [ObjectID: Data] = [:]
-        var byPack: [String: [(ObjectID, Location)]] = [:]
+        var wanted: [(ObjectID, Location)] = []
         for id in ids {
             guard let location = index[id] else {
                 throw UDRError(.missingObject, "the remote \(name) lacks object \(id), which its refs reach; the remote is damaged (run `udr remote verify \(name)`)")
             }
-            byPack[location.pack, default: []].append((id, location))
+            wanted.append((id, location))
         }
+        return try await Self.read(wanted, from: storage, what: "the remote \(name)")
+    }
+
+    /// Reads packed objects from `storage` (nearby ones of a pack in one
+    /// ranged read, 8 reads at once) and checks each against its id;
+    /// `what` names the storage in errors ("the remote origin").
+    static func read(_ wanted: [(ObjectID, Location)], from storage: any RemoteStorage, what: String) async throws(UDRError) -> [ObjectID: Data] {
+        var loaded: [ObjectID: Data] = [:]
+        var byPack: [String: [(ObjectID, Location)]] = [:]
+        for (id, location) in wanted { byPack[location.pack, default: []].append((id, location)) }
         // Runs of objects at most 1 MB apart, each read in one request.
         struct Run: Sendable {
             let pack: String
@@ -198,8 +207,6 @@ struct RemoteRepository: Sendable {
             }
             if !current.isEmpty { runs.append(Run(pack: pack, range: lower..<upper, objects: current)) }
         }
-        let storage = self.storage
-        let name = self.name
         var next = 0
         while next < runs.count {
             let wave = Array(runs[next..<min(next + 8, runs.count)])
@@ -222,7 +229,7 @@ struct RemoteRepository: Sendable {
             for (run, result) in zip(wave, results) {
                 let data = try result.get()
                 guard data.count == run.range.count else {
-                    throw UDRError(.corruptObject, "the remote \(name)'s pack \(run.pack) is shorter than its index says; it is damaged")
+                    throw UDRError(.corruptObject, "pack \(run.pack) of \(what) is shorter than its index says; it is damaged")
                 }
                 for (id, location) in run.objects {
                     let start = Int(location.offset - run.range.lowerBound)
@@ -231,7 +238,7 @@ struct RemoteRepository: Sendable {
                     guard actual == id else {
                         throw UDRError(
                             .corruptObject,
-                            "object \(id) in pack \(run.pack) of the remote \(name) is damaged: its bytes hash to \(actual). Nothing was fetched; the remote needs repair (push it again from a good copy)."
+                            "object \(id) in pack \(run.pack) of \(what) is damaged: its bytes hash to \(actual). Nothing was read; it needs repair from a good copy (a remote: push to it again; a store: run `udr verify`)."
                         )
                     }
                     loaded[id] = bytes

@@ -44,11 +44,34 @@ public protocol RemoteStorage: Sendable {
     /// Writes a key if `condition` holds; false when it did not. A reader
     /// sees the old value or the whole new one.
     func write(_ key: String, _ data: Data, if condition: WriteCondition) async throws(UDRError) -> Bool
-    /// Every key starting with `prefix`.
-    func list(_ prefix: String) async throws(UDRError) -> [String]
+    /// Whether a key is stored.
+    func exists(_ key: String) async throws(UDRError) -> Bool
+    /// Every key starting with `prefix`, with its size and time.
+    func listKeys(_ prefix: String) async throws(UDRError) -> [StoredKey]
     func delete(_ keys: [String]) async throws(UDRError)
     /// Request-body bytes sent so far (what a push uploaded).
     var bytesSent: Int64 { get }
+}
+
+/// A key as a listing gives it.
+public struct StoredKey: Sendable, Hashable {
+    public let key: String
+    public let size: Int64
+    /// When it was written, by the storage's clock.
+    public let modified: Date
+
+    public init(key: String, size: Int64, modified: Date) {
+        self.key = key
+        self.size = size
+        self.modified = modified
+    }
+}
+
+extension RemoteStorage {
+    /// Every key starting with `prefix`, sorted.
+    public func list(_ prefix: String) async throws(UDRError) -> [String] {
+        try await listKeys(prefix).map(\.key).sorted()
+    }
 }
 
 /// A remote's address: a directory (a path or `file://` URL) or an S3
@@ -208,19 +231,28 @@ public final class DirectoryStorage: RemoteStorage, @unchecked Sendable {
         guard Glibc.rename(from, to) == 0 else { throw UDRError(.io, "cannot write \(to): \(String(cString: strerror(errno)))") }
     }
 
-    public func list(_ prefix: String) async throws(UDRError) -> [String] {
+    public func exists(_ key: String) async throws(UDRError) -> Bool {
+        guard FileManager.default.fileExists(atPath: root) else { throw missingRoot() }
+        return access(path(key), F_OK) == 0
+    }
+
+    public func listKeys(_ prefix: String) async throws(UDRError) -> [StoredKey] {
         guard FileManager.default.fileExists(atPath: root) else { throw missingRoot() }
         // Only the prefix's directory is walked (`refs/` never reads `packs/`).
         let base = prefix.contains("/") ? String(prefix[...prefix.lastIndex(of: "/")!]) : ""
         guard let walker = FileManager.default.enumerator(atPath: path(base)) else { return [] }
-        var out: [String] = []
+        var out: [StoredKey] = []
         while let relative = walker.nextObject() as? String {
             let name = (relative as NSString).lastPathComponent
             let key = base + relative
             if name.hasPrefix(".tmp-") || name.hasPrefix(".lock-") || !key.hasPrefix(prefix) { continue }
-            if walker.fileAttributes?[.type] as? FileAttributeType == .typeRegular { out.append(key) }
+            guard let attributes = walker.fileAttributes, attributes[.type] as? FileAttributeType == .typeRegular else { continue }
+            out.append(
+                StoredKey(
+                    key: key, size: (attributes[.size] as? NSNumber)?.int64Value ?? 0,
+                    modified: attributes[.modificationDate] as? Date ?? .distantPast))
         }
-        return out.sorted()
+        return out.sorted { $0.key < $1.key }
     }
 
     public func delete(_ keys: [String]) async throws(UDRError) {

@@ -152,6 +152,11 @@ extension Repository {
         let info = try remote(remoteName)
         let remote = try openRemote(info)
         let cache = packIndexCache(info.location)
+        // A lease, as for any write: GC keeps what the fetch counts on.
+        let lease = Self.holderToken()
+        let now = Date()
+        _ = try catalog.beginLease(id: lease, branch: Self.defaultBranch, began: now, expires: now.addingTimeInterval(Self.writeLeaseTimeToLive))
+        defer { try? catalog.endLease(lease) }
         let (branches, tags, index) = try awaitBlocking { () async throws(UDRError) in
             try await remote.open(creating: false)
             let (branches, tags) = try await remote.refs()
@@ -291,11 +296,12 @@ extension Repository {
         return try manifest(id)
     }
 
-    /// The objects of `ids` not in the store, in id order.
+    /// The objects of `ids` the store lacks (or holds only where GC may
+    /// take them: see ``ObjectStore/reusable(_:)``), in id order.
     func absent(_ ids: Set<ObjectID>) throws(UDRError) -> [ObjectID] {
-        var out: [ObjectID] = []
-        for id in ids where try !store.contains(id) { out.append(id) }
-        return out.sorted()
+        let wanted = Array(ids)
+        let here = try store.reusable(wanted)
+        return wanted.filter { !here.contains($0) }.sorted()
     }
 
     /// The commits of `ids` the catalog does not know, in id order.

@@ -174,76 +174,63 @@ extension Repository {
     /// closed first. Safe while writers and readers work:
     /// - a write in progress holds a lease: GC spares what it wrote (and
     ///   its base commit), however long it runs;
-    /// - a writer storing an object again refreshes it;
+    /// - a writer storing an object that is there already keeps it by the
+    ///   store's protocol (a refreshed time, or a doomed pack it does not
+    ///   count on; see ``ObjectStore/collect(roots:liveWriters:dryRun:)``);
     /// - commits expired less than `grace` ago stay reachable, so a reader
     ///   that resolved one before it expired has the grace period to finish.
     public func gc(grace: TimeInterval = Repository.defaultGracePeriod, dryRun: Bool = false) async throws(UDRError) -> GCReport {
         try await blocking { () throws(UDRError) -> GCReport in
             guard grace >= 0 else { throw UDRError(.invalidArgument, "the grace period cannot be negative") }
-            let started = Date()
-            var cutoff = started.addingTimeInterval(-grace)
-            // Roots first, objects second: anything written after the roots
-            // were read is younger than `cutoff` or refreshed.
-            var staged = Set<ObjectID>()
-            var bases: [ObjectID] = []
             var closed = 0
-            for lease in try self.catalog.leases() {
-                guard Self.leaseIsLive(lease, at: started) else {
-                    if !dryRun { try self.catalog.endLease(lease.id) }
-                    continue
+            // What to keep, read when the store asks: the roots of every
+            // retained commit, ref, live transaction and write in progress.
+            func roots() throws(UDRError) -> GarbageRoots {
+                let started = Date()
+                var cutoff = started.addingTimeInterval(-grace)
+                var staged = Set<ObjectID>()
+                var bases: [ObjectID] = []
+                for lease in try self.catalog.leases() {
+                    guard Self.leaseIsLive(lease, at: started) else {
+                        if !dryRun { try self.catalog.endLease(lease.id) }
+                        continue
+                    }
+                    cutoff = min(cutoff, lease.began)
+                    bases += lease.base.map { [$0] } ?? []
                 }
-                cutoff = min(cutoff, lease.began)
-                bases += lease.base.map { [$0] } ?? []
-            }
-            for record in try self.catalog.openTransactions() {
-                guard record.isLive(at: started) else {
-                    // Expired: what it staged is garbage like the rest.
-                    if !dryRun { try self.catalog.abortTransaction(record.id) }
-                    closed += 1
-                    continue
+                for record in try self.catalog.openTransactions() {
+                    guard record.isLive(at: started) else {
+                        // Expired: what it staged is garbage like the rest.
+                        if !dryRun { try self.catalog.abortTransaction(record.id) }
+                        closed += 1
+                        continue
+                    }
+                    cutoff = min(cutoff, record.began)
+                    for table in try self.catalog.stagedTables(in: record.id) { staged.insert(table.manifest) }
+                    bases += record.base.map { [$0] } ?? []
                 }
-                cutoff = min(cutoff, record.began)
-                for table in try self.catalog.stagedTables(in: record.id) { staged.insert(table.manifest) }
-                bases += record.base.map { [$0] } ?? []
+                let recentlyExpired = try self.catalog.expiredCommits(since: started.addingTimeInterval(-grace))
+                let commits = try self.catalog.allCommitRecords().map(\.id) + self.catalog.tags().values
+                var reachable = try self.objectsReached(commits: commits, manifests: staged, tolerant: false, known: [])
+                // A base may have been expired since its write began; what it
+                // still reaches stays (what is gone, the write did not need).
+                reachable.formUnion(try self.objectsReached(commits: bases, manifests: [], tolerant: true, known: reachable))
+                // Readers may still read commits expired within the grace period.
+                let spared = try self.objectsReached(commits: recentlyExpired, manifests: [], tolerant: true, known: reachable)
+                return GarbageRoots(reachable: reachable, spared: spared, cutoff: cutoff)
             }
-            let recentlyExpired = try self.catalog.expiredCommits(since: started.addingTimeInterval(-grace))
-            let commits = try self.catalog.allCommitRecords().map(\.id) + self.catalog.tags().values
-            var reachable = try self.objectsReached(commits: commits, manifests: staged, tolerant: false, known: [])
-            // A base may have been expired since its write began; what it
-            // still reaches stays (what is gone, the write did not need).
-            reachable.formUnion(try self.objectsReached(commits: bases, manifests: [], tolerant: true, known: reachable))
-            // Readers may still read commits expired within the grace period.
-            let spared = try self.objectsReached(commits: recentlyExpired, manifests: [], tolerant: true, known: reachable)
-            let all = try self.store.list()
-            var deleted = 0
-            var freed: Int64 = 0
-            var waiting = 0
-            var waitingBytes: Int64 = 0
-            var doomed: [ObjectID] = []
-            for id in all where !reachable.contains(id) {
-                guard let modified = try self.store.modificationTime(id) else { continue }
-                if modified >= cutoff || spared.contains(id) {
-                    waiting += 1
-                    waitingBytes += try self.store.size(id) ?? 0
-                    continue
-                }
-                if dryRun {
-                    deleted += 1
-                    freed += try self.store.size(id) ?? 0
-                } else {
-                    doomed.append(id)
-                }
+            func liveWriters() throws(UDRError) -> Set<String> {
+                let now = Date()
+                var live = Set<String>()
+                for lease in try self.catalog.leases() where Self.leaseIsLive(lease, at: now) { live.insert(lease.id) }
+                for record in try self.catalog.openTransactions() where record.isLive(at: now) { live.insert(record.id) }
+                return live
             }
-            if !doomed.isEmpty {
-                let gone = try self.store.delete(doomed, unlessModifiedSince: cutoff)
-                deleted += gone.objects
-                freed += gone.bytes
-            }
-            // Temporary files of running writes are younger than `cutoff`.
-            let abandoned = try self.store.removeAbandoned(before: cutoff, dryRun: dryRun)
+            let collected = try self.store.collect(roots: roots, liveWriters: liveWriters, dryRun: dryRun)
             return GCReport(
-                objectsScanned: all.count, objectsReachable: all.count - deleted - waiting, objectsDeleted: deleted, bytesFreed: freed,
-                objectsWaiting: waiting, bytesWaiting: waitingBytes, transactionsClosed: closed, abandonedBytesFreed: abandoned,
+                objectsScanned: collected.scanned, objectsReachable: collected.scanned - collected.deleted - collected.waiting,
+                objectsDeleted: collected.deleted, bytesFreed: collected.freed, objectsWaiting: collected.waiting,
+                bytesWaiting: collected.waitingBytes, transactionsClosed: closed, abandonedBytesFreed: collected.abandonedBytes,
                 dryRun: dryRun)
         }
     }

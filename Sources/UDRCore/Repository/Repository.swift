@@ -14,6 +14,10 @@ public struct RepositoryLayout: Sendable {
     public var formatFile: URL { metadata.appendingPathComponent("FORMAT") }
     public var catalogFile: URL { metadata.appendingPathComponent("catalog.sqlite") }
     public var cacheDirectory: URL { metadata.appendingPathComponent("cache/segments") }
+    /// Names the object store when the objects are not under `objects/`.
+    public var storeFile: URL { metadata.appendingPathComponent("store.json") }
+    /// Pack indexes and objects read from that store.
+    public var storeCacheDirectory: URL { metadata.appendingPathComponent("cache/store") }
     public var scratchDirectory: URL { metadata.appendingPathComponent("tmp") }
 
     public init(root: URL) { self.root = root.standardizedFileURL }

@@ -188,6 +188,9 @@ public struct LocalObjectStore: ObjectStore {
         packs.check().map { "pack \($0.key) is corrupt: \($0.value)" }.sorted()
     }
 
+    /// Removes what interrupted writers left behind (temporary files and
+    /// directories) last touched before `cutoff`; returns the bytes freed
+    /// (or that would be, with `dryRun`).
     public func removeAbandoned(before cutoff: Date, dryRun: Bool) throws(UDRError) -> Int64 {
         let fm = FileManager.default
         // Temporary objects beside the objects, and anything under tmp/
@@ -220,6 +223,53 @@ public struct LocalObjectStore: ObjectStore {
         return freed
     }
 
+    public func reusable(_ ids: [ObjectID]) throws(UDRError) -> Set<ObjectID> {
+        packs.reload()
+        var refreshed = Set<String>()
+        var out = Set<ObjectID>()
+        for id in ids where refreshIfPresent(id, skipping: &refreshed) { out.insert(id) }
+        return out
+    }
+
+    /// Deletes every object outside the roots last written before the
+    /// cutoff. A writer that stores an object present already refreshes
+    /// its time (``refreshIfPresent(_:skipping:)``), and a deletion
+    /// moves the file out of reach before checking its time, so an object
+    /// a writer counts on is either refreshed in time or written anew.
+    public func collect(
+        roots: () throws(UDRError) -> GarbageRoots, liveWriters: () throws(UDRError) -> Set<String>, dryRun: Bool
+    ) throws(UDRError) -> CollectedGarbage {
+        // Roots first, objects second: anything written after the roots
+        // were read is younger than the cutoff or refreshed.
+        let roots = try roots()
+        let all = try list()
+        var out = CollectedGarbage()
+        out.scanned = all.count
+        var doomed: [ObjectID] = []
+        for id in all where !roots.reachable.contains(id) {
+            guard let modified = try modificationTime(id) else { continue }
+            if modified >= roots.cutoff || roots.spared.contains(id) {
+                out.waiting += 1
+                out.waitingBytes += try size(id) ?? 0
+            } else if dryRun {
+                out.deleted += 1
+                out.freed += try size(id) ?? 0
+            } else {
+                doomed.append(id)
+            }
+        }
+        if !doomed.isEmpty {
+            let gone = try delete(doomed, unlessModifiedSince: roots.cutoff)
+            out.deleted += gone.objects
+            out.freed += gone.bytes
+        }
+        // Temporary files of running writes are younger than the cutoff.
+        out.abandonedBytes = try removeAbandoned(before: roots.cutoff, dryRun: dryRun)
+        return out
+    }
+
+    /// When the object was last written, or last stored again by a writer
+    /// that found it present (nil when absent).
     public func modificationTime(_ id: ObjectID) throws(UDRError) -> Date? {
         var info = stat()
         if stat(path(id), &info) == 0 { return Self.modified(info) }
@@ -227,6 +277,10 @@ public struct LocalObjectStore: ObjectStore {
         return Self.modified(info)
     }
 
+    /// Deletes objects, each unless it was written or stored again at or
+    /// after `cutoff` (checked after it is out of readers' and writers'
+    /// reach, so a writer storing it concurrently keeps it). Returns how
+    /// many objects went and the bytes freed.
     public func delete(_ ids: [ObjectID], unlessModifiedSince cutoff: Date) throws(UDRError) -> (objects: Int, bytes: Int64) {
         var deleted = 0
         var freed: Int64 = 0

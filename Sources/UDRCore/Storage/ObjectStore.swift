@@ -1,14 +1,18 @@
 import Foundation
 
 /// Content-addressed storage of immutable objects. An object's id is the
-/// BLAKE3 hash of its bytes; reads check it. Writing an object that exists
-/// only refreshes its modification time (so GC spares it), so writers never
-/// coordinate.
+/// BLAKE3 hash of its bytes; reads check it. Writers never coordinate: an
+/// object stored already is not written again, and each store's GC
+/// protocol (see ``collect(roots:liveWriters:dryRun:)``) keeps such an
+/// object for the writer that counted on it.
 public protocol ObjectStore: Sendable {
     /// Whether an object is present (its bytes are not checked).
     func contains(_ id: ObjectID) throws(UDRError) -> Bool
     /// The object's bytes, checked against its id.
     func get(_ id: ObjectID) throws(UDRError) -> Data
+    /// Several objects' bytes, in order, each checked (a store may read
+    /// neighbours in one request).
+    func get(many ids: [ObjectID]) throws(UDRError) -> [Data]
     /// The object's bytes as stored, not checked (for `verify`).
     func getUnchecked(_ id: ObjectID) throws(UDRError) -> Data
     /// The object's size, or nil when absent.
@@ -23,21 +27,57 @@ public protocol ObjectStore: Sendable {
     func batch() -> any ObjectBatch
     /// Every object id.
     func list() throws(UDRError) -> [ObjectID]
-    /// When the object was last written, or last stored again by a writer
-    /// that found it present (nil when absent). GC spares recent objects.
-    func modificationTime(_ id: ObjectID) throws(UDRError) -> Date?
-    /// Deletes objects, each unless it was written or stored again at or
-    /// after `cutoff` (checked after it is out of readers' and writers'
-    /// reach, so a writer storing it concurrently keeps it). Returns how
-    /// many objects went and the bytes freed.
-    func delete(_ ids: [ObjectID], unlessModifiedSince cutoff: Date) throws(UDRError) -> (objects: Int, bytes: Int64)
+    /// The objects of `ids` stored already that a writer (holding a write
+    /// lease or an open transaction) may count on without storing them
+    /// again: GC keeps them for it. The rest it must store.
+    func reusable(_ ids: [ObjectID]) throws(UDRError) -> Set<ObjectID>
+    /// Collects garbage: deletes objects outside the sets `roots` gives
+    /// (asked when the store's protocol needs them, so that it can order
+    /// its own steps around them), except those written at or after the
+    /// cutoff, and what interrupted writers left behind. `liveWriters`
+    /// names the write leases and transactions live at the instant it is
+    /// asked. Safe beside writers and readers.
+    func collect(
+        roots: () throws(UDRError) -> GarbageRoots, liveWriters: () throws(UDRError) -> Set<String>, dryRun: Bool
+    ) throws(UDRError) -> CollectedGarbage
     /// What the store finds wrong with its own files beyond single objects
     /// (a pack whose index is damaged), for `verify`.
     func problems() throws(UDRError) -> [String]
-    /// Removes what interrupted writers left behind (temporary files and
-    /// directories) last touched before `cutoff`; returns the bytes freed
-    /// (or that would be, with `dryRun`).
-    func removeAbandoned(before cutoff: Date, dryRun: Bool) throws(UDRError) -> Int64
+}
+
+/// What GC keeps (see ``ObjectStore/collect(roots:liveWriters:dryRun:)``).
+public struct GarbageRoots: Sendable {
+    /// What retained commits, refs and live writes reach.
+    public let reachable: Set<ObjectID>
+    /// Unreachable objects kept anyway (commits expired within the grace
+    /// period reach them: readers may still read them).
+    public let spared: Set<ObjectID>
+    /// Objects written at or after this are kept: the grace period, and
+    /// the oldest live write.
+    public let cutoff: Date
+
+    public init(reachable: Set<ObjectID>, spared: Set<ObjectID>, cutoff: Date) {
+        self.reachable = reachable
+        self.spared = spared
+        self.cutoff = cutoff
+    }
+
+    func keeps(_ id: ObjectID) -> Bool { reachable.contains(id) || spared.contains(id) }
+}
+
+/// What a store's GC found and freed.
+public struct CollectedGarbage: Sendable {
+    public var scanned = 0
+    public var deleted = 0
+    public var freed: Int64 = 0
+    /// Garbage kept for now: younger than the cutoff, or waiting for the
+    /// writers that might count on it to end.
+    public var waiting = 0
+    public var waitingBytes: Int64 = 0
+    /// Bytes of what interrupted writers left behind.
+    public var abandonedBytes: Int64 = 0
+
+    public init() {}
 }
 
 /// Objects a writer stores as it produces them (ids computed by the
@@ -52,6 +92,13 @@ public protocol ObjectBatch: AnyObject {
 }
 
 extension ObjectStore {
+    public func get(many ids: [ObjectID]) throws(UDRError) -> [Data] {
+        var out: [Data] = []
+        out.reserveCapacity(ids.count)
+        for id in ids { out.append(try get(id)) }
+        return out
+    }
+
     /// Stores objects durably; returns their ids and the bytes newly added.
     public func put(_ objects: [Data]) throws(UDRError) -> (ids: [ObjectID], bytesAdded: Int64) {
         let ids = objects.map { ObjectID.of($0) }
