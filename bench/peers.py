@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from s3server import SeaweedFS
+from s3server import Rclone, SeaweedFS
 from systems import UDR, System, make_systems
 from workload import VARIANTS, Workload
 
@@ -70,6 +70,8 @@ def run_variant(args, variant: str, work: Path) -> dict:
     server = SeaweedFS(args.weed) if args.weed else None
     systems = make_systems(root / "systems", args.udr_driver, args.systems, server.environment() if server else None)
     remote = f"s3://udr-bench/{variant}"
+    udr = next((s for s in systems if isinstance(s, UDR)), None)
+    rclone: Rclone | None = None
     inputs = root / "input"
     inputs.mkdir(parents=True)
     nights = []
@@ -77,8 +79,13 @@ def run_variant(args, variant: str, work: Path) -> dict:
     uploaded: dict[str, dict] = {s.name: {} for s in systems}
     # Where the run's time goes (seconds): the nights' inputs, each
     # system's writes, the checks after each write, the final measures.
-    spent = {"inputs": 0.0, "writes": {s.name: 0.0 for s in systems}, "checks": 0.0, "queries": 0.0, "operations": 0.0}
+    spent = {"inputs": 0.0, "writes": {s.name: 0.0 for s in systems}, "checks": 0.0, "queries": 0.0, "operations": 0.0, "rclone": 0.0}
     try:
+        if server:
+            # The sync tool UDR's push and clone are compared with, to the same server;
+            # the bucket made ready before anyone's first night is timed.
+            rclone = Rclone(server)
+            rclone.mkdir("udr-bench")
         for n in range(1, nights_run + 1):
             clock = time.perf_counter()
             tables = workload.night(n)
@@ -108,6 +115,7 @@ def run_variant(args, variant: str, work: Path) -> dict:
                 record["systems"][system.name] = {
                     "write_seconds": seconds,
                     "bytes": sum(size for size, _ in stored.values()),
+                    "files": len(stored),
                     "sync_bytes": synced,
                 }
                 if server and isinstance(system, UDR):
@@ -115,10 +123,16 @@ def run_variant(args, variant: str, work: Path) -> dict:
                     push = system.push(remote, server.endpoint)
                     record["systems"][system.name]["pushed_bytes"] = push["bytes_sent"]
                     record["systems"][system.name]["push_seconds"] = push["seconds"]
+            if rclone:
+                clock = time.perf_counter()
+                record["rclone"] = rclone_night(rclone, variant, n, inputs, files, udr)
+                spent["rclone"] += time.perf_counter() - clock
             nights.append(record)
             line = ", ".join(f"{name} {v['write_seconds']:.2f} s" for name, v in record["systems"].items())
             if "pushed_bytes" in record["systems"].get("udr", {}):
                 line += f"; udr push {record['systems']['udr']['pushed_bytes'] / 1e6:.2f} MB in {record['systems']['udr']['push_seconds']:.2f} s"
+            for what, m in record.get("rclone", {}).items():
+                line += f"; rclone {what} {m['bytes'] / 1e6:.2f} MB in {m['seconds']:.2f} s"
             print(f"[{variant}] night {n:2d}: {line}", file=sys.stderr, flush=True)
         result = {
             "variant": variant,
@@ -134,21 +148,43 @@ def run_variant(args, variant: str, work: Path) -> dict:
             clock = time.perf_counter()
             result["operations"] = operations(systems, workload, args)
             spent["operations"] = time.perf_counter() - clock
-        udr = next((s for s in systems if isinstance(s, UDR)), None)
         if server and udr:
-            # Clones of what was pushed: everything, and the newest night's segments only.
+            # Clones of what was pushed: everything, and the newest night's segments only;
+            # and rclone's peer of the full clone, the copied repository directory brought down.
             result["clones"] = {
                 "full": udr.clone(remote, server.endpoint, str(root / "clone-full")),
                 "depth-1": udr.clone(remote, server.endpoint, str(root / "clone-depth-1"), depth=1),
             }
+            clock = time.perf_counter()
+            result["clones"]["rclone-dir"] = rclone.copy(f"weed:udr-bench/{variant}-udr-dir/", str(root / "clone-rclone"))
+            spent["rclone"] += time.perf_counter() - clock
         result["seconds"] = time.perf_counter() - started
         result["spent"] = spent
         return result
     finally:
         for system in systems:
             system.close()
+        if rclone:
+            rclone.close()
         if server:
             server.close()
+
+
+def rclone_night(rclone: Rclone, variant: str, night: int, inputs: Path, files: dict[str, Path], udr: UDR | None) -> dict:
+    """`rclone copy` of a night to the S3 server: the night's Parquet
+    inputs as a full copy in a folder of their own (what the pipeline
+    uploads today), and UDR's repository directory to one prefix, where
+    rclone sends only the files that are new or changed since last night
+    (the read cache and write scratch left out, as UDR.is_cache and the
+    harness's byte counts leave them out)."""
+    listed = rclone.dir / "night-files.txt"
+    listed.write_text("".join(f"{f.relative_to(inputs)}\n" for f in files.values()))
+    out = {"parquet_copies": rclone.copy(str(inputs), f"weed:udr-bench/{variant}-parquet-copies/night-{night:02d}/", "--files-from-raw", str(listed))}
+    if udr:
+        excluded = [flag for name in UDR.CACHE_DIRECTORIES for flag in ("--exclude", f"{name}/**")]
+        excluded += ["--exclude", "*-shm"]  # SQLite's shared-memory index, never synced (System.stored_files)
+        out["udr_files"] = rclone.copy(str(udr.repository), f"weed:udr-bench/{variant}-udr-dir/", *excluded)
+    return out
 
 
 def disagreements(answers: dict[str, list], queries: list[Query]) -> list[str]:

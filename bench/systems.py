@@ -177,7 +177,7 @@ class UDR(System):
     def __init__(self, root: Path, driver: str, environment: dict | None = None):
         super().__init__(root)
         self.process = subprocess.Popen(
-            [driver, "driver", str(root / "repo")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            [driver, "driver", str(self.repository)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
             env={**os.environ, **(environment or {})},
         )
 
@@ -232,8 +232,15 @@ class UDR(System):
     def clone(self, url: str, endpoint: str, directory: str, depth: int | None = None) -> dict:
         return self.ask({"op": "clone", "url": url, "endpoint": endpoint, "dir": directory, "depth": depth})
 
+    # The read cache and write scratch under .udr/: never synced.
+    CACHE_DIRECTORIES = ("cache", "tmp")
+
+    @property
+    def repository(self) -> Path:
+        return self.root / "repo"
+
     def is_cache(self, directory):
-        return directory in ("cache", "tmp")  # the read cache and write scratch under .udr/: never synced
+        return directory in self.CACHE_DIRECTORIES
 
     def close(self):
         if self.process.stdin:

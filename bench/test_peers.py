@@ -79,6 +79,33 @@ class PeerHarnessTest(unittest.TestCase):
             if name == "mixed":
                 self.assertGreater(clones["full"]["object_bytes"], clones["depth-1"]["object_bytes"], "--depth 1 fetches less")
 
+    def test_rclone_syncs_the_same_nights_to_the_server(self):
+        if not WEED:
+            self.skipTest("no --weed given")
+        for name, variant in self.variants.items():
+            nights = variant["nights"]
+            for n in nights:
+                copies, files = n["rclone"]["parquet_copies"], n["rclone"]["udr_files"]
+                self.assertGreaterEqual(copies["bytes"], n["full_copy_bytes"] * 0.99, f"{name}: night {n['night']}: Parquet copies upload a full copy")
+                self.assertGreater(files["bytes"], 0, f"{name}: night {n['night']}: rclone sent none of UDR's new files")
+                self.assertGreater(copies["seconds"], 0)
+            for n in nights[1:]:
+                self.assertLess(
+                    n["systems"]["udr"]["pushed_bytes"], n["rclone"]["parquet_copies"]["bytes"],
+                    f"{name}: night {n['night']}: udr push sent as much as a full copy of the Parquet files",
+                )
+            # The directory copied back down is everything rclone sent up (a
+            # file sent again when it changed comes down once, so not the sum
+            # of the nights: the catalog is sent every night), and every file
+            # of the repository as the last night left it (`rclone copy`
+            # deletes nothing; its bytes can be fewer, as SQLite truncates
+            # the catalog's write-ahead log).
+            clone = variant["clones"]["rclone-dir"]
+            sent = sum(n["rclone"]["udr_files"]["bytes"] for n in nights)
+            self.assertLessEqual(clone["bytes"], sent, f"{name}: the rclone clone brought down more than was sent")
+            self.assertGreaterEqual(clone["files"], nights[-1]["systems"]["udr"]["files"], f"{name}: the rclone clone lacks files")
+            self.assertGreater(clone["seconds"], 0)
+
     def test_diff_and_history_agree_across_systems(self):
         operations = self.variants["mixed"]["operations"]
         diffs = {s: (o["diff"]["inserted"], o["diff"]["deleted"], o["diff"]["updated"]) for s, o in operations.items()}
