@@ -21,7 +21,7 @@ test: setup
 PYTHON_VENV = venv=$$(scripts/setup-python.sh) && "$$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python
 test-python: setup
 	$(SWIFT) build --product udr_python
-	$(PYTHON_VENV) && UDR_LIBRARY=$(CURDIR)/.build/debug/libudr_python.so "$$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests
+	$(PYTHON_VENV) && UDR_S3_VENV=$$(scripts/setup-s3.sh) UDR_LIBRARY=$(CURDIR)/.build/debug/libudr_python.so "$$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests
 
 ## The library the Python package ships: release, the Swift standard
 ## library linked in (it loads where Swift is not installed).

@@ -59,7 +59,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "udr", dependencies: ["UDRCLI"]),
-        .target(name: "UDRPython", dependencies: ["UDRCore", "UDRSQLite", "DuckDB"]),
+        .target(name: "UDRPython", dependencies: ["UDRCore", "UDRSQLite", "UDRS3", "DuckDB"]),
         .executableTarget(name: "udr-harness", dependencies: ["UDRCore", "UDRSQLite", "UDRS3", "UDRTesting", "DuckDB"]),
         .executableTarget(name: "udr-bench", dependencies: ["UDRCore", "UDRSQLite", "UDRS3", "UDRTesting"]),
         .target(name: "UDRTesting", dependencies: ["UDRCore", "UDRSQLite", "DuckDB"], path: "Tests/UDRTesting"),

@@ -65,6 +65,45 @@ class SeaweedFS:
         """What a client needs to reach it (credentials as AWS tools read them)."""
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": "us-east-1"}
 
+    def create_bucket(self, name: str, timeout: float = 60) -> None:
+        """Creates a bucket (a signed `PUT /NAME`, SigV4 with an unsigned
+        payload), retried while the server starts; an existing one is fine."""
+        import datetime
+        import hashlib
+        import hmac
+        import urllib.error
+        import urllib.request
+
+        def sign(key: bytes, text: str) -> bytes:
+            return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+        deadline = time.time() + timeout
+        while True:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+            host = f"127.0.0.1:{self.port}"
+            headers = {"host": host, "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "x-amz-date": stamp}
+            names = ";".join(sorted(headers))
+            canonical = "\n".join(["PUT", f"/{name}", "", *(f"{k}:{headers[k]}" for k in sorted(headers)), "", names, "UNSIGNED-PAYLOAD"])
+            scope = f"{day}/us-east-1/s3/aws4_request"
+            to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+            key = sign(sign(sign(sign(("AWS4" + self.secret_key).encode(), day), "us-east-1"), "s3"), "aws4_request")
+            signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+            headers["Authorization"] = f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, SignedHeaders={names}, Signature={signature}"
+            request = urllib.request.Request(f"{self.endpoint}/{name}", method="PUT", headers=headers, data=b"")
+            try:
+                urllib.request.urlopen(request, timeout=10).close()
+                return
+            except urllib.error.HTTPError as error:
+                if error.code == 409:  # BucketAlreadyOwnedByYou
+                    return
+                problem: Exception = error
+            except OSError as error:
+                problem = error
+            if time.time() > deadline:
+                raise RuntimeError(f"SeaweedFS did not create bucket {name}: {problem}")
+            time.sleep(0.5)
+
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)

@@ -1,6 +1,7 @@
 import DuckDB
 import Foundation
 import UDRCore
+import UDRS3
 import UDRSQLite
 
 // The C functions the Python package (python/udr) calls through ctypes.
@@ -141,15 +142,59 @@ public func udr_free(_ text: UnsafeMutablePointer<CChar>?) { free(text) }
 @_cdecl("udr_version")
 public func udr_version() -> UnsafeMutablePointer<CChar> { cString("{\"duckdb\": \"\(DuckDBLibrary.pinnedVersion)\", \"format\": \(RepositoryLayout.formatVersion)}") }
 
-/// Opens (or, with `create`, creates) the repository at `path`.
+/// What repositories open with: remotes and object stores on S3 too.
+let pythonConfiguration: Repository.Configuration = {
+    var configuration = Repository.Configuration()
+    configuration.remoteStorage = .withS3
+    return configuration
+}()
+
+/// Where a store or remote is: `{"url", "endpoint", "region"}`.
+struct LocationArguments: Decodable {
+    var url: String?
+    var endpoint: String?
+    var region: String?
+    var branch: String?
+    var depth: Int?
+
+    var location: RemoteLocation? { url.map { RemoteLocation(url: $0, endpoint: endpoint, region: region) } }
+}
+
+/// Opens (or, with `create`, creates) the repository at `path`; a new
+/// one keeps its objects in the store `options` names (`{"url", "endpoint",
+/// "region"}`), when it names one.
 @_cdecl("udr_open")
 public func udr_open(
-    _ path: UnsafePointer<CChar>, _ create: Int32, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>,
-    _ error: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+    _ path: UnsafePointer<CChar>, _ create: Int32, _ storeOptions: UnsafePointer<CChar>?,
+    _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ error: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
 ) -> Int32 {
     call(error) {
         let url = URL(fileURLWithPath: String(cString: path))
-        let repository = create != 0 ? try LocalRepository.create(at: url) : try LocalRepository.open(at: url)
+        let store = try options(storeOptions, as: LocationArguments.self).location
+        let repository =
+            create != 0
+            ? try LocalRepository.create(at: url, store: store, configuration: pythonConfiguration)
+            : try LocalRepository.open(at: url, configuration: pythonConfiguration)
+        out.pointee = Unmanaged.passRetained(Handle(repository)).toOpaque()
+    }
+}
+
+/// Clones the remote `options` names (`{"url", "endpoint", "region",
+/// "branch", "depth"}`) into a new repository at `path`; `report` gets
+/// what was fetched as JSON.
+@_cdecl("udr_clone")
+public func udr_clone(
+    _ path: UnsafePointer<CChar>, _ remoteOptions: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>,
+    _ report: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>, _ error: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    call(error) {
+        let url = URL(fileURLWithPath: String(cString: path))
+        let given = try options(remoteOptions, as: LocationArguments.self)
+        guard let location = given.location else { throw UDRError(.invalidArgument, "a clone needs the remote's url") }
+        let (repository, fetched) = try wait {
+            try await LocalRepository.clone(location, into: url, branch: given.branch, depth: given.depth, configuration: pythonConfiguration)
+        }
+        report.pointee = cString(json(fetched))
         out.pointee = Unmanaged.passRetained(Handle(repository)).toOpaque()
     }
 }
@@ -369,11 +414,28 @@ struct Arguments: Decodable, Sendable {
     var repair: Bool?
     var if_exists: Bool?
     var ttl: Double?
+    var url: String?
+    var endpoint: String?
+    var region: String?
+    var depth: Int?
+    var force: Bool?
+    var tags: Bool?
 
     func required(_ value: String?, _ name: String) throws -> String {
         guard let value else { throw UDRError(.invalidArgument, "this call needs '\(name)'") }
         return value
     }
+}
+
+struct PullResult: Encodable {
+    let fetch: SyncReport
+    let merge: MergeResult
+}
+
+func mergeStrategy(_ text: String?) throws -> MergeStrategy {
+    guard let text else { return .fail }
+    guard let strategy = MergeStrategy(rawValue: text) else { throw UDRError(.invalidArgument, "the strategy is fail, ours or theirs, not '\(text)'") }
+    return strategy
 }
 
 enum Calls {
@@ -433,11 +495,27 @@ enum Calls {
             return json(try wait { try await repository.expire(retention) })
         case "merge":
             let source = try a.required(a.from, "from")
-            let strategy = try a.strategy.map { (text) throws -> MergeStrategy in
-                guard let s = MergeStrategy(rawValue: text) else { throw UDRError(.invalidArgument, "the strategy is fail, ours or theirs, not '\(text)'") }
-                return s
-            } ?? .fail
+            let strategy = try mergeStrategy(a.strategy)
             return json(try wait { try await repository.merge(source, into: a.to, strategy: strategy, message: a.message, author: a.author) })
+        case "remote_add":
+            let name = try a.required(a.name, "name")
+            let location = RemoteLocation(url: try a.required(a.url, "url"), endpoint: a.endpoint, region: a.region)
+            try wait { try await repository.addRemote(name, location) }
+            return json(["name": name])
+        case "remote_remove":
+            let name = try a.required(a.name, "name")
+            try wait { try await repository.removeRemote(name) }
+            return json(["name": name])
+        case "remotes":
+            return json(try wait { try await repository.remotes() })
+        case "fetch":
+            return json(try wait { try await repository.fetch(a.name, depth: a.depth) })
+        case "pull":
+            let strategy = try mergeStrategy(a.strategy)
+            let (fetched, merged) = try wait { try await repository.pull(a.name, branch: a.branch, strategy: strategy) }
+            return json(PullResult(fetch: fetched, merge: merged))
+        case "push":
+            return json(try wait { try await repository.push(a.name, branch: a.branch, force: a.force ?? false, tags: a.tags ?? false) })
         case "begin":
             let tx = try wait { try await repository.beginTransaction(on: a.branch, timeToLive: a.ttl) }
             return json(["tx": tx.id, "branch": tx.branch])

@@ -202,15 +202,40 @@ class Repository:
         return cls._open(path, create=False)
 
     @classmethod
-    def init(cls, path: str) -> Repository:
-        """Creates a repository at ``path``."""
-        return cls._open(path, create=True)
+    def init(cls, path: str, *, store: str | None = None, endpoint: str | None = None, region: str | None = None) -> Repository:
+        """Creates a repository at ``path``; with ``store``, its objects live
+        in that object store (``s3://BUCKET/PREFIX`` with ``endpoint`` and
+        ``region`` for S3-compatible servers, or a directory), an empty
+        location of its own. S3 credentials come from ``AWS_*`` or
+        ``~/.aws/credentials``, never from the repository."""
+        if store is None and (endpoint or region):
+            raise ValueError("endpoint and region describe store; pass store='s3://BUCKET/PREFIX' too")
+        options = {"url": store, "endpoint": endpoint, "region": region} if store else None
+        return cls._open(path, create=True, options=options)
 
     @classmethod
-    def _open(cls, path: str, create: bool) -> Repository:
+    def clone(
+        cls, url: str, path: str, *, branch: str | None = None, depth: int | None = None,
+        endpoint: str | None = None, region: str | None = None,
+    ) -> Repository:
+        """Clones the remote at ``url`` (``s3://…`` or a directory) into a
+        new repository at ``path``, as ``udr clone`` does; ``depth`` fetches
+        only the newest commits' segments (older ones come on demand)."""
+        handle = ctypes.c_void_p()
+        report = ctypes.c_void_p()
+        error = ctypes.c_void_p()
+        options = _lib.encode({"url": url, "endpoint": endpoint, "region": region, "branch": branch, "depth": depth})
+        _lib.check(_lib.lib().udr_clone(str(path).encode(), options, ctypes.byref(handle), ctypes.byref(report), ctypes.byref(error)), error)
+        repo = cls(handle.value or 0, str(path))
+        repo.clone_report = json.loads(_lib.take_string(report))
+        return repo
+
+    @classmethod
+    def _open(cls, path: str, create: bool, options: dict | None = None) -> Repository:
         handle = ctypes.c_void_p()
         error = ctypes.c_void_p()
-        _lib.check(_lib.lib().udr_open(str(path).encode(), 1 if create else 0, ctypes.byref(handle), ctypes.byref(error)), error)
+        encoded = _lib.encode(options) if options else None
+        _lib.check(_lib.lib().udr_open(str(path).encode(), 1 if create else 0, encoded, ctypes.byref(handle), ctypes.byref(error)), error)
         return cls(handle.value or 0, str(path))
 
     def close(self) -> None:
@@ -395,6 +420,34 @@ class Repository:
 
     def merge(self, source: str, *, into: str | None = None, strategy: str = "fail", message: str | None = None) -> dict[str, Any]:
         return self._call("merge", **{"from": source, "to": into, "strategy": strategy, "message": message})
+
+    # Remotes (as `udr remote`, `fetch`, `pull`, `push`): a directory or
+    # s3://BUCKET/PREFIX; only what the other side lacks moves.
+
+    def add_remote(self, name: str, url: str, *, endpoint: str | None = None, region: str | None = None) -> None:
+        self._call("remote_add", name=name, url=url, endpoint=endpoint, region=region)
+
+    def remove_remote(self, name: str) -> None:
+        self._call("remote_remove", name=name)
+
+    def remotes(self) -> list[dict[str, Any]]:
+        """Each remote's name and location (url, endpoint, region)."""
+        return self._call("remotes")
+
+    def fetch(self, remote: str | None = None, *, depth: int | None = None) -> dict[str, Any]:
+        """Fetches the remote's branches (as ``REMOTE/BRANCH``) and tags;
+        returns what moved (objects, bytes, refs)."""
+        return self._call("fetch", name=remote, depth=depth)
+
+    def pull(self, remote: str | None = None, *, branch: str | None = None, strategy: str = "fail") -> dict[str, Any]:
+        """Fetches, then merges the remote's branch into the current one
+        (a fast-forward, or a three-way merge; conflicts raise as ``merge`` does)."""
+        return self._call("pull", name=remote, branch=branch, strategy=strategy)
+
+    def push(self, remote: str | None = None, *, branch: str | None = None, force: bool = False, tags: bool = False) -> dict[str, Any]:
+        """Sends the branch's objects the remote lacks, then moves its ref by
+        compare-and-swap; a push that is not a fast-forward raises unless ``force``."""
+        return self._call("push", name=remote, branch=branch, force=force, tags=tags)
 
     def drop(self, table: str, *, if_exists: bool = False, message: str | None = None, branch: str | None = None) -> Any:
         return self._call("drop", table=table, if_exists=if_exists, message=message, branch=branch)["commit"]

@@ -79,7 +79,8 @@ def lib() -> ctypes.CDLL:
     loaded.udr_free.argtypes = [ctypes.c_void_p]
     loaded.udr_free.restype = None
     loaded.udr_version.restype = ctypes.c_void_p
-    loaded.udr_open.argtypes = [ctypes.c_char_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p), err]
+    loaded.udr_open.argtypes = [ctypes.c_char_p, ctypes.c_int32, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), err]
+    loaded.udr_clone.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), err, err]
     loaded.udr_close.argtypes = [ctypes.c_void_p]
     loaded.udr_close.restype = None
     loaded.udr_query.argtypes = [
@@ -95,7 +96,7 @@ def lib() -> ctypes.CDLL:
     ]
     loaded.udr_sql.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, err, err]
     loaded.udr_call.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, err, err]
-    for name in ("udr_open", "udr_query", "udr_write", "udr_sql", "udr_call"):
+    for name in ("udr_open", "udr_clone", "udr_query", "udr_write", "udr_sql", "udr_call"):
         getattr(loaded, name).restype = ctypes.c_int32
     _lib = loaded
     return loaded
