@@ -40,8 +40,29 @@ func printSync(_ report: SyncReport, verb: String, json: Bool) {
 struct Remote: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List, add or remove remotes: a directory (a path or file://) or S3 (s3://BUCKET/PREFIX).",
-        discussion: "udr remote · udr remote add NAME URL [--endpoint URL] · udr remote remove NAME",
-        subcommands: [List.self, Add.self, RemoveRemote.self], defaultSubcommand: List.self)
+        discussion: "udr remote · udr remote add NAME URL [--endpoint URL] · udr remote remove NAME · udr remote verify [NAME]",
+        subcommands: [List.self, Add.self, RemoveRemote.self, VerifyRemote.self], defaultSubcommand: List.self)
+
+    struct VerifyRemote: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "verify", abstract: "Read every object the remote's branches and tags reach and check it against its id.")
+        @OptionGroup var repo: RepositoryOptions
+        @Argument(help: "The remote's name (default: origin, or the only one).") var name: String?
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let report = try await repo.open().verifyRemote(name)
+            if json {
+                print(Output.json(report))
+            } else {
+                for problem in report.problems { print("PROBLEM: \(problem)") }
+                print(
+                    "\(report.ok ? "ok" : "\(report.problems.count) problem(s)"): \(report.objectsChecked) objects (\(Output.bytes(report.bytesChecked))) of \(report.refsChecked) refs on \(report.remote) checked"
+                )
+            }
+            if !report.ok { throw ExitCode(2) }
+        }
+    }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "list", abstract: "List the remotes.")

@@ -18,29 +18,8 @@ import UDRTesting
         let shared = try TableName("shared")
         _ = try await repo.write(shared, from: .sql("SELECT r AS k, 0 AS v FROM range(10000) t(r)"), key: ["k"])
         let started = Date()
-        let maintenance = Task { () throws -> (rounds: Int, freed: Int64) in
-            var rounds = 0
-            var freed: Int64 = 0
-            while !Task.isCancelled {
-                do { _ = try await repo.expire(.keepLast(1)) } catch let error as UDRError where error.code == .conflict {
-                    // A branch moved while expiring: nothing expired this round.
-                }
-                freed += try await repo.gc(grace: 0).bytesFreed
-                rounds += 1
-                try? await Task.sleep(for: .milliseconds(20))
-            }
-            return (rounds, freed)
-        }
-        let results = try await withThrowingTaskGroup(of: CommandResult.self) { group in
-            for id in 0..<8 {
-                group.addTask { try await runAsync(harnessExecutable(), ["worker", path.path, String(id), "50"], in: dir.url) }
-            }
-            var all: [CommandResult] = []
-            for try await result in group { all.append(result) }
-            return all
-        }
-        maintenance.cancel()
-        let collected = try await maintenance.value
+        let (results, rounds, freed) = try await commitBesideGC(repo, workers: 8, commits: 50, in: dir.url)
+        let collected = (rounds: rounds, freed: freed)
         for result in results { #expect(result.status == 0, "\(result.stderr)") }
         let acks = results.flatMap { $0.stdout.split(separator: "\n").filter { $0.hasPrefix("ack ") } }
         #expect(acks.count == 400)

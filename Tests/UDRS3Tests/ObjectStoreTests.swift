@@ -164,30 +164,10 @@ func storeKeys(_ location: RemoteLocation, _ prefix: String) async throws -> [St
     @Test func sixProcessesCommitBesideGCOnS3() async throws {
         let dir = TemporaryDirectory()
         let (repo, _) = try await makeStoreRepository(.s3, dir)
-        let path = repo.layout.root
         let shared = try TableName("shared")
         _ = try await repo.write(shared, from: .sql("SELECT r AS k, 0 AS v FROM range(10000) t(r)"), key: ["k"])
-        let maintenance = Task { () throws -> (rounds: Int, freed: Int64) in
-            var rounds = 0
-            var freed: Int64 = 0
-            while !Task.isCancelled {
-                do { _ = try await repo.expire(.keepLast(1)) } catch let error as UDRError where error.code == .conflict {}
-                freed += try await repo.gc(grace: 0).bytesFreed
-                rounds += 1
-                try? await Task.sleep(for: .milliseconds(50))
-            }
-            return (rounds, freed)
-        }
-        let results = try await withThrowingTaskGroup(of: CommandResult.self) { group in
-            for id in 0..<6 {
-                group.addTask { try await runAsync(harnessExecutable(), ["worker", path.path, String(id), "20"], in: dir.url) }
-            }
-            var all: [CommandResult] = []
-            for try await result in group { all.append(result) }
-            return all
-        }
-        maintenance.cancel()
-        let collected = try await maintenance.value
+        let (results, rounds, freed) = try await commitBesideGC(repo, workers: 6, commits: 20, in: dir.url, pause: .milliseconds(50))
+        let collected = (rounds: rounds, freed: freed)
         for result in results { #expect(result.status == 0, "\(result.stderr)") }
         let acks = results.flatMap { $0.stdout.split(separator: "\n").filter { $0.hasPrefix("ack ") } }
         #expect(Set(acks).count == 120)

@@ -209,12 +209,19 @@ func attempt<T>(_ work: () async throws -> T) async -> Result<T, any Error> {
         let before = Set(try await storage.list("packs/"))
         _ = try await writeNight(a, 1)
         _ = try await a.push()
+        let healthy = try await a.verifyRemote()
+        #expect(healthy.ok, "\(healthy.problems)")
+        #expect(healthy.objectsChecked == (try a.store.list().count))
         // Flip a byte in the pack the second push sent (its objects come first, its index last).
         let new = Set(try await storage.list("packs/")).subtracting(before)
         let key = try #require(new.first { $0.hasSuffix(".pack") })
         var body = try #require(try await storage.read(key)).data
         body[body.count / 4] ^= 0xff
         #expect(try await storage.write(key, body, if: .always))
+        // `udr remote verify` names the damaged object.
+        let damaged = try await a.verifyRemote("origin")
+        #expect(!damaged.ok)
+        #expect(damaged.problems.contains { $0.contains("is damaged: its bytes hash to") }, "\(damaged.problems)")
 
         let objectsBefore = try b.store.list().count
         let headBefore = try await b.resolve("origin/main")

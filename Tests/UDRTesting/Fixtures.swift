@@ -167,3 +167,37 @@ public func looseObject(_ id: ObjectID, in repo: Repository) throws -> URL {
     guard let store = repo.localStore as? LocalObjectStore else { throw UDRError(.invalidArgument, "not a local object store") }
     return URL(fileURLWithPath: store.objectsDirectory.path + "/" + id.hex.prefix(2) + "/" + id.hex.dropFirst(2))
 }
+
+/// `workers` harness processes (`udr-harness worker`) making `commits`
+/// commits each on `repo`, while this process keeps expiring history
+/// (keeping one commit) and collecting garbage with no grace period.
+/// Returns each worker's result, and the maintenance rounds and bytes freed.
+public func commitBesideGC(_ repo: Repository, workers: Int, commits: Int, in directory: URL, pause: Duration = .milliseconds(20)) async throws
+    -> (results: [CommandResult], rounds: Int, freed: Int64)
+{
+    let maintenance = Task { () throws -> (rounds: Int, freed: Int64) in
+        var rounds = 0
+        var freed: Int64 = 0
+        while !Task.isCancelled {
+            do { _ = try await repo.expire(.keepLast(1)) } catch let error as UDRError where error.code == .conflict {
+                // A branch moved while expiring: nothing expired this round.
+            }
+            freed += try await repo.gc(grace: 0).bytesFreed
+            rounds += 1
+            try? await Task.sleep(for: pause)
+        }
+        return (rounds, freed)
+    }
+    let path = repo.layout.root.path
+    let results = try await withThrowingTaskGroup(of: CommandResult.self) { group in
+        for id in 0..<workers {
+            group.addTask { try await runAsync(harnessExecutable(), ["worker", path, String(id), String(commits)], in: directory) }
+        }
+        var all: [CommandResult] = []
+        for try await result in group { all.append(result) }
+        return all
+    }
+    maintenance.cancel()
+    let collected = try await maintenance.value
+    return (results, collected.rounds, collected.freed)
+}

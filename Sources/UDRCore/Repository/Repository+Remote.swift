@@ -520,3 +520,123 @@ extension Repository {
         return (report, merge)
     }
 }
+
+/// What `udr remote verify` found on a remote.
+public struct RemoteVerifyReport: Sendable, Codable {
+    public let remote: String
+    public let refsChecked: Int
+    /// Objects the refs reach that were read and re-hashed, and their bytes.
+    public let objectsChecked: Int
+    public let bytesChecked: Int64
+    public let problems: [String]
+    public var ok: Bool { problems.isEmpty }
+}
+
+extension Repository {
+    /// Reads every object the remote's branches and tags reach from its
+    /// packs and checks it against its id: commits, manifests, recipes,
+    /// deletions, change records and blobs. A commit's parent that is not
+    /// there ends its history (expired before it was pushed); anything
+    /// else missing or damaged is a problem, named.
+    public func verifyRemote(_ remoteName: String? = nil) async throws(UDRError) -> RemoteVerifyReport {
+        try await blocking { () throws(UDRError) -> RemoteVerifyReport in try self.verifyRemoteNow(remoteName) }
+    }
+
+    func verifyRemoteNow(_ remoteName: String?) throws(UDRError) -> RemoteVerifyReport {
+        let info = try remote(remoteName)
+        let remote = try openRemote(info)
+        let cache = packIndexCache(info.location)
+        let (branches, tags, index) = try awaitBlocking { () async throws(UDRError) in
+            try await remote.open(creating: false)
+            let (branches, tags) = try await remote.refs()
+            return (branches, tags, try await remote.index(cache: cache))
+        }
+        var problems: [String] = []
+        var checked = 0
+        var bytes: Int64 = 0
+        // Reads objects in runs of about 64 MB; a run that fails is read
+        // again one object at a time, so each problem names its object.
+        func read(_ ids: [ObjectID], _ what: (ObjectID) -> String) -> [ObjectID: Data] {
+            var out: [ObjectID: Data] = [:]
+            var present: [ObjectID] = []
+            for id in ids.sorted() {
+                if index[id] == nil { problems.append("\(what(id)) \(id) is missing") } else { present.append(id) }
+            }
+            var start = 0
+            while start < present.count {
+                var end = start
+                var size: Int64 = 0
+                while end < present.count, end == start || size < 64 << 20 {
+                    size += index[present[end]]!.length
+                    end += 1
+                }
+                let run = Array(present[start..<end])
+                start = end
+                if let loaded = try? awaitBlocking({ () async throws(UDRError) in try await remote.load(run, index: index) }) {
+                    out.merge(loaded) { a, _ in a }
+                    continue
+                }
+                for id in run {
+                    do throws(UDRError) {
+                        out[id] = try awaitBlocking { () async throws(UDRError) in try await remote.load([id], index: index) }[id]
+                    } catch {
+                        problems.append("\(what(id)) \(id): \(error.message)")
+                    }
+                }
+            }
+            checked += out.count
+            bytes += out.values.reduce(Int64(0)) { $0 + Int64($1.count) }
+            return out
+        }
+        func decode<T: Decodable>(_ type: T.Type, _ id: ObjectID, _ data: Data, _ what: String) -> T? {
+            do throws(UDRError) { return try ObjectCoding.decode(type, from: data, id: id) } catch {
+                problems.append("\(what) \(id) cannot be read: \(error.message)")
+                return nil
+            }
+        }
+        var commits: [ObjectID: Commit] = [:]
+        var heads = Set(branches.values.map(\.commit) + tags.values.map(\.commit))
+        for (name, ref) in branches.sorted(by: { $0.key < $1.key }) where index[ref.commit] == nil {
+            problems.append("branch \(name) names commit \(ref.commit), which the remote lacks")
+            heads.remove(ref.commit)
+        }
+        for (name, ref) in tags.sorted(by: { $0.key < $1.key }) where index[ref.commit] == nil {
+            problems.append("tag \(name) names commit \(ref.commit), which the remote lacks")
+            heads.remove(ref.commit)
+        }
+        var generation = Array(heads)
+        while !generation.isEmpty {
+            var next = Set<ObjectID>()
+            for (id, data) in read(generation, { _ in "commit" }) {
+                guard let commit = decode(Commit.self, id, data, "commit") else { continue }
+                commits[id] = commit
+                // A parent the remote lacks: history expired before the push.
+                for parent in commit.parents where commits[parent] == nil && index[parent] != nil { next.insert(parent) }
+            }
+            generation = Array(next.subtracting(commits.keys))
+        }
+        var manifests: [ObjectID: Manifest] = [:]
+        let manifestIDs = Set(commits.values.flatMap { $0.tables.values.map(\.manifest) })
+        for (id, data) in read(Array(manifestIDs), { _ in "manifest" }) {
+            if let manifest = decode(Manifest.self, id, data, "manifest") { manifests[id] = manifest }
+        }
+        var small: [ObjectID: String] = [:]
+        var recipes = Set<ObjectID>()
+        for manifest in manifests.values {
+            if let record = manifest.changes?.object { small[record] = "change record" }
+            for segment in manifest.segments {
+                recipes.insert(segment.recipe)
+                if let deletions = segment.deletions?.object { small[deletions] = "deletions of segment \(segment.id)" }
+            }
+        }
+        _ = read(Array(small.keys)) { small[$0] ?? "object" }
+        var blobs: [ObjectID: String] = [:]
+        for (id, data) in read(Array(recipes), { _ in "recipe" }) {
+            guard let recipe = decode(SegmentRecipe.self, id, data, "recipe") else { continue }
+            for part in recipe.parts { blobs[part.blob] = "blob of segment \(recipe.segment)" }
+        }
+        _ = read(Array(blobs.keys)) { blobs[$0] ?? "blob" }
+        return RemoteVerifyReport(
+            remote: info.name, refsChecked: branches.count + tags.count, objectsChecked: checked, bytesChecked: bytes, problems: problems)
+    }
+}
