@@ -302,13 +302,17 @@ public final class PackedObjectStore: ObjectStore, @unchecked Sendable {
     /// it is now (read after the caller's lease or transaction began).
     public func reusable(_ ids: [ObjectID]) throws(UDRError) -> Set<ObjectID> {
         try reload()
-        return lock.withLock {
-            var out = Set<ObjectID>()
-            for id in ids {
-                if let location = locations[id], !doomed.contains(location.pack) { out.insert(id) }
-            }
-            return out
+        return Set(lock.withLock { undoomed(ids) }.keys)
+    }
+
+    /// The packs not doomed that hold those of `ids` the index knows; the
+    /// caller holds `lock`.
+    private func undoomed(_ ids: [ObjectID]) -> [ObjectID: String] {
+        var out: [ObjectID: String] = [:]
+        for id in ids {
+            if let location = locations[id], !doomed.contains(location.pack) { out[id] = location.pack }
         }
+        return out
     }
 
     /// Which of `ids` are in packs not doomed and still there. The doomed
@@ -329,13 +333,7 @@ public final class PackedObjectStore: ObjectStore, @unchecked Sendable {
                 }
             }
         }
-        let candidates = lock.withLock { () -> [ObjectID: String] in
-            var out: [ObjectID: String] = [:]
-            for id in ids {
-                if let location = locations[id], !doomed.contains(location.pack) { out[id] = location.pack }
-            }
-            return out
-        }
+        let candidates = lock.withLock { undoomed(ids) }
         let unconfirmed = Set(candidates.values).subtracting(confirmed).sorted()
         let found = try awaitBlocking { () async throws(UDRError) -> Set<String> in
             var found = Set<String>()
@@ -349,7 +347,10 @@ public final class PackedObjectStore: ObjectStore, @unchecked Sendable {
 
     /// Objects known to be in packs that are not doomed (no request).
     func knownStored(_ ids: [ObjectID]) -> [ObjectID] {
-        lock.withLock { ids.filter { locations[$0].map { !doomed.contains($0.pack) } ?? false } }
+        lock.withLock { () -> [ObjectID] in
+            let found = undoomed(ids)
+            return ids.filter { found[$0] != nil }
+        }
     }
 
     public func problems() throws(UDRError) -> [String] {
